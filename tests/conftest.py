@@ -1,0 +1,167 @@
+"""Shared pytest fixtures for Gradient Explosion Lab.
+
+Fixtures (use them by name in any test under tests/):
+
+* ``repo_root`` (session) -> ``pathlib.Path`` of the repository root.
+* ``chromium_path`` (session) -> ``str`` path of Debian's Chromium (/usr/bin/chromium).
+  Skips the test when Chromium is missing, or fails it when the ``CI`` environment
+  variable is set, so a CI machine without a browser cannot pass by skipping.
+* ``streamlit_server`` (session) -> ``str`` base URL such as ``http://127.0.0.1:54321``
+  of ``app.py`` served by a real ``streamlit run`` subprocess. Started once per test
+  session, stopped at the end.
+* ``browser`` (session) -> a Playwright ``Browser`` on that Chromium (headless).
+* ``browser_page`` (function) -> a fresh Playwright ``Page`` (viewport 1400x1000) in its
+  own browser context; closed after the test. Combine with ``streamlit_server``:
+  ``browser_page.goto(streamlit_server)``.
+
+Mark real-browser tests with ``@pytest.mark.browser``.
+
+An autouse fixture clears Streamlit's ``st.cache_resource`` and ``st.cache_data`` before
+every test that runs with Streamlit already imported, so ``AppTest`` runs do not share
+cached engines or data between tests.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+CHROMIUM_PATH = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+CHROMIUM_MISSING = f"Chromium not found at {CHROMIUM_PATH}; install it with: sudo apt-get install -y chromium"
+SERVER_START_TIMEOUT_S = 60.0
+VIEWPORT = {"width": 1400, "height": 1000}
+
+
+def _in_ci() -> bool:
+    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _read_log(path: Path, limit: int = 20_000) -> str:
+    try:
+        text = path.read_text(errors="replace")
+    except OSError:
+        return "<no server output>"
+    return text[-limit:] if text else "<no server output>"
+
+
+@pytest.fixture(autouse=True)
+def _clear_streamlit_caches() -> None:
+    """Clear Streamlit caches before each test; free when Streamlit was never imported."""
+    st = sys.modules.get("streamlit")
+    if st is not None:
+        st.cache_resource.clear()
+        st.cache_data.clear()
+
+
+@pytest.fixture(scope="session")
+def repo_root() -> Path:
+    return REPO_ROOT
+
+
+@pytest.fixture(scope="session")
+def chromium_path() -> str:
+    if not os.access(CHROMIUM_PATH, os.X_OK):
+        if _in_ci():
+            pytest.fail(f"CI is set and {CHROMIUM_MISSING}", pytrace=False)
+        pytest.skip(CHROMIUM_MISSING)
+    return CHROMIUM_PATH
+
+
+@pytest.fixture(scope="session")
+def streamlit_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Serve app.py with `streamlit run` on a free loopback port; yield its base URL."""
+    port = _free_port()
+    base_url = f"http://127.0.0.1:{port}"
+    log_path = tmp_path_factory.mktemp("streamlit") / "server.log"
+    cmd = [
+        sys.executable, "-m", "streamlit", "run", "app.py",
+        "--server.headless", "true",
+        "--server.port", str(port),
+        "--server.address", "127.0.0.1",
+    ]  # fmt: skip
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(
+            cmd, cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+        )
+    try:
+        deadline = time.monotonic() + SERVER_START_TIMEOUT_S
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(
+                    f"streamlit exited with code {proc.returncode} before it was healthy.\n"
+                    f"command: {' '.join(cmd)}\n--- server output ---\n{_read_log(log_path)}",
+                    pytrace=False,
+                )
+            try:
+                with urllib.request.urlopen(f"{base_url}/_stcore/health", timeout=2) as resp:
+                    if resp.read().strip() == b"ok":
+                        break
+            except (urllib.error.URLError, ConnectionError, TimeoutError, OSError):
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(
+                    f"streamlit did not answer {base_url}/_stcore/health with 'ok' within "
+                    f"{SERVER_START_TIMEOUT_S:.0f} s.\n--- server output ---\n{_read_log(log_path)}",
+                    pytrace=False,
+                )
+            time.sleep(0.25)
+        yield base_url
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=15)
+
+
+@pytest.fixture(scope="session")
+def browser(chromium_path: str):
+    """A headless Playwright Chromium browser shared by the whole test session."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=chromium_path, args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+@pytest.fixture
+def browser_page(browser):
+    """A fresh page (viewport 1400x1000) in its own context, closed after the test."""
+    context = browser.new_context(viewport=VIEWPORT)
+    page = context.new_page()
+    try:
+        yield page
+    finally:
+        page.close()
+        context.close()
