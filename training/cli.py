@@ -1,0 +1,170 @@
+"""Command line: ``python -m training run|presets``. Every config field is a flag, generated from the config.
+
+Bad input exits with status 2 and one line naming the flag and what is allowed, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from . import registry as R
+from .config import FIELDS, Config, ConfigError, allowed_text, from_dict, from_preset
+
+MAX_CONFIG_BYTES = 64 * 1024  # a JSON config file is small; refuse anything larger before reading it
+
+
+class UsageError(Exception):
+    pass
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # argparse prints usage + message; one line is easier to act on
+        raise UsageError(message)
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="python -m training", description="Gradient Explosion Lab: train headless, list presets.")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    run = sub.add_parser("run", help="train one configuration headless and write one row per step")
+    run.add_argument("--preset", help="start from a named preset (see `presets`); flags override it")
+    run.add_argument("--config", help="a JSON file of field: value (JSON only, at most 64 KiB)")
+    for name, f in FIELDS.items():
+        run.add_argument(_flag(name), dest=name, default=None, metavar=name.upper(),
+                         help=f"{f.metadata['help']} ({allowed_text(f)}; default {_default_text(f)})")
+    run.add_argument("--out", required=True, help="output file: .csv or .parquet (events go to FILE.events.json)")
+    run.add_argument("--quiet", action="store_true", help="no progress bar")
+    sub.add_parser("presets", help="list the presets, one line each")
+    return p
+
+
+def _default_text(f) -> str:
+    v = f.default
+    return ",".join(map(str, v)) if isinstance(v, tuple) else str(v)
+
+
+def load_config_file(path: str) -> dict:
+    p = Path(path)
+    if not p.is_file():
+        raise UsageError(f"--config: {path} is not a file")
+    if p.stat().st_size > MAX_CONFIG_BYTES:
+        raise UsageError(f"--config: {path} is larger than {MAX_CONFIG_BYTES // 1024} KiB")
+    try:
+        d = json.loads(p.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise UsageError(f"--config: {path} is not valid JSON ({e})") from None
+    if not isinstance(d, dict):
+        raise UsageError(f"--config: {path} must hold a JSON object of field: value")
+    return d
+
+
+def config_from_args(args: argparse.Namespace) -> Config:
+    base = from_preset(args.preset) if args.preset else Config()
+    if args.config:
+        base = from_dict(load_config_file(args.config), base)
+    flags = {name: getattr(args, name) for name in FIELDS if getattr(args, name) is not None}
+    try:
+        return from_dict(flags, base)
+    except ConfigError as e:
+        raise UsageError(f"{_flag(e.field)}: {e.value!r} is not allowed; {e.allowed}") from None
+
+
+def train_rows(cfg: Config, progress: bool = True):
+    """Train synchronously; return (trainer, rows, events, status)."""
+    from .engine import Trainer
+
+    trainer = Trainer(cfg)
+    rows, events, status = [], [], "finished"
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=cfg.steps, unit="step", file=sys.stderr, dynamic_ncols=True)
+    try:
+        for _ in range(cfg.steps):
+            rec = trainer.step()
+            rows.append(np.concatenate([[rec.step], rec.row()]))
+            events.extend(rec.events)
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(loss=f"{rec.loss:.3g}", grad_norm=f"{rec.grad_norm_pre_clip:.3g}", refresh=False)
+            if not rec.applied:
+                status = "exploded"
+                break
+    finally:
+        if bar is not None:
+            bar.close()
+    return trainer, rows, events, status
+
+
+def write_table(path: Path, columns: list[str], rows: list[np.ndarray]) -> None:
+    import pandas as pd
+
+    df = pd.DataFrame(np.array(rows) if rows else np.zeros((0, len(columns))), columns=columns)
+    df["step"] = df["step"].astype("int64")
+    df["clipped"] = df["clipped"].astype(bool)
+    if path.suffix == ".parquet":
+        df.to_parquet(path, index=False)
+    else:
+        df.to_csv(path, index=False)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    out = Path(args.out)
+    if out.suffix not in (".csv", ".parquet"):
+        raise UsageError(f"--out: {args.out!r} must end in .csv or .parquet")
+    if not out.parent.exists():
+        raise UsageError(f"--out: the folder {out.parent} does not exist")
+    cfg = config_from_args(args)
+    try:
+        trainer, rows, events, status = train_rows(cfg, progress=not args.quiet)
+    except RuntimeError as e:  # e.g. a requested device that is absent
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    write_table(out, ["step", *trainer.columns], rows)
+    sidecar = out.with_name(out.name + ".events.json")
+    sidecar.write_text(json.dumps({"config": cfg.to_dict(), "status": status, "device": str(trainer.device),
+                                   "events": events}, indent=1, default=_json_default))
+    last = rows[-1] if rows else None
+    loss = f"{last[1]:.4g}" if last is not None else "n/a"
+    print(f"{status}: {len(rows)} steps, last loss {loss}, wrote {out} and {sidecar.name}", file=sys.stderr)
+    return 0
+
+
+def _json_default(o):
+    if isinstance(o, (np.floating, float)):
+        return None if not math.isfinite(o) else float(o)
+    if isinstance(o, np.integer):
+        return int(o)
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    return str(o)
+
+
+def cmd_presets(_args) -> int:
+    width = max(map(len, R.PRESETS))
+    for name, p in R.PRESETS.items():
+        print(f"{name:<{width}}  {p.summary}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+        return {"run": cmd_run, "presets": cmd_presets}[args.command](args)
+    except (UsageError, ConfigError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130

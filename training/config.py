@@ -1,0 +1,230 @@
+"""The run configuration: a frozen dataclass that validates itself.
+
+Every field carries its allowed range (or choices) and a one-line help text in its metadata;
+the CLI flags, the URL query parameters and the dashboard controls are all generated from it.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, fields, replace
+
+from . import registry as R
+
+# Resource caps so that no control can take the server down (override the parameter cap by env).
+MAX_PARAMS = int(os.environ.get("GEL_MAX_PARAMS", 50_000_000))
+MAX_DEPTH = 64
+
+
+class ConfigError(ValueError):
+    """A bad value, said in words a user understands: the field, the value and what is allowed."""
+
+    def __init__(self, field_name: str, value, allowed: str):
+        self.field, self.value, self.allowed = field_name, value, allowed
+        super().__init__(f"{field_name}: {value!r} is not allowed; {allowed}")
+
+
+def _f(default, help: str, *, choices=None, lo=None, hi=None, kind=None):
+    meta = {"help": help, "choices": choices, "lo": lo, "hi": hi, "kind": kind}
+    return field(default=default, metadata=meta)
+
+
+@dataclass(frozen=True)
+class Config:
+    model: str = _f("mlp", "network: mlp, or a recurrent rnn / lstm / gru", choices=R.MODELS)
+    hidden_sizes: tuple[int, ...] = _f((512, 256, 128), "MLP hidden widths, input → output (the seed's 512,256,128)",
+                                       lo=1, hi=4096, kind="sizes")
+    activation: str = _f("relu", "hidden activation (rnn: tanh or relu; lstm/gru use their own gates)",
+                         choices=tuple(R.ACTIVATIONS))
+    init: str = _f("pytorch_default", "weight initialization", choices=tuple(R.INITS))
+    init_std: float = _f(1.0, "std of the 'normal' init (absolute, whatever the fan-in)", lo=1e-6, hi=100.0)
+    spectral_radius: float = _f(1.0, "spectral radius of the recurrent matrix for the 'spectral_radius' init",
+                                lo=0.01, hi=10.0)
+    norm: str = _f("none", "normalization after each hidden linear layer (MLP only)",
+                   choices=("none", "batch", "layer"))
+    residual: bool = _f(False, "skip connections where consecutive widths match (MLP only)")
+    hidden_size: int = _f(64, "recurrent hidden size", lo=1, hi=2048)
+    seq_len: int = _f(50, "sequence length of the sequence datasets", lo=2, hi=1000)
+    optimizer: str = _f("sgd", "sgd, sgd with momentum, or adam", choices=tuple(R.OPTIMIZERS))
+    lr: float = _f(0.01, "learning rate", lo=1e-6, hi=10.0)
+    momentum: float = _f(0.9, "momentum of the 'momentum' optimizer", lo=0.0, hi=0.999)
+    batch_size: int = _f(64, "examples per step", lo=1, hi=4096)
+    steps: int = _f(1000, "training steps", lo=1, hi=10_000_000)
+    clip: str = _f("none", "gradient clipping: none, by global norm, or by value", choices=R.CLIP_MODES)
+    clip_threshold: float = _f(1.0, "max_norm (clip=norm) or clip_value (clip=value)", lo=1e-6, hi=1e6)
+    clip_norm_type: str = _f("2", "norm used by clip=norm: 2 or inf", choices=R.CLIP_NORM_TYPES)
+    dataset: str = _f("digits", "digits or gaussian (MLP); adding or temporal_order (recurrent)",
+                      choices=tuple(R.DATASETS))
+    seed: int = _f(0, "random seed: the same seed gives the same weights, batches and losses", lo=0, hi=2**31 - 1)
+    device: str = _f("auto", "auto picks cuda, then mps, then cpu", choices=R.DEVICES)
+    probe_every: int = _f(10, "record activations, histograms and test accuracy every N steps", lo=1, hi=100_000)
+
+    def __post_init__(self):
+        for f in fields(self):
+            _check_field(f, getattr(self, f.name))
+        _check_combination(self)
+
+    def replace(self, **changes) -> Config:
+        return replace(self, **changes)
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["hidden_sizes"] = list(self.hidden_sizes)
+        return d
+
+    def to_query(self) -> dict[str, str]:
+        """Every field that differs from the default, as strings (the URL carries the whole state this way)."""
+        default = Config()
+        return {f.name: format_value(getattr(self, f.name)) for f in fields(self)
+                if getattr(self, f.name) != getattr(default, f.name)}
+
+    @property
+    def is_recurrent(self) -> bool:
+        return self.model in R.RECURRENT_MODELS
+
+
+FIELDS = {f.name: f for f in fields(Config)}
+
+
+def allowed_text(f) -> str:
+    m = f.metadata
+    if m["choices"] is not None:
+        return "allowed: " + ", ".join(map(str, m["choices"]))
+    if f.type in ("bool", bool):
+        return "allowed: true or false"
+    if m["kind"] == "sizes":
+        return f"allowed: 1 to {MAX_DEPTH} comma-separated widths, each {m['lo']} to {m['hi']}"
+    return f"allowed: {m['lo']:g} to {m['hi']:g}"
+
+
+def _check_field(f, v) -> None:
+    m = f.metadata
+    if m["choices"] is not None:
+        if v not in m["choices"]:
+            raise ConfigError(f.name, v, allowed_text(f))
+    elif m["kind"] == "sizes":
+        ok = (isinstance(v, tuple) and 1 <= len(v) <= MAX_DEPTH
+              and all(type(w) is int and m["lo"] <= w <= m["hi"] for w in v))
+        if not ok:
+            raise ConfigError(f.name, v, allowed_text(f))
+    elif f.type in ("bool", bool):
+        if type(v) is not bool:
+            raise ConfigError(f.name, v, allowed_text(f))
+    else:
+        numeric = type(v) is int or (f.type in ("float", float) and type(v) is float)
+        if not numeric or not math.isfinite(v) or not m["lo"] <= v <= m["hi"]:
+            raise ConfigError(f.name, v, allowed_text(f))
+
+
+def _check_combination(c: Config) -> None:
+    seq = c.dataset in R.SEQUENCE_DATASETS
+    if c.is_recurrent and not seq:
+        raise ConfigError("dataset", c.dataset, f"the {c.model} model needs a sequence dataset: adding, temporal_order")
+    if not c.is_recurrent and seq:
+        raise ConfigError("dataset", c.dataset, "the mlp model needs digits or gaussian")
+    if c.model == "rnn" and c.activation not in ("tanh", "relu"):
+        raise ConfigError("activation", c.activation, "the rnn model allows tanh or relu")
+    if c.init in R.RECURRENT_ONLY_INITS and not c.is_recurrent:
+        raise ConfigError("init", c.init, "the spectral_radius init applies to rnn, lstm and gru only")
+    if c.is_recurrent and (c.norm != "none" or c.residual):
+        raise ConfigError("norm" if c.norm != "none" else "residual", c.norm if c.norm != "none" else c.residual,
+                          "normalization and residual connections apply to the mlp model only")
+    n = R.param_count(c, *R.DATASET_DIMS[c.dataset])
+    if n > MAX_PARAMS:
+        name = "hidden_size" if c.is_recurrent else "hidden_sizes"
+        raise ConfigError(name, getattr(c, name), f"the network would have {n:,} parameters; the cap is {MAX_PARAMS:,}")
+
+
+def format_value(v) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, tuple):
+        return ",".join(map(str, v))
+    if isinstance(v, float):
+        return repr(v)
+    return str(v)
+
+
+def parse_value(name: str, raw):
+    """Turn a raw value (a string from the CLI or URL, or a JSON value) into the field's type."""
+    if name not in FIELDS:
+        raise ConfigError(name, raw, "unknown field; known: " + ", ".join(FIELDS))
+    f = FIELDS[name]
+    try:
+        if f.metadata["kind"] == "sizes":
+            if isinstance(raw, str):
+                parts = [p for p in raw.replace(" ", "").split(",") if p]
+                if len(parts) > MAX_DEPTH:  # refuse before building a huge tuple
+                    raise ValueError
+                return tuple(int(p) for p in parts)
+            if isinstance(raw, (list, tuple)) and all(type(x) is int for x in raw):
+                return tuple(raw)
+            raise ValueError
+        if f.type in ("bool", bool):
+            if isinstance(raw, bool):
+                return raw
+            s = str(raw).strip().lower()
+            if s in ("true", "1", "yes", "on"):
+                return True
+            if s in ("false", "0", "no", "off"):
+                return False
+            raise ValueError
+        if f.type in ("int", int):
+            if isinstance(raw, bool) or (isinstance(raw, float) and not raw.is_integer()):
+                raise ValueError
+            return int(raw.strip() if isinstance(raw, str) else raw)
+        if f.type in ("float", float):
+            if isinstance(raw, bool):
+                raise ValueError
+            return float(raw)
+        if not isinstance(raw, (str, int, float)) or isinstance(raw, bool):
+            raise ValueError
+        return str(raw) if f.name != "clip_norm_type" else _norm_type(raw)
+    except (ValueError, TypeError, OverflowError):
+        raise ConfigError(name, raw, allowed_text(f)) from None
+
+
+def _norm_type(raw) -> str:
+    s = str(raw).strip().lower()
+    return {"2.0": "2", "inf": "inf", "infinity": "inf"}.get(s, s)
+
+
+def from_dict(d: Mapping, base: Config | None = None) -> Config:
+    """Strict: any bad or unknown key raises ConfigError naming it."""
+    if not isinstance(d, Mapping):
+        raise ConfigError("config", type(d).__name__, "expected a JSON object of field: value")
+    values = {k: parse_value(k, v) for k, v in d.items()}
+    return replace(base or Config(), **values)
+
+
+def from_query(params: Mapping[str, str], base: Config | None = None) -> tuple[Config, list[str]]:
+    """Lenient, for URLs: each bad field falls back to its default and yields a message; the rest is kept."""
+    cfg, errors = base or Config(), []
+    values = {}
+    for k, v in params.items():
+        if k not in FIELDS:
+            continue  # other query parameters (run id, page) belong to the app
+        try:
+            values[k] = parse_value(k, v)
+            replace(cfg, **{k: values[k]})  # the field alone must be valid
+        except ConfigError as e:
+            values.pop(k, None)
+            errors.append(str(e))
+    try:
+        return replace(cfg, **values), errors
+    except ConfigError as e:  # fields valid alone but not together: keep the defaults for the clash
+        errors.append(str(e))
+        values.pop(e.field, None)
+        try:
+            return replace(cfg, **values), errors
+        except ConfigError as e2:
+            errors.append(str(e2))
+            return cfg, errors
+
+
+def from_preset(name: str, **changes) -> Config:
+    if name not in R.PRESETS:
+        raise ConfigError("preset", name, "allowed: " + ", ".join(R.PRESETS))
+    return replace(Config(), **{**R.PRESETS[name].overrides, **changes})

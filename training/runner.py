@@ -1,0 +1,286 @@
+"""The background runner: a thread that steps one or more trainers in lockstep.
+
+The thread is the only writer; every reader goes through ``snapshot()`` / ``rows_since()``, which copy
+under the run's lock and return plain numpy and Python values. Commands (pause, step, stop, live lr and
+clipping changes) are queued under a condition variable and take effect at the next step; stop is an
+Event checked between steps, so it lands within one step's time.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import time
+import traceback
+import weakref
+from collections import deque
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .config import Config
+from .engine import StepRecord, Trainer
+from .history import History
+
+IDLE, RUNNING, PAUSED, FINISHED, EXPLODED, ERROR, STOPPED = (
+    "idle", "running", "paused", "finished", "exploded", "error", "stopped")
+LIVE = (IDLE, RUNNING, PAUSED)
+MAX_PROBES = 512
+MAX_EVENTS = 10_000
+
+_ids = itertools.count(1)
+_runners: weakref.WeakSet[Runner] = weakref.WeakSet()
+
+
+def live_threads() -> list[threading.Thread]:
+    """Training threads still alive in this process (the test suite asserts there are none at the end)."""
+    return [r._thread for r in list(_runners) if r._thread is not None and r._thread.is_alive()]
+
+
+@dataclass
+class RunSnapshot:
+    id: str
+    label: str
+    config: Config
+    status: str
+    error: str | None
+    step: int  # steps taken
+    steps_per_s: float
+    device: str
+    names: list[str]
+    columns: list[str]
+    view: dict[str, np.ndarray]
+    events: list[dict]
+    probes: list[dict]
+    latest: StepRecord | None
+    stuck_label: str
+    extra: dict = field(default_factory=dict)
+
+    def series(self, column: str, which: str = "value") -> tuple[np.ndarray, np.ndarray]:
+        return self.view["step"], self.view[which][:, self.columns.index(column)]
+
+
+class Run:
+    """One trainer's live record; written by the runner thread, read by anyone through snapshot()."""
+
+    def __init__(self, cfg: Config, device=None, label: str = "", recent: int = 2048, buckets: int = 2048):
+        self.id = f"r{next(_ids)}-{int(time.time() * 1000) % 10**8}"
+        self.label = label or self.id
+        self.trainer = Trainer(cfg, device)
+        self.cfg = cfg
+        self.history = History(self.trainer.columns, recent, buckets)
+        self.events: list[dict] = []
+        self.probes: list[dict] = []
+        self.latest: StepRecord | None = None
+        self.status = IDLE
+        self.error: str | None = None
+        self._lock = threading.Lock()
+        self._times: deque[tuple[float, int]] = deque(maxlen=64)
+
+    def record(self, rec: StepRecord) -> None:
+        with self._lock:
+            self.history.append(rec.step, rec.row())
+            self.latest = rec
+            if rec.probe is not None:
+                if len(self.probes) >= MAX_PROBES:  # thin the older half, keep the newest at full rate
+                    half = MAX_PROBES // 2
+                    self.probes = self.probes[:half:2] + self.probes[half:]
+                self.probes.append(rec.probe)
+            self._add_events(rec.events)
+            self._times.append((time.perf_counter(), rec.step))
+            if not rec.applied:
+                self.status = EXPLODED
+            elif rec.step + 1 >= self.cfg.steps:
+                self.status = FINISHED
+
+    def _add_events(self, events: list[dict]) -> None:
+        room = MAX_EVENTS - len(self.events)
+        self.events.extend(events[:max(room, 0)])
+
+    def add_event(self, event: dict) -> None:
+        with self._lock:
+            self._add_events([event])
+
+    def set_status(self, status: str, error: str | None = None) -> None:
+        with self._lock:
+            self.status = status
+            if error:
+                self.error = error
+
+    def steps_per_s(self) -> float:
+        t = self._times
+        if len(t) < 2 or t[-1][0] <= t[0][0]:
+            return 0.0
+        return (t[-1][1] - t[0][1]) / (t[-1][0] - t[0][0])
+
+    def snapshot(self) -> RunSnapshot:
+        with self._lock:
+            return RunSnapshot(
+                self.id, self.label, self.cfg, self.status, self.error, self.history.total,
+                self.steps_per_s(), str(self.trainer.device), list(self.trainer.names), list(self.history.columns),
+                self.history.view(), list(self.events), list(self.probes), self.latest, self.trainer.stuck_label)
+
+    def rows_since(self, step: int) -> tuple[np.ndarray, np.ndarray]:
+        """Full-resolution rows with step > ``step`` still in the recent window."""
+        with self._lock:
+            return self.history.rows_since(step)
+
+
+class Runner:
+    """Steps its runs in lockstep on one thread; runs that share data settings share each batch."""
+
+    def __init__(self, configs: Config | list[Config], device=None, labels: list[str] | None = None,
+                 recent: int = 2048, buckets: int = 2048):
+        configs = [configs] if isinstance(configs, Config) else list(configs)
+        labels = labels or [""] * len(configs)
+        self.runs = [Run(c, device, lab, recent, buckets) for c, lab in zip(configs, labels, strict=True)]
+        self._cv = threading.Condition()
+        self._commands: list[tuple] = []
+        self._paused = False
+        self._pending_steps = 0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        _runners.add(self)
+
+    # Operations, callable from any thread.
+    def start(self, paused: bool = False) -> None:
+        if self._thread is not None:
+            raise RuntimeError("this runner was already started; make a new one to train again")
+        self._paused = paused
+        for r in self.runs:
+            r.set_status(PAUSED if paused else RUNNING)
+        self._thread = threading.Thread(target=self._loop, name=f"train-{self.runs[0].id}", daemon=True)
+        self._thread.start()
+
+    def pause(self) -> None:
+        self._command("pause")
+
+    def resume(self) -> None:
+        self._command("resume")
+
+    def step_once(self, n: int = 1) -> None:
+        """While paused, take ``n`` more steps."""
+        with self._cv:
+            self._pending_steps += n
+            self._cv.notify_all()
+
+    def set_lr(self, lr: float, runs: list[int] | None = None) -> None:
+        Config(lr=lr)  # validates the value, raising ConfigError with the allowed range
+        self._command("lr", lr, runs)
+
+    def set_clip(self, mode: str, threshold: float | None = None, norm_type: str | None = None,
+                 runs: list[int] | None = None) -> None:
+        Config(clip=mode, clip_threshold=threshold if threshold is not None else 1.0,
+               clip_norm_type=norm_type or "2")  # validates
+        self._command("clip", (mode, threshold, norm_type), runs)
+
+    def stop(self, timeout: float = 1.0) -> bool:
+        """Stop after the current step; True when the thread has ended within ``timeout`` seconds."""
+        self._stop.set()
+        with self._cv:
+            self._cv.notify_all()
+        if self._thread is None:
+            for r in self.runs:
+                if r.status in LIVE:
+                    r.set_status(STOPPED)
+            return True
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        if self._thread is not None:
+            self._thread.join(timeout)
+        return not self.alive
+
+    @property
+    def alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    @property
+    def paused(self) -> bool:
+        return self._paused
+
+    def snapshot(self, i: int = 0) -> RunSnapshot:
+        return self.runs[i].snapshot()
+
+    def _command(self, *cmd) -> None:
+        with self._cv:
+            self._commands.append(cmd)
+            self._cv.notify_all()
+
+    # The thread.
+    def _apply_commands(self) -> None:
+        for cmd in self._commands:
+            kind = cmd[0]
+            if kind in ("pause", "resume"):
+                self._paused = kind == "pause"
+                for r in self.runs:
+                    if r.status in (RUNNING, PAUSED):
+                        r.set_status(PAUSED if self._paused else RUNNING)
+                continue
+            targets = [self.runs[i] for i in (cmd[2] if cmd[2] is not None else range(len(self.runs)))]
+            for r in targets:
+                if r.status not in LIVE:
+                    continue
+                t = r.trainer
+                if kind == "lr":
+                    old, t_new = t.lr, cmd[1]
+                    t.set_lr(t_new)
+                    msg, change = f"lr {old:g} → {t_new:g}", {"field": "lr", "old": old, "new": t_new}
+                else:
+                    old = (t.clip, t.clip_threshold, t.clip_norm_type)
+                    t.set_clip(*cmd[1])
+                    new = (t.clip, t.clip_threshold, t.clip_norm_type)
+                    msg = f"clip {_clip_text(*old)} → {_clip_text(*new)}"
+                    change = {"field": "clip", "old": list(old), "new": list(new)}
+                r.add_event({"step": t.step_idx, "kind": "config_change", "message": msg, **change})
+        self._commands.clear()
+
+    def _next(self) -> bool:
+        """Block while paused; False when the thread should end."""
+        with self._cv:
+            while True:
+                self._apply_commands()
+                if self._stop.is_set():
+                    return False
+                if not self._paused:
+                    return True
+                if self._pending_steps > 0:
+                    self._pending_steps -= 1
+                    return True
+                self._cv.wait(0.25)
+
+    def _loop(self) -> None:
+        current: Run | None = None
+        try:
+            while self._next():
+                active = [r for r in self.runs if r.status in (RUNNING, PAUSED)]
+                if not active:
+                    break
+                shared: dict[tuple, tuple] = {}
+                for current in active:
+                    t = current.trainer
+                    key = (t.cfg.dataset, t.cfg.batch_size, t.cfg.seq_len, str(t.device))
+                    if key not in shared:
+                        shared[key] = t.sample()
+                    current.record(t.step(shared[key]))
+                current = None
+        except Exception as exc:  # never lost: the run says what went wrong and the thread ends cleanly
+            msg = f"{type(exc).__name__}: {exc}"
+            for r in ([current] if current else self.runs):
+                if r.status in LIVE:
+                    r.set_status(ERROR, msg)
+                    r.add_event({"step": r.trainer.step_idx, "kind": "error", "message": msg,
+                                 "traceback": traceback.format_exc(limit=8)})
+        finally:
+            for r in self.runs:
+                if r.status in LIVE:
+                    r.set_status(STOPPED)
+
+
+def _clip_text(mode: str, threshold: float, norm_type: str) -> str:
+    if mode == "none":
+        return "off"
+    if mode == "norm":
+        return f"norm ≤ {threshold:g}" + (" (inf-norm)" if norm_type == "inf" else "")
+    return f"value ±{threshold:g}"
