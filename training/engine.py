@@ -63,7 +63,7 @@ class StepRecord:
     clipped: bool
     grad_norms: np.ndarray  # per parameter, forward order
     weight_norms: np.ndarray
-    update_ratios: np.ndarray  # NaN where the update was not applied (a non-finite step)
+    update_ratios: np.ndarray  # ‖Δw‖/‖w‖; NaN where undefined (‖w‖ = 0) or not applied (a non-finite step)
     applied: bool = True
     probe: dict | None = None
     events: list[dict] = field(default_factory=list)
@@ -128,6 +128,8 @@ class Trainer:
         loss = self.loss_fn(self.model(x, probe), y)
         loss.backward()
         grads = [p.grad for p in self.params]
+        # Probe on the weights and raw gradients of this row, before clipping and the update change them.
+        probe_out = self._probe(probe) if probing else None
 
         # Norms once, reused by the clipping (as clip_grad_norm_ computes them: per-tensor, then of the stack).
         gnorms = torch.stack(torch._foreach_norm(grads))
@@ -159,8 +161,7 @@ class Trainer:
         else:
             self._check_spike(rec)
             self.last_finite_norm = rec.grad_norm_pre_clip
-        if probing:
-            rec.probe = self._probe(probe, loss)
+        rec.probe = probe_out
         self.step_idx += 1
         return rec
 
@@ -197,41 +198,33 @@ class Trainer:
                 "message": f"step {rec.step}: {where} (loss {rec.loss:.3g})"}
 
     @torch.no_grad()
-    def _probe(self, probe: list, loss: torch.Tensor) -> dict:
-        """Activation stats, backward signal and histograms of this step, and test accuracy (one transfer)."""
-        stuck = R.ACTIVATIONS[self.cfg.activation].stuck if self.cfg.model in ("mlp", "rnn") else (
-            R.ACTIVATIONS["tanh"].stuck)
-        parts = []
-        for h, a in probe:
-            dh = h.grad if h.grad is not None else torch.zeros_like(h)
-            parts.append(torch.stack([a.mean(), a.std() if a.numel() > 1 else a.new_zeros(()),
-                                      stuck(h, a).float().mean(), dh.norm()]))
-        stats = torch.stack(parts).float() if parts else torch.zeros(0, 4)
-        weights = [(n, p.grad) for n, p in zip(self.names, self.params, strict=True) if p.grad is not None
-                   and p.dim() >= 2]
+    def _probe(self, probe: list) -> dict:
+        """Activation stats, backward signal ‖∂L/∂h‖, gradient histograms and test accuracy of this row."""
+        act = self.cfg.activation if self.cfg.model in ("mlp", "rnn") else "tanh"  # lstm/gru: tanh-squashed h
+        stuck = R.ACTIVATIONS[act].stuck
+        weights = [(n, p.grad) for n, p in zip(self.names, self.params, strict=True) if p.dim() >= 2]
         hists = [torch.histc(torch.log10(g.abs().float().flatten().clamp_min(1e-30)), bins=len(HIST_EDGES) - 1,
                              min=float(HIST_EDGES[0]), max=float(HIST_EDGES[-1])) for _, g in weights]
         test_loss, test_acc = self.evaluate()
         out = {"step": self.step_idx, "test_loss": test_loss, "test_accuracy": test_acc,
-               "stuck_label": self.stuck_label}
+               "stuck_label": self.stuck_label, "hist_params": [n for n, _ in weights], "hist_edges": HIST_EDGES}
         if self.cfg.model == "mlp":
-            s = stats.cpu().numpy().astype(np.float64)
-            out.update(layers=[f"blocks.{i}" for i in range(len(s))], act_mean=s[:, 0], act_std=s[:, 1],
-                       act_stuck=s[:, 2], backward_norm=s[:, 3])
+            stats = torch.stack([torch.stack([a.mean(), a.std(), stuck(h, a).float().mean(), _grad_norm(h)])
+                                 for h, a in probe]).cpu().double().numpy()
+            out.update(layers=[f"blocks.{i}" for i in range(len(probe))], act_mean=stats[:, 0],
+                       act_std=stats[:, 1], act_stuck=stats[:, 2], backward_norm=stats[:, 3])
         else:
-            seq_h, _ = probe[0]
-            dh = seq_h.grad if seq_h.grad is not None else torch.zeros_like(seq_h)
-            per_t = torch.stack([seq_h.std(dim=(0, 2)), stuck(seq_h, seq_h).float().mean(dim=(0, 2)),
-                                 dh.norm(dim=(0, 2))]).cpu().numpy().astype(np.float64)
+            hs, seq = probe[0]  # hs: h_t for every t, seq: (batch, time, hidden)
             w = self.model.recurrent_matrix().detach().double()
             hh = w[: w.shape[1]]  # the first gate block is square (the whole matrix for a plain rnn)
-            out.update(layers=["rnn"], act_mean=stats[:, 0].cpu().numpy(), act_std=stats[:, 1].cpu().numpy(),
-                       act_stuck=stats[:, 2].cpu().numpy(), backward_norm=stats[:, 3].cpu().numpy(),
-                       time_act_std=per_t[0], time_stuck=per_t[1], time_backward_norm=per_t[2],
-                       spectral_radius=float(torch.linalg.eigvals(hh).abs().max()),
-                       max_singular_value=float(torch.linalg.matrix_norm(hh, ord=2)))
-        out["hist_params"] = [n for n, _ in weights]
-        out["hist_edges"] = HIST_EDGES
+            per_t = torch.stack([seq.std(dim=(0, 2)), stuck(seq, seq).float().mean(dim=(0, 2)),
+                                 torch.stack([_grad_norm(h) for h in hs])]).cpu().double().numpy()
+            whole = torch.stack([seq.mean(), seq.std(), stuck(seq, seq).float().mean(),
+                                 torch.linalg.eigvals(hh).abs().max().to(seq.dtype),
+                                 torch.linalg.matrix_norm(hh, ord=2).to(seq.dtype)]).cpu().double().numpy()
+            out.update(layers=["rnn"], act_mean=whole[:1], act_std=whole[1:2], act_stuck=whole[2:3],
+                       backward_norm=np.sqrt((per_t[2:3] ** 2).sum(1)), time_act_std=per_t[0], time_stuck=per_t[1],
+                       time_backward_norm=per_t[2], spectral_radius=float(whole[3]), max_singular_value=float(whole[4]))
         out["hist_counts"] = torch.stack(hists).cpu().numpy() if hists else np.zeros((0, len(HIST_EDGES) - 1))
         return out
 
@@ -245,3 +238,7 @@ class Trainer:
         acc = accuracy(self.data.task, out, self.data.y_test)
         self.model.train()
         return loss, acc
+
+
+def _grad_norm(h: torch.Tensor) -> torch.Tensor:
+    return h.grad.norm() if h.grad is not None else h.new_zeros(())

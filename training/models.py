@@ -60,11 +60,35 @@ class RecurrentNet(nn.Module):
         self.head = nn.Linear(hidden_size, output_dim)
 
     def forward(self, x: torch.Tensor, probe: list | None = None) -> torch.Tensor:
-        out, _ = self.rnn(x)  # (batch, seq_len, hidden): every hidden state h_t
-        if probe is not None:
-            out.retain_grad()  # ∂L/∂h_t over t: the backward signal through time
-            probe.append((out, out))
-        return self.head(out[:, -1])
+        if probe is None:
+            out, _ = self.rnn(x)  # the fused kernel: fast, but its hidden states carry no gradient of their own
+            return self.head(out[:, -1])
+        hs = self.unrolled(x)
+        probe.append((hs, torch.stack([h.detach() for h in hs], dim=1)))
+        return self.head(hs[-1])
+
+    def unrolled(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """The same recurrence step by step, each h_t retaining its gradient: ∂L/∂h_t through time.
+
+        Same weights and arithmetic as the fused layer (tested); only probe steps pay for the Python loop.
+        """
+        r = self.rnn
+        w = (r.weight_ih_l0, r.weight_hh_l0, r.bias_ih_l0, r.bias_hh_l0)
+        h = x.new_zeros(x.shape[0], r.hidden_size)
+        c = h
+        if self.kind == "gru":
+            cell = torch.gru_cell
+        elif self.kind == "rnn":
+            cell = torch.rnn_tanh_cell if r.nonlinearity == "tanh" else torch.rnn_relu_cell
+        hs = []
+        for t in range(x.shape[1]):
+            if self.kind == "lstm":
+                h, c = torch.lstm_cell(x[:, t], (h, c), *w)
+            else:
+                h = cell(x[:, t], h, *w)
+            h.retain_grad()
+            hs.append(h)
+        return hs
 
     def linears(self) -> list[nn.Linear]:
         return [self.head]

@@ -1,0 +1,233 @@
+"""The instrumented step, checked against PyTorch computing the same numbers directly."""
+
+import copy
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from training import registry as R
+from training.config import Config, from_preset
+from training.engine import Trainer
+
+SMALL = {"hidden_sizes": (32, 16), "batch_size": 16}
+
+
+def _combos():
+    for init in R.INITS:
+        if init not in R.RECURRENT_ONLY_INITS:
+            for act in R.ACTIVATIONS:
+                yield {"model": "mlp", "activation": act, "init": init, **SMALL}
+        for model in R.RECURRENT_MODELS:
+            acts = ("tanh", "relu") if model == "rnn" else ("tanh",)
+            for act in acts:
+                yield {"model": model, "activation": act, "init": init, "dataset": "adding", "seq_len": 6,
+                       "hidden_size": 8, "batch_size": 8}
+
+
+@pytest.mark.parametrize("changes", list(_combos()), ids=lambda c: f"{c['model']}-{c['activation']}-{c['init']}")
+def test_every_model_activation_init_builds_and_steps(changes):
+    t = Trainer(Config(**changes, init_std=0.1, probe_every=1), "cpu")
+    rec = t.step()
+    assert rec.step == 0 and math.isfinite(rec.loss) and rec.applied
+    assert len(rec.grad_norms) == len(t.names) == len(rec.weight_norms) == len(rec.update_ratios)
+    assert rec.probe is not None and len(rec.probe["backward_norm"]) >= 1
+
+
+def _reference_step(t: Trainer, batch, clip: str, threshold: float, norm_type: str):
+    """The same step done by hand with PyTorch's own utilities on a copy of the model."""
+    model = copy.deepcopy(t.model)
+    opt = R.OPTIMIZERS[t.cfg.optimizer](list(model.parameters()), t.cfg)
+    opt.load_state_dict(copy.deepcopy(t.optimizer.state_dict()))  # buffers must not be shared
+    x, y = batch
+    loss = t.loss_fn(model(x), y)
+    opt.zero_grad()
+    loss.backward()
+    params = list(model.parameters())
+    grad_norms = [p.grad.norm().item() for p in params]
+    before = [p.detach().clone() for p in params]
+    nt = math.inf if norm_type == "inf" else 2.0
+    if clip == "norm":
+        pre = torch.nn.utils.clip_grad_norm_(params, threshold, norm_type=nt).item()
+    else:
+        pre = torch.nn.utils.get_total_norm([p.grad for p in params], 2.0).item()
+        if clip == "value":
+            torch.nn.utils.clip_grad_value_(params, threshold)
+    post = torch.nn.utils.get_total_norm([p.grad for p in params], nt if clip == "norm" else 2.0).item()
+    opt.step()
+    # Undefined (NaN) for a tensor whose norm is zero, e.g. zero-initialised biases at step 0.
+    ratios = [((p.detach() - b).norm() / b.norm()).item() if b.norm() > 0 else math.nan
+              for p, b in zip(params, before, strict=True)]
+    return loss.item(), pre, post, grad_norms, [b.norm().item() for b in before], ratios
+
+
+@pytest.mark.parametrize("clip,threshold,norm_type,optimizer", [
+    ("none", 1.0, "2", "sgd"), ("norm", 1.0, "2", "sgd"), ("norm", 0.5, "inf", "momentum"),
+    ("value", 0.01, "2", "adam"), ("norm", 1e6, "2", "adam"),
+])
+def test_recorded_numbers_equal_pytorch(clip, threshold, norm_type, optimizer):
+    cfg = Config(hidden_sizes=(64, 32), batch_size=32, clip=clip, clip_threshold=threshold, clip_norm_type=norm_type,
+                 optimizer=optimizer, lr=0.05, init="normal", init_std=0.2)
+    t = Trainer(cfg, "cpu")
+    for _ in range(3):  # not only the first step: optimizer state and changed weights too
+        batch = t.sample()
+        ref = _reference_step(t, batch, clip, threshold, norm_type)
+        rec = t.step(batch)
+        loss, pre, post, gn, wn, ur = ref
+        assert rec.loss == pytest.approx(loss, rel=1e-6)
+        assert rec.grad_norm_pre_clip == pytest.approx(pre, rel=1e-6)  # what clip_grad_norm_ returns
+        assert rec.grad_norm_post_clip == pytest.approx(post, rel=1e-5)
+        np.testing.assert_allclose(rec.grad_norms, gn, rtol=1e-5)
+        np.testing.assert_allclose(rec.weight_norms, wn, rtol=1e-6)
+        np.testing.assert_allclose(rec.update_ratios, ur, rtol=1e-4)
+        if clip == "norm":
+            assert rec.grad_norm_post_clip <= threshold * (1 + 1e-6)
+            assert rec.clipped == (pre > threshold)
+        # The trained weights equal the reference's: the engine applied the same update.
+    assert t.names == [n for n, _ in t.model.named_parameters()]
+
+
+def test_row_n_holds_loss_on_weights_before_update_n():
+    t = Trainer(Config(**SMALL), "cpu")
+    batch = t.sample()
+    with torch.no_grad():
+        expected = t.loss_fn(t.model(batch[0]), batch[1]).item()
+    assert t.step(batch).loss == pytest.approx(expected, rel=1e-6)
+
+
+def test_post_clip_never_exceeds_threshold_on_an_exploding_net():
+    t = Trainer(from_preset("clip it", probe_every=1000), "cpu")
+    for _ in range(30):
+        rec = t.step()
+        assert rec.grad_norm_pre_clip > 1.0 and rec.clipped
+        assert rec.grad_norm_post_clip <= 1.0 * (1 + 1e-6)
+        # Measured again directly on the clipped gradients.
+        measured = torch.nn.utils.get_total_norm([p.grad for p in t.params]).item()
+        assert measured == pytest.approx(rec.grad_norm_post_clip, rel=1e-5)
+
+
+def test_value_clipping_bounds_every_gradient_entry():
+    t = Trainer(Config(**SMALL, clip="value", clip_threshold=1e-3, init="normal", init_std=1.0), "cpu")
+    rec = t.step()
+    assert rec.clipped and rec.grad_norm_post_clip < rec.grad_norm_pre_clip
+    assert max(p.grad.abs().max().item() for p in t.params) <= 1e-3 * (1 + 1e-6)  # float32 rounding of 1e-3
+
+
+def test_non_finite_step_is_not_applied_and_names_the_first_parameter():
+    t = Trainer(from_preset("watch it explode", probe_every=1000), "cpu")
+    for _ in range(100):
+        before = [p.detach().clone() for p in t.params]
+        rec = t.step()
+        if not rec.applied:
+            break
+    assert not rec.applied, "the explode preset must go non-finite within 100 steps"
+    for p, b in zip(t.params, before, strict=True):
+        assert torch.equal(p.detach(), b)  # the update was rolled back
+    ev = [e for e in rec.events if e["kind"] == "explosion"]
+    assert len(ev) == 1 and ev[0]["step"] == rec.step
+    bad = [n for n, g in zip(t.names, rec.grad_norms, strict=True) if not math.isfinite(g)]
+    assert ev[0]["param"] == bad[-1]  # backward order: nearest the output first
+    assert math.isfinite(ev[0]["last_finite_grad_norm"])
+    assert np.isnan(rec.update_ratios).all()
+
+
+def test_non_finite_loss_is_an_explosion_even_with_finite_gradients():
+    t = Trainer(Config(**SMALL), "cpu")
+    x, y = t.sample()
+    x = x.clone()
+    x[0, 0] = float("nan")
+    rec = t.step((x, y))
+    assert not rec.applied and rec.events[0]["kind"] == "explosion"
+
+
+def test_spike_is_recorded_but_does_not_stop():
+    t = Trainer(Config(**SMALL, probe_every=1000), "cpu")
+    for _ in range(20):
+        assert t.step().applied
+    x, y = t.sample()
+    rec = t.step((x * 1000.0, y))
+    assert rec.applied
+    spikes = [e for e in rec.events if e["kind"] == "spike"]
+    assert spikes and spikes[0]["value"] > 10 * spikes[0]["median"]
+    assert t.step().applied
+
+
+def test_same_seed_gives_identical_losses_and_another_seed_does_not():
+    def losses(seed):
+        t = Trainer(Config(**SMALL, seed=seed, probe_every=5), "cpu")
+        return [t.step().loss for _ in range(15)]
+
+    assert losses(3) == losses(3)
+    assert losses(3) != losses(4)
+
+
+def test_probe_measures_activations_and_backward_signal():
+    t = Trainer(Config(hidden_sizes=(64, 64, 64), activation="relu", init="kaiming_normal", probe_every=1), "cpu")
+    batch = t.sample()
+    # Reference: hooks on a copy of the model.
+    model = copy.deepcopy(t.model)
+    outs = []
+
+    def keep(module, inputs, out):
+        out.retain_grad()
+        outs.append(out)
+
+    for block in model.blocks:
+        block.fc.register_forward_hook(keep)
+    t.loss_fn(model(batch[0]), batch[1]).backward()
+    p = t.step(batch).probe
+    assert p["layers"] == ["blocks.0", "blocks.1", "blocks.2"]
+    for i, h in enumerate(outs):
+        a = torch.relu(h)
+        assert p["act_mean"][i] == pytest.approx(a.mean().item(), rel=1e-5)
+        assert p["act_std"][i] == pytest.approx(a.std().item(), rel=1e-5)
+        assert p["act_stuck"][i] == pytest.approx((h <= 0).float().mean().item(), abs=1e-6)
+        assert p["backward_norm"][i] == pytest.approx(h.grad.norm().item(), rel=1e-5)
+    assert p["hist_counts"].shape == (4, len(p["hist_edges"]) - 1)
+    assert p["hist_counts"].sum() > 0 and 0 <= p["test_accuracy"] <= 1
+
+
+def test_recurrent_probe_tracks_signal_through_time_and_spectral_radius():
+    cfg = Config(model="rnn", activation="tanh", dataset="adding", seq_len=20, hidden_size=16,
+                 init="spectral_radius", spectral_radius=1.7, probe_every=1)
+    t = Trainer(cfg, "cpu")
+    w = t.model.recurrent_matrix().detach().double()
+    assert torch.linalg.eigvals(w).abs().max().item() == pytest.approx(1.7, rel=1e-6)
+    p = t.step().probe  # measured on the weights before the update, like the rest of the row
+    assert p["spectral_radius"] == pytest.approx(1.7, rel=1e-6)
+    assert p["max_singular_value"] >= p["spectral_radius"] - 1e-9
+    back = p["time_backward_norm"]
+    assert len(back) == 20 and np.all(back > 0)
+    # Radius 1.7 > 1 with tanh: the signal grows going back in time (it would shrink at radius < 1).
+    assert back[0] > back[-1]
+
+
+@pytest.mark.parametrize("model,act", [("rnn", "tanh"), ("rnn", "relu"), ("lstm", "tanh"), ("gru", "tanh")])
+def test_unrolled_recurrence_equals_the_fused_layer(model, act):
+    t = Trainer(Config(model=model, activation=act, dataset="adding", seq_len=12, hidden_size=10), "cpu")
+    x, _ = t.sample()
+    fused, _ = t.model.rnn(x)
+    steps = torch.stack(t.model.unrolled(x), dim=1)
+    torch.testing.assert_close(steps, fused, rtol=1e-5, atol=1e-6)
+
+
+def test_one_host_transfer_per_step(monkeypatch):
+    t = Trainer(Config(**SMALL, probe_every=1000), "cpu")
+    t.step()  # step 0 probes
+    calls = []
+    for name in ("cpu", "item", "tolist", "numpy", "__float__", "__bool__"):
+        orig = getattr(torch.Tensor, name)
+        monkeypatch.setattr(torch.Tensor, name, lambda self, *a, _o=orig, _n=name, **k: (calls.append(_n),
+                                                                                         _o(self, *a, **k))[1])
+    t.step()
+    assert calls == ["cpu", "numpy"], calls  # one copy to the host, then a view of it
+
+
+def test_live_changes_apply_at_the_next_step():
+    t = Trainer(Config(**SMALL), "cpu")
+    t.step()
+    t.set_lr(0.5)
+    t.set_clip("norm", 1e-3)
+    rec = t.step()
+    assert rec.lr == 0.5 and rec.clipped and rec.grad_norm_post_clip <= 1e-3 * (1 + 1e-6)
