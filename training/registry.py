@@ -187,6 +187,6 @@ PRESETS: dict[str, Preset] = {
     "LSTM with clipping survives": Preset(
         "An LSTM on the same adding problem with norm clipping at 1.0: it learns the task and nothing blows up.",
         {"model": "lstm", "dataset": "adding", "seq_len": 50, "hidden_size": 64, "init": "pytorch_default",
-         "clip": "norm", "clip_threshold": 1.0, "optimizer": "adam", "lr": 0.01, "steps": 500},
+         "clip": "norm", "clip_threshold": 1.0, "optimizer": "adam", "lr": 0.01, "steps": 1000},
     ),
 }

@@ -1,0 +1,163 @@
+"""The background runner: lifecycle, live changes, lockstep comparison, error capture."""
+
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from training.config import Config, ConfigError, from_preset
+from training.runner import ERROR, EXPLODED, FINISHED, PAUSED, RUNNING, STOPPED, Runner
+
+SMALL = {"hidden_sizes": (32, 16), "batch_size": 16, "device": "cpu"}
+
+
+def _wait(pred, timeout=20.0):
+    end = time.time() + timeout
+    while time.time() < end:
+        if pred():
+            return True
+        time.sleep(0.01)
+    return False
+
+
+@pytest.fixture
+def runners():
+    made = []
+    yield made
+    for r in made:
+        r.stop()
+        r.wait(5)
+
+
+def test_runs_to_the_end_and_history_matches_steps(runners):
+    r = Runner(Config(**SMALL, steps=50))
+    runners.append(r)
+    r.start()
+    assert r.wait(20)
+    s = r.snapshot()
+    assert s.status == FINISHED and s.step == 50
+    assert s.view["step"].tolist() == list(range(50))
+    assert np.isfinite(s.series("loss")[1]).all() and s.latest.step == 49
+
+
+def test_pause_single_step_resume_and_stop_within_a_second(runners):
+    r = Runner(Config(**SMALL, steps=10**6))
+    runners.append(r)
+    r.start(paused=True)
+    time.sleep(0.2)
+    assert r.snapshot().step == 0 and r.snapshot().status == PAUSED
+    r.step_once(3)
+    assert _wait(lambda: r.snapshot().step == 3)
+    time.sleep(0.2)
+    assert r.snapshot().step == 3  # exactly three, then paused again
+    r.resume()
+    assert _wait(lambda: r.snapshot().step > 20) and r.snapshot().status == RUNNING
+    r.pause()
+    assert _wait(lambda: r.snapshot().status == PAUSED)
+    n = r.snapshot().step
+    time.sleep(0.2)
+    assert r.snapshot().step == n
+    r.resume()
+    t0 = time.perf_counter()
+    assert r.stop(timeout=1.0)
+    assert time.perf_counter() - t0 < 1.0
+    assert r.snapshot().status == STOPPED and not r.alive
+
+
+def test_live_lr_and_clip_changes_apply_at_the_next_step_and_are_events(runners):
+    r = Runner(from_preset("watch it explode", lr=0.001, steps=10**6, probe_every=1000, device="cpu"))
+    runners.append(r)
+    r.start(paused=True)
+    r.step_once(5)
+    assert _wait(lambda: r.snapshot().step == 5)
+    r.set_lr(0.0005)
+    r.set_clip("norm", 1.0)
+    r.step_once(5)
+    assert _wait(lambda: r.snapshot().step == 10)
+    s = r.snapshot()
+    changes = [e for e in s.events if e["kind"] == "config_change"]
+    assert [e["step"] for e in changes] == [5, 5] and {e["field"] for e in changes} == {"lr", "clip"}
+    steps, lr = s.series("lr")
+    _, post = s.series("grad_norm_post_clip")
+    _, pre = s.series("grad_norm_pre_clip")
+    assert np.all(lr[steps < 5] == 0.001) and np.all(lr[steps >= 5] == 0.0005)
+    assert np.all(post[steps >= 5] <= 1.0 * (1 + 1e-6)) and np.all(pre[steps >= 5] > 1.0)
+    assert np.all(post[steps < 5] == pre[steps < 5])  # no clipping before the change
+
+
+def test_bad_live_values_are_refused_with_the_range(runners):
+    r = Runner(Config(**SMALL))
+    runners.append(r)
+    with pytest.raises(ConfigError, match="lr"):
+        r.set_lr(-1.0)
+    with pytest.raises(ConfigError, match="clip_threshold"):
+        r.set_clip("norm", 0.0)
+    with pytest.raises(ConfigError, match="clip"):
+        r.set_clip("sometimes", 1.0)
+
+
+def test_explosion_ends_the_run_with_its_event(runners):
+    r = Runner(from_preset("watch it explode", device="cpu"))
+    runners.append(r)
+    r.start()
+    assert r.wait(30)
+    s = r.snapshot()
+    assert s.status == EXPLODED
+    assert s.events[-1]["kind"] == "explosion" and s.events[-1]["param"]
+    assert not np.isfinite(s.series("grad_norm_pre_clip")[1][-1])  # the non-finite value is kept, not dropped
+
+
+def test_compare_runs_in_lockstep_on_identical_batches_and_weights(runners):
+    a = from_preset("watch it explode", lr=0.001, steps=30, device="cpu")
+    b = a.replace(clip="norm", clip_threshold=1.0)
+    r = Runner([a, b], labels=["A", "B"])
+    runners.append(r)
+    wa = [p.detach().clone() for p in r.runs[0].trainer.params]
+    wb = [p.detach().clone() for p in r.runs[1].trainer.params]
+    assert all(torch.equal(x, y) for x, y in zip(wa, wb, strict=True))  # identical initial weights
+    r.start()
+    assert r.wait(30)
+    sa, sb = r.snapshot(0), r.snapshot(1)
+    assert sa.step == sb.step == 30
+    # Same batch and weights at step 0: identical loss and raw gradient; only B clips.
+    assert sa.series("loss")[1][0] == sb.series("loss")[1][0]
+    assert sa.series("grad_norm_pre_clip")[1][0] == sb.series("grad_norm_pre_clip")[1][0]
+    assert np.all(sb.series("grad_norm_post_clip")[1] <= 1.0 * (1 + 1e-6))
+    assert sa.label == "A" and sb.label == "B"
+
+
+def test_error_inside_the_thread_is_reported_not_lost(runners):
+    r = Runner(Config(**SMALL, steps=10**6))
+    runners.append(r)
+
+    def broken(batch=None):
+        raise RuntimeError("simulated failure in the step")
+
+    r.runs[0].trainer.step = broken
+    r.start()
+    assert r.wait(5)
+    s = r.snapshot()
+    assert s.status == ERROR and "simulated failure" in s.error
+    assert s.events[-1]["kind"] == "error" and "Traceback" in s.events[-1]["traceback"]
+
+
+def test_a_runner_cannot_be_started_twice(runners):
+    r = Runner(Config(**SMALL, steps=5))
+    runners.append(r)
+    r.start()
+    with pytest.raises(RuntimeError):
+        r.start()
+
+
+def test_snapshot_is_a_copy_safe_to_read_while_training(runners):
+    r = Runner(Config(**SMALL, steps=10**6))
+    runners.append(r)
+    r.start()
+    assert _wait(lambda: r.snapshot().step > 10)
+    s = r.snapshot()
+    first = s.view["value"].copy()
+    time.sleep(0.1)
+    assert np.array_equal(s.view["value"], first)  # the trainer never writes into a snapshot
+    steps, rows = r.runs[0].rows_since(5)
+    assert steps[0] == 6 and rows.shape[1] == len(s.columns)
