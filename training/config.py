@@ -13,9 +13,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 
 from . import registry as R
 
-# Resource caps so that no control can take the server down (override the parameter cap by env).
-MAX_PARAMS = int(os.environ.get("GEL_MAX_PARAMS", 50_000_000))
-MAX_DEPTH = 64
+MAX_SHOWN = 80  # characters of a refused value quoted back in a message (a pasted megabyte stays out of logs)
 
 
 class ConfigError(ValueError):
@@ -23,7 +21,40 @@ class ConfigError(ValueError):
 
     def __init__(self, field_name: str, value, allowed: str):
         self.field, self.value, self.allowed = field_name, value, allowed
-        super().__init__(f"{field_name}: {value!r} is not allowed; {allowed}")
+        self.shown = shown(value)
+        super().__init__(f"{field_name}: {self.shown} is not allowed; {allowed}")
+
+
+def shown(value) -> str:
+    """repr(value) on one short line; never raises (repr of a 5,000-digit int does)."""
+    try:
+        text = repr(value)
+    except ValueError:
+        text = f"<{type(value).__name__} too large to show>"
+    return text if len(text) <= MAX_SHOWN else text[:MAX_SHOWN - 3] + "..."
+
+
+def env_number(name: str, default: float, lo: float, hi: float, kind: type = int):
+    """A numeric setting from the environment, refused with a ConfigError naming the variable when bad."""
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        v = kind(raw)
+    except ValueError:
+        v = None
+    if v is None or not lo <= v <= hi:  # NaN fails the comparison too
+        raise ConfigError(name, raw, f"allowed: a number from {lo:g} to {hi:g}")
+    return v
+
+
+# Resource caps so that no control can take the server down (override by env).
+MAX_PARAMS = env_number("GEL_MAX_PARAMS", 50_000_000, 1, 10**12)
+MAX_DEPTH = 64
+# Hidden values one forward pass holds: batch x sum of widths (MLP) or batch x seq_len x hidden x gates
+# (recurrent). 1e8 float32 is 400 MB per copy, and backward keeps a few copies; a batch-4096, length-1000,
+# width-2048 LSTM would need ~130 GB and take the machine down.
+MAX_ACTIVATIONS = env_number("GEL_MAX_ACTIVATIONS", 100_000_000, 1, 10**13)
 
 
 def _f(default, help: str, *, choices=None, lo=None, hi=None, kind=None):
@@ -114,7 +145,8 @@ def _check_field(f, v) -> None:
             raise ConfigError(f.name, v, allowed_text(f))
     else:
         numeric = type(v) is int or (f.type in ("float", float) and type(v) is float)
-        if not numeric or not math.isfinite(v) or not m["lo"] <= v <= m["hi"]:
+        # The range test comes first: math.isfinite(10**400) raises OverflowError; NaN fails the range test.
+        if not numeric or not m["lo"] <= v <= m["hi"] or not math.isfinite(v):
             raise ConfigError(f.name, v, allowed_text(f))
 
 
@@ -135,6 +167,19 @@ def _check_combination(c: Config) -> None:
     if n > MAX_PARAMS:
         name = "hidden_size" if c.is_recurrent else "hidden_sizes"
         raise ConfigError(name, getattr(c, name), f"the network would have {n:,} parameters; the cap is {MAX_PARAMS:,}")
+    a = activation_count(c)
+    if a > MAX_ACTIVATIONS:
+        shape = ("batch_size x seq_len x hidden_size x gates" if c.is_recurrent
+                 else "batch_size x sum of hidden_sizes")
+        raise ConfigError("batch_size", c.batch_size, f"one step would hold {a:,} activations ({shape}); "
+                          f"the cap is {MAX_ACTIVATIONS:,}")
+
+
+def activation_count(c: Config) -> int:
+    """Hidden values of one forward pass (what the activation cap bounds)."""
+    if not c.is_recurrent:
+        return c.batch_size * sum(c.hidden_sizes)
+    return c.batch_size * c.seq_len * c.hidden_size * {"rnn": 1, "lstm": 4, "gru": 3}[c.model]
 
 
 def format_value(v) -> str:
@@ -149,8 +194,10 @@ def format_value(v) -> str:
 
 def parse_value(name: str, raw):
     """Turn a raw value (a string from the CLI or URL, or a JSON value) into the field's type."""
-    if name not in FIELDS:
-        raise ConfigError(name, raw, "unknown field; known: " + ", ".join(FIELDS))
+    if not isinstance(name, str) or name not in FIELDS:
+        # Quote a name that would break the one-line message (a newline, a megabyte); keep a plain typo plain.
+        label = name if isinstance(name, str) and name.isprintable() and len(name) <= 40 else shown(name)
+        raise ConfigError(label, raw, "unknown field; known: " + ", ".join(FIELDS))
     f = FIELDS[name]
     try:
         if f.metadata["kind"] == "sizes":
@@ -201,27 +248,29 @@ def from_dict(d: Mapping, base: Config | None = None) -> Config:
 
 def from_query(params: Mapping[str, str], base: Config | None = None) -> tuple[Config, list[str]]:
     """Lenient, for URLs: each bad field falls back to its default and yields a message; the rest is kept."""
+    if not isinstance(params, Mapping):
+        raise ConfigError("query", type(params).__name__, "expected a mapping of field: value")
     cfg, errors = base or Config(), []
     values = {}
     for k, v in params.items():
-        if k not in FIELDS:
+        if not isinstance(k, str) or k not in FIELDS:
             continue  # other query parameters (run id, page) belong to the app
         try:
-            values[k] = parse_value(k, v)
-            replace(cfg, **{k: values[k]})  # the field alone must be valid
+            value = parse_value(k, v)
+            _check_field(FIELDS[k], value)  # the field alone: type, range, choices (model=rnn needs its dataset too)
+            values[k] = value
         except ConfigError as e:
-            values.pop(k, None)
             errors.append(str(e))
-    try:
-        return replace(cfg, **values), errors
-    except ConfigError as e:  # fields valid alone but not together: keep the defaults for the clash
-        errors.append(str(e))
-        values.pop(e.field, None)
+    while values:
         try:
             return replace(cfg, **values), errors
-        except ConfigError as e2:
-            errors.append(str(e2))
-            return cfg, errors
+        except ConfigError as e:  # fields valid alone but not together: the clashing one keeps its default
+            errors.append(str(e))
+            # The clash names a field the query may not have set (lstm with the default digits names the dataset);
+            # then the model goes, the root of most clashes, or else the last field given.
+            drop = e.field if e.field in values else "model" if "model" in values else next(reversed(values))
+            values.pop(drop)
+    return cfg, errors
 
 
 def from_preset(name: str, **changes) -> Config:
