@@ -1,4 +1,4 @@
-"""Command line: ``python -m training run|presets``. Every config field is a flag, generated from the config.
+"""Command line: ``python -m training run|runs|presets``. Every config field is a flag, generated from the config.
 
 Bad input exits with status 2 and one line naming the flag and what is allowed, never a traceback.
 """
@@ -9,6 +9,7 @@ import argparse
 import json
 import math
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -41,8 +42,14 @@ def build_parser() -> argparse.ArgumentParser:
     for name, f in FIELDS.items():
         run.add_argument(_flag(name), dest=name, default=None, metavar=name.upper(),
                          help=f"{f.metadata['help']} ({allowed_text(f)}; default {_default_text(f)})")
-    run.add_argument("--out", required=True, help="output file: .csv or .parquet (events go to FILE.events.json)")
+    run.add_argument("--out", help="output file: .csv or .parquet (events go to FILE.events.json)")
+    run.add_argument("--store", nargs="?", const="", metavar="DIR",
+                     help="also save the run, every step, to the run store in DIR (the dashboard's store: "
+                          "$GEL_DATA_DIR, else ./data, when DIR is left out)")
     run.add_argument("--quiet", action="store_true", help="no progress bar")
+    runs = sub.add_parser("runs", help="list the runs saved in a run store, newest first")
+    runs.add_argument("--store", default="", metavar="DIR",
+                      help="the store's folder (default $GEL_DATA_DIR, else ./data)")
     sub.add_parser("presets", help="list the presets, one line each")
     return p
 
@@ -60,8 +67,9 @@ def load_config_file(path: str) -> dict:
         raise UsageError(f"--config: {path} is larger than {MAX_CONFIG_BYTES // 1024} KiB")
     try:
         d = json.loads(p.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise UsageError(f"--config: {path} is not valid JSON ({e})") from None
+    # ValueError covers JSONDecodeError and a 5,000-digit number; RecursionError a deeply nested [[[...]]].
+    except (UnicodeDecodeError, ValueError, RecursionError) as e:
+        raise UsageError(f"--config: {path} is not valid JSON ({str(e)[:200]})") from None
     if not isinstance(d, dict):
         raise UsageError(f"--config: {path} must hold a JSON object of field: value")
     return d
@@ -70,12 +78,15 @@ def load_config_file(path: str) -> dict:
 def config_from_args(args: argparse.Namespace) -> Config:
     base = from_preset(args.preset) if args.preset else Config()
     if args.config:
-        base = from_dict(load_config_file(args.config), base)
+        try:
+            base = from_dict(load_config_file(args.config), base)
+        except ConfigError as e:
+            raise UsageError(f"--config: {args.config}: {e}") from None
     flags = {name: getattr(args, name) for name in FIELDS if getattr(args, name) is not None}
     try:
         return from_dict(flags, base)
     except ConfigError as e:
-        raise UsageError(f"{_flag(e.field)}: {e.value!r} is not allowed; {e.allowed}") from None
+        raise UsageError(f"{_flag(e.field)}: {e.shown} is not allowed; {e.allowed}") from None
 
 
 def train_rows(cfg: Config, progress: bool = True):
@@ -118,13 +129,60 @@ def write_table(path: Path, columns: list[str], rows: list[np.ndarray]) -> None:
         df.to_csv(path, index=False)
 
 
+def open_store(flag_value: str):
+    """The run store in DIR, or in the default data folder when DIR is empty; UsageError when it cannot open."""
+    from .store import Store, StoreError, default_data_dir
+
+    folder = Path(flag_value) if flag_value else default_data_dir()
+    if folder.exists() and not folder.is_dir():
+        raise UsageError(f"--store: {folder} is not a folder")
+    try:
+        return Store(folder)
+    except StoreError as e:
+        raise UsageError(f"--store: {e}") from None
+
+
+def train_into_store(cfg: Config, store, label: str, progress: bool = True):
+    """Train on a background runner whose every step the store saves; return (run id, status, steps)."""
+    from .runner import Runner
+
+    runner = Runner(cfg, labels=[label])
+    run = runner.runs[0]
+    store.attach(runner)
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=cfg.steps, unit="step", file=sys.stderr, dynamic_ncols=True)
+    runner.start()
+    try:
+        while not runner.wait(0.2):
+            rec = run.latest
+            if bar is not None and rec is not None:
+                bar.update(rec.step + 1 - bar.n)
+                bar.set_postfix(loss=f"{rec.loss:.3g}", grad_norm=f"{rec.grad_norm_pre_clip:.3g}", refresh=False)
+    finally:
+        runner.stop(timeout=30.0)  # Ctrl-C: the steps so far are saved, the run says "stopped"
+        store.close()
+        if bar is not None:
+            bar.close()
+    snap = run.snapshot()
+    if snap.error:
+        print(f"error: {snap.error}", file=sys.stderr)
+    return run.id, snap.status, snap.step
+
+
 def cmd_run(args: argparse.Namespace) -> int:
-    out = Path(args.out)
-    if out.suffix not in (".csv", ".parquet"):
+    if args.out is None and args.store is None:
+        raise UsageError("run: give --out FILE, --store [DIR], or both")
+    out = Path(args.out) if args.out is not None else None
+    if out is not None and out.suffix not in (".csv", ".parquet"):
         raise UsageError(f"--out: {args.out!r} must end in .csv or .parquet")
-    if not out.parent.exists():
+    if out is not None and not out.parent.exists():
         raise UsageError(f"--out: the folder {out.parent} does not exist")
     cfg = config_from_args(args)
+    if args.store is not None:
+        return _run_stored(args, cfg, out)
     try:
         trainer, rows, events, status = train_rows(cfg, progress=not args.quiet)
     except RuntimeError as e:  # e.g. a requested device that is absent
@@ -137,6 +195,37 @@ def cmd_run(args: argparse.Namespace) -> int:
     last = rows[-1] if rows else None
     loss = f"{last[1]:.4g}" if last is not None else "n/a"
     print(f"{status}: {len(rows)} steps, last loss {loss}, wrote {out} and {sidecar.name}", file=sys.stderr)
+    return 0
+
+
+def _run_stored(args: argparse.Namespace, cfg: Config, out: Path | None) -> int:
+    store = open_store(args.store)
+    label = f"cli: {args.preset}" if args.preset else "cli"
+    try:
+        run_id, status, steps = train_into_store(cfg, store, label, progress=not args.quiet)
+    except RuntimeError as e:  # e.g. a requested device that is absent
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    wrote = f"saved run {run_id} to {store.path}"
+    if out is not None:
+        sidecar = store.export(run_id, out)
+        wrote += f", wrote {out} and {sidecar.name}"
+    info = store.run_info(run_id)
+    loss = f"{info['last_loss']:.4g}" if info["last_loss"] is not None else "n/a"
+    print(f"{status}: {steps} steps, last loss {loss}, {wrote}", file=sys.stderr)
+    return 0 if status != "error" else 1
+
+
+def cmd_runs(args: argparse.Namespace) -> int:
+    runs = open_store(args.store).list_runs()
+    if not runs:
+        print("no stored runs", file=sys.stderr)
+        return 0
+    print(f"{'id':<14} {'status':<11} {'steps':>9} {'last loss':>10}  {'created':<19}  label")
+    for r in runs:
+        loss = f"{r['last_loss']:.4g}" if r["last_loss"] is not None else "n/a"
+        created = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r["created"]))
+        print(f"{r['id']:<14} {r['status']:<11} {r['steps']:>9} {loss:>10}  {created:<19}  {r['label']}")
     return 0
 
 
@@ -161,7 +250,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
-        return {"run": cmd_run, "presets": cmd_presets}[args.command](args)
+        return {"run": cmd_run, "runs": cmd_runs, "presets": cmd_presets}[args.command](args)
     except (UsageError, ConfigError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -2,18 +2,30 @@
 
 A refresh or a second browser reattaches to a live run through its id (the URL's ``?run=``). A cap on
 concurrently running runners keeps the machine responsive; a Start beyond it is refused, naming the
-runs that hold the slots.
+runs that hold the slots. A run nobody has watched (``touch``) for ``idle_pause_s`` pauses itself, freeing
+its slot, and resumes on the next ``touch``. With a store, every run is saved as it trains and runs from
+before a restart stay listed (``past_runs``).
 """
 
 from __future__ import annotations
 
+import atexit
 import os
+import sys
 import threading
+import time
+import weakref
 
-from .config import Config
-from .runner import RUNNING, Runner
+from .config import Config, env_number
+from .runner import LIVE, RUNNING, Runner, track_thread
+from .store import Store, StoredRun, StoreError, default_data_dir
 
-DEFAULT_MAX_RUNNING = int(os.environ.get("GEL_MAX_RUNNING", os.cpu_count() or 1))
+DEFAULT_MAX_RUNNING = env_number("GEL_MAX_RUNNING", os.cpu_count() or 1, 1, 1024)
+DEFAULT_IDLE_PAUSE_S = env_number("GEL_IDLE_PAUSE_S", 120.0, 0.0, 7 * 24 * 3600.0, float)  # 0: never pause
+# Finished runners kept in memory (each holds its model and data); older ones are dropped and live on in the store.
+KEEP_FINISHED = env_number("GEL_KEEP_FINISHED", 32, 0, 100_000)
+
+_managers: weakref.WeakSet[RunManager] = weakref.WeakSet()
 
 
 class CapacityError(RuntimeError):
@@ -21,21 +33,36 @@ class CapacityError(RuntimeError):
 
 
 class RunManager:
-    def __init__(self, max_running: int = DEFAULT_MAX_RUNNING):
+    def __init__(self, max_running: int = DEFAULT_MAX_RUNNING, store: Store | None = None,
+                 idle_pause_s: float = DEFAULT_IDLE_PAUSE_S, keep_finished: int = KEEP_FINISHED):
         self.max_running = max_running
+        self.store = store
+        self.idle_pause_s = idle_pause_s
+        self.keep_finished = keep_finished
+        self.store_error: str | None = None  # why runs are not being saved, for a banner (see get_manager)
         self._lock = threading.Lock()
         self._runners: dict[str, Runner] = {}  # keyed by the first run's id; insertion order = creation order
+        self._seen: dict[str, float] = {}  # run id -> monotonic time of the last touch (or the start)
+        self._idle: set[str] = set()  # paused by the watchdog, not by a person: a touch resumes them
+        self._watchdog: tuple[threading.Thread, threading.Event] | None = None
+        _managers.add(self)
 
     def start(self, configs: Config | list[Config], labels: list[str] | None = None, paused: bool = False,
               device=None) -> Runner:
         """Build and start a runner, or raise CapacityError when every slot is taken."""
         with self._lock:
-            busy = [rid for rid, r in self._runners.items() if r.alive and not r.paused]
+            busy = self._busy()
             if not paused and len(busy) >= self.max_running:
                 raise CapacityError(f"{len(busy)} of {self.max_running} training slots are in use "
                                     f"(runs {', '.join(busy)}); stop or pause one first")
             runner = Runner(configs, device=device, labels=labels)
-            self._runners[runner.runs[0].id] = runner
+            rid = runner.runs[0].id
+            self._runners[rid] = runner
+            self._seen[rid] = time.monotonic()
+            self._prune()
+            self._ensure_watchdog()
+        if self.store is not None:
+            self.store.attach(runner)  # before start: the first step is saved too
         runner.start(paused=paused)
         return runner
 
@@ -50,9 +77,147 @@ class RunManager:
     def running(self) -> list[Runner]:
         return [r for r in self.runners() if r.alive and any(run.status == RUNNING for run in r.runs)]
 
+    # Watching, pausing and resuming.
+    def touch(self, run_id: str) -> bool:
+        """Someone is watching ``run_id`` (call on every refresh). True when this resumed an idle-paused run.
+
+        A run paused for idleness stays paused when every slot is taken (``idle_paused`` stays true);
+        a run a person paused is never resumed here.
+        """
+        with self._lock:
+            rid = self._key(run_id)
+            if rid is None:
+                return False
+            self._seen[rid] = time.monotonic()
+            if rid not in self._idle or len(self._busy(exclude=rid)) >= self.max_running:
+                return False
+            self._idle.discard(rid)
+            runner = self._runners[rid]
+            runner.resume()  # queued after the watchdog's pause, so it wins even if that has not landed yet
+            for run in runner.runs:
+                run.add_event({"step": run.trainer.step_idx, "kind": "idle_resume",
+                               "message": "resumed: someone is watching again"})
+            return True
+
+    def idle_paused(self, run_id: str) -> bool:
+        """True while ``run_id`` is paused because nobody watched it."""
+        with self._lock:
+            return self._key(run_id) in self._idle
+
+    def pause(self, run_id: str) -> None:
+        """A person pauses the run: a later touch will not resume it."""
+        with self._lock:
+            rid = self._key(run_id)
+            if rid is None:
+                raise KeyError(f"no live run {run_id!r}")
+            self._idle.discard(rid)
+            self._runners[rid].pause()
+
+    def resume(self, run_id: str) -> None:
+        """A person resumes the run; CapacityError when every slot is taken."""
+        with self._lock:
+            rid = self._key(run_id)
+            if rid is None:
+                raise KeyError(f"no live run {run_id!r}")
+            busy = self._busy(exclude=rid)
+            if len(busy) >= self.max_running:
+                raise CapacityError(f"{len(busy)} of {self.max_running} training slots are in use "
+                                    f"(runs {', '.join(busy)}); stop or pause one first")
+            self._idle.discard(rid)
+            self._seen[rid] = time.monotonic()
+            self._runners[rid].resume()
+
+    # The store.
+    def past_runs(self) -> list[dict]:
+        """Every stored run, newest first (see Store.list_runs), with ``live``: True when it trains in this process."""
+        if self.store is None:
+            return []
+        live = {run.id: run for r in self.runners() if r.alive for run in r.runs}
+        out = self.store.list_runs()
+        for info in out:
+            run = live.get(info["id"])
+            info["live"] = run is not None
+            if run is not None:
+                info["status"] = run.status  # fresher than the last flush
+        return out
+
+    def open_run(self, run_id: str) -> StoredRun:
+        """A stored run at full resolution (see Store.load_run); KeyError when there is no such run or no store."""
+        if self.store is None:
+            raise KeyError(f"no stored run {run_id!r}: this manager has no store")
+        return self.store.load_run(run_id)
+
+    # Ending.
     def stop_all(self, timeout: float = 1.0) -> None:
         for r in self.runners():
             r.stop(timeout)
+
+    def shutdown(self, timeout: float = 5.0) -> bool:
+        """Stop every run, the watchdog and the store's writer (after a last flush); True when all have ended."""
+        self.stop_all(timeout)
+        with self._lock:
+            wd, self._watchdog = self._watchdog, None
+        if wd is not None:
+            wd[1].set()
+            wd[0].join(timeout)
+        ok = self.store.close(timeout) if self.store is not None else True
+        return ok and not any(r.alive for r in self.runners()) and (wd is None or not wd[0].is_alive())
+
+    # Internals; the callers hold self._lock.
+    def _key(self, run_id: str) -> str | None:
+        if run_id in self._runners:
+            return run_id
+        return next((rid for rid, r in self._runners.items() if any(run.id == run_id for run in r.runs)), None)
+
+    def _busy(self, exclude: str | None = None) -> list[str]:
+        return [rid for rid, r in self._runners.items()
+                if r.alive and not r.paused and rid not in self._idle and rid != exclude]
+
+    def _prune(self) -> None:
+        done = [rid for rid, r in self._runners.items()
+                if not r.alive and not any(run.status in LIVE for run in r.runs)]
+        for rid in done[:max(len(done) - self.keep_finished, 0)]:  # oldest first
+            del self._runners[rid]
+            self._seen.pop(rid, None)
+            self._idle.discard(rid)
+
+    def _ensure_watchdog(self) -> None:
+        if self.idle_pause_s <= 0 or self._watchdog is not None:
+            return
+        stop = threading.Event()
+        t = track_thread(threading.Thread(target=self._watch, args=(stop,), name="run-watchdog", daemon=True))
+        self._watchdog = (t, stop)
+        t.start()
+
+    def _watch(self, stop: threading.Event) -> None:
+        """One thread per manager: pause runs nobody touched for idle_pause_s; end when no run is live."""
+        interval = min(max(self.idle_pause_s / 4, 0.05), 5.0)
+        while not stop.wait(interval):
+            with self._lock:
+                if self._watchdog is None or self._watchdog[1] is not stop:
+                    return  # shut down, or replaced
+                if not self._pause_idle():
+                    self._watchdog = None
+                    return
+
+    def _pause_idle(self) -> bool:
+        """Pause the unwatched runs; False when no run is live any more (the watchdog can end)."""
+        now, live = time.monotonic(), False
+        for rid, r in self._runners.items():
+            live = live or any(run.status in LIVE for run in r.runs)
+            if (r.alive and not r.paused and rid not in self._idle
+                    and now - self._seen.get(rid, now) >= self.idle_pause_s):
+                r.pause()
+                self._idle.add(rid)
+                for run in r.runs:
+                    run.add_event({"step": run.trainer.step_idx, "kind": "idle_pause",
+                                   "message": f"paused: nobody watched this run for {self.idle_pause_s:g} s"})
+        return live
+
+
+def shutdown_all(timeout: float = 5.0) -> bool:
+    """Shut down every manager of this process (the test suite calls this before checking for live threads)."""
+    return all([m.shutdown(timeout) for m in list(_managers)])
 
 
 _manager: RunManager | None = None
@@ -60,9 +225,18 @@ _manager_lock = threading.Lock()
 
 
 def get_manager() -> RunManager:
-    """The one manager of this process (the Streamlit server shares it across sessions)."""
+    """The one manager of this process (the Streamlit server shares it across sessions); it saves every run
+    to the store in ``$GEL_DATA_DIR`` (default ``./data``). When that folder cannot be opened the lab still
+    trains, unsaved, and ``store_error`` says why."""
     global _manager
     with _manager_lock:
         if _manager is None:
-            _manager = RunManager()
+            try:
+                store, error = Store(default_data_dir()), None
+            except StoreError as e:
+                store, error = None, f"runs are not being saved: {e} (set GEL_DATA_DIR to a writable folder)"
+                print(f"warning: {error}", file=sys.stderr)
+            _manager = RunManager(store=store)
+            _manager.store_error = error
+            atexit.register(_manager.shutdown)  # a last flush when the server exits
         return _manager

@@ -30,11 +30,19 @@ MAX_EVENTS = 10_000
 
 _ids = itertools.count(1)
 _runners: weakref.WeakSet[Runner] = weakref.WeakSet()
+_helpers: weakref.WeakSet[threading.Thread] = weakref.WeakSet()  # the store's writer, the manager's watchdog
+
+
+def track_thread(thread: threading.Thread) -> threading.Thread:
+    """Count a helper thread in ``live_threads()``, so the end-of-suite check catches it too."""
+    _helpers.add(thread)
+    return thread
 
 
 def live_threads() -> list[threading.Thread]:
-    """Training threads still alive in this process (the test suite asserts there are none at the end)."""
-    return [r._thread for r in list(_runners) if r._thread is not None and r._thread.is_alive()]
+    """Training and helper threads still alive in this process (the test suite asserts none at the end)."""
+    training = [r._thread for r in list(_runners) if r._thread is not None and r._thread.is_alive()]
+    return training + [t for t in list(_helpers) if t.is_alive()]
 
 
 @dataclass
@@ -76,10 +84,17 @@ class Run:
         self.error: str | None = None
         self._lock = threading.Lock()
         self._times: deque[tuple[float, int]] = deque(maxlen=64)
+        # Full-resolution rows and events not yet saved; None unless a store is attached. The training thread
+        # only appends here; the store's writer thread takes them with drain().
+        self._pending_rows: list[tuple[int, np.ndarray]] | None = None
+        self._pending_events: list[dict] | None = None
 
     def record(self, rec: StepRecord) -> None:
+        row = rec.row()
         with self._lock:
-            self.history.append(rec.step, rec.row())
+            self.history.append(rec.step, row)
+            if self._pending_rows is not None:
+                self._pending_rows.append((rec.step, row))
             self.latest = rec
             if rec.probe is not None:
                 if len(self.probes) >= MAX_PROBES:  # thin the older half, keep the newest at full rate
@@ -95,7 +110,24 @@ class Run:
 
     def _add_events(self, events: list[dict]) -> None:
         room = MAX_EVENTS - len(self.events)
-        self.events.extend(events[:max(room, 0)])
+        kept = events[:max(room, 0)]
+        self.events.extend(kept)
+        if self._pending_events is not None:
+            self._pending_events.extend(kept)
+
+    def keep_pending(self) -> None:
+        """Start buffering rows and events for drain() (a store calls this before the run starts)."""
+        with self._lock:
+            if self._pending_rows is None:
+                self._pending_rows, self._pending_events = [], []
+
+    def drain(self) -> tuple[list[tuple[int, np.ndarray]], list[dict], str, str | None]:
+        """Take the buffered (step, row) pairs and events, with the current status and error."""
+        with self._lock:
+            rows, events = self._pending_rows or [], self._pending_events or []
+            if self._pending_rows is not None:
+                self._pending_rows, self._pending_events = [], []
+            return rows, events, self.status, self.error
 
     def add_event(self, event: dict) -> None:
         with self._lock:

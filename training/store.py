@@ -1,0 +1,374 @@
+"""The run store: every run's config, status, events and every step's metrics, in one SQLite file.
+
+The training thread never touches SQLite: ``Run.record()`` appends to an in-memory buffer, and one writer
+thread per store drains every attached run in a single transaction every ``FLUSH_S`` seconds. WAL mode with
+``synchronous=NORMAL`` makes each commit survive a killed process (only a power cut can lose the last
+commits), so a ``kill -9`` loses at most the rows of the last flush interval.
+
+The writer thread ends by itself once no attached run is live, and starts again on the next ``attach``.
+Only JSON and float64 bytes are stored; nothing is ever unpickled.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sqlite3
+import threading
+import time
+import warnings
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+
+from .runner import LIVE, Run, Runner, track_thread
+
+DB_NAME = "runs.sqlite3"
+FLUSH_S = 0.25  # a batch at least this often: a killed server loses at most this much (plus one commit)
+HEARTBEAT_S = 2.0  # a live run's `updated` is refreshed this often even while paused
+STALE_S = 15.0  # a run that says it is live but has not been updated for this long was interrupted
+INTERRUPTED = "interrupted"
+SCHEMA_VERSION = 1
+
+# Metrics are one row per step holding the whole row as float64 bytes: the columns depend on the model (a
+# 64-layer MLP has ~400), so a wide table would need a schema per run; a blob is written with one executemany
+# and read back with one np.frombuffer, and NaN/inf survive exactly (SQLite turns a NaN REAL into NULL).
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+    id TEXT PRIMARY KEY, label TEXT NOT NULL, config_json TEXT NOT NULL, status TEXT NOT NULL, error TEXT,
+    created REAL NOT NULL, updated REAL NOT NULL, columns_json TEXT NOT NULL,
+    n_steps INTEGER NOT NULL DEFAULT 0, last_loss REAL, device TEXT
+);
+CREATE TABLE IF NOT EXISTS metrics (
+    run_id TEXT NOT NULL, step INTEGER NOT NULL, data BLOB NOT NULL, PRIMARY KEY (run_id, step)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS events (run_id TEXT NOT NULL, step INTEGER, kind TEXT, json TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS events_run ON events (run_id);
+"""
+
+
+class StoreError(RuntimeError):
+    """The store cannot be opened or read; the message says where and why."""
+
+
+class StoredRun(NamedTuple):
+    config: dict
+    status: str
+    columns: list[str]
+    steps: np.ndarray  # (n,) int64, ascending
+    rows: np.ndarray  # (n, len(columns)) float64, row i is step steps[i]
+    events: list[dict]
+
+
+def default_data_dir() -> Path:
+    """``$GEL_DATA_DIR``, or ``./data`` in the working directory."""
+    return Path(os.environ.get("GEL_DATA_DIR", "").strip() or "data")
+
+
+class _Source:
+    """One attached run, as the writer sees it."""
+
+    def __init__(self, run: Run, done: Callable[[], bool]):
+        self.run, self.done = run, done
+        self.created = time.time()
+        self.inserted = False
+        self.beat = 0.0  # last time `updated` was written
+
+
+class Store:
+    def __init__(self, path: str | os.PathLike | None = None, stale_s: float = STALE_S):
+        """``path``: a data folder (created, mode 700) or a ``.sqlite3`` / ``.db`` file; default: default_data_dir()."""
+        p = Path(path) if path is not None else default_data_dir()
+        if p.suffix not in (".sqlite3", ".sqlite", ".db"):
+            p = p / DB_NAME
+        self.path, self.stale_s = p, stale_s
+        try:
+            p.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            with self._connect() as conn:
+                conn.executescript(SCHEMA)
+                conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        except (OSError, sqlite3.Error) as e:
+            raise StoreError(f"cannot open the run store at {p}: {e}") from None
+        self._cv = threading.Condition()
+        self._sources: dict[str, _Source] = {}
+        self._thread: threading.Thread | None = None
+        self._stopping = False
+        self._requested = self._done = 0  # flush generations: flush() waits until its own has been written
+        self.error: str | None = None  # the last write failure, for the UI; rows are kept and retried
+        self._retry: list[tuple] = []
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, timeout=10.0, isolation_level=None)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")  # in WAL: durable across a crashed process, fast
+        return conn
+
+    # Writing.
+    def attach(self, runner: Runner) -> None:
+        """Save every run of ``runner`` from now on. Call before ``runner.start()`` so no step is missed."""
+        def done() -> bool:
+            return not runner.alive and not any(r.status in LIVE for r in runner.runs)
+
+        for run in runner.runs:
+            self.attach_run(run, done)
+
+    def attach_run(self, run: Run, done: Callable[[], bool]) -> None:
+        """Save ``run`` until ``done()`` is true (checked before each drain, so nothing recorded before is lost)."""
+        run.keep_pending()
+        while True:
+            with self._cv:
+                t = self._thread
+                if t is None or not self._stopping:
+                    self._sources.setdefault(run.id, _Source(run, done))
+                    if t is None:
+                        self._stopping = False
+                        self._thread = track_thread(threading.Thread(target=self._loop, name="store-writer",
+                                                                     daemon=True))
+                        self._thread.start()
+                    return
+            t.join()  # a close() is ending the writer: let it, then start a fresh one
+
+    def flush(self, timeout: float = 10.0) -> bool:
+        """Write everything recorded so far; True once written (immediately when nothing is attached)."""
+        with self._cv:
+            if self._thread is None:
+                return True
+            self._requested += 1
+            gen = self._requested
+            self._cv.notify_all()
+            return self._cv.wait_for(lambda: self._done >= gen or self._thread is None, timeout)
+
+    def close(self, timeout: float = 10.0) -> bool:
+        """Flush and end the writer thread; the store stays usable (a later attach starts a new writer)."""
+        with self._cv:
+            t = self._thread
+            self._stopping = True
+            self._cv.notify_all()
+        if t is not None:
+            t.join(timeout)
+        return t is None or not t.is_alive()
+
+    def _loop(self) -> None:
+        conn = self._connect()
+        try:
+            while True:
+                with self._cv:
+                    self._cv.wait_for(lambda: self._stopping or self._requested > self._done, FLUSH_S)
+                    gen, stopping = self._requested, self._stopping
+                    sources = list(self._sources.values())
+                finished = self._flush(conn, sources)
+                with self._cv:
+                    for s in finished:
+                        self._sources.pop(s.run.id, None)
+                    self._done = gen
+                    if stopping or (not self._sources and not self._retry):
+                        self._thread = None
+                        self._cv.notify_all()
+                        return
+                    self._cv.notify_all()
+        finally:
+            conn.close()
+
+    def _flush(self, conn: sqlite3.Connection, sources: list[_Source]) -> list[_Source]:
+        """One transaction for every source; returns the sources that are finished and fully written."""
+        now = time.time()
+        metrics, events, runs_new, runs_upd, finished = [], [], [], [], []
+        for s in sources:
+            done = s.done()  # before draining: whatever the run recorded before it was done is in this drain
+            rows, evs, status, error = s.run.drain()
+            if not s.inserted:
+                runs_new.append((s.run.id, s.run.label, json.dumps(s.run.cfg.to_dict()), status, error, s.created,
+                                 now, json.dumps(list(s.run.trainer.columns)), str(s.run.trainer.device)))
+            metrics += [(s.run.id, step, np.asarray(row, dtype=np.float64).tobytes()) for step, row in rows]
+            events += [(s.run.id, e.get("step"), e.get("kind"), _dumps(e)) for e in evs]
+            if rows or evs or done or not s.inserted or now - s.beat >= HEARTBEAT_S:
+                loss = float(rows[-1][1][0]) if rows else math.nan
+                runs_upd.append((status, error, now, len(rows), bool(rows), loss if math.isfinite(loss) else None,
+                                 s.run.id))
+                s.beat = now
+            if done:
+                finished.append(s)
+        batch = (runs_new, metrics, events, runs_upd)
+        try:
+            self._write(conn, *self._retry, batch)
+            self._retry, self.error = [], None
+        except sqlite3.Error as e:  # disk full, locked too long: keep the rows and try again next time
+            self.error = f"cannot write to the run store at {self.path}: {e}"
+            self._retry.append(batch)
+            for s in sources:
+                s.inserted = True  # its insert is in the retried batch
+            return []
+        for s in sources:
+            s.inserted = True
+        return finished
+
+    def _write(self, conn: sqlite3.Connection, *batches) -> None:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for runs_new, metrics, events, runs_upd in batches:
+                conn.executemany("INSERT OR IGNORE INTO runs (id, label, config_json, status, error, created, "
+                                 "updated, columns_json, device) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", runs_new)
+                conn.executemany("INSERT OR REPLACE INTO metrics (run_id, step, data) VALUES (?, ?, ?)", metrics)
+                conn.executemany("INSERT INTO events (run_id, step, kind, json) VALUES (?, ?, ?, ?)", events)
+                conn.executemany("UPDATE runs SET status = ?, error = coalesce(?, error), updated = ?, "
+                                 "n_steps = n_steps + ?, last_loss = CASE WHEN ? THEN ? ELSE last_loss END "
+                                 "WHERE id = ?", runs_upd)
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
+    # Reading: each call opens its own short connection, so any thread may read while the writer writes.
+    @contextmanager
+    def _reader(self) -> Iterator[sqlite3.Connection]:
+        try:
+            conn = self._connect()
+            try:
+                yield conn
+            finally:
+                conn.close()
+        except sqlite3.Error as e:
+            raise StoreError(f"cannot read the run store at {self.path}: {e}") from None
+
+    def _read(self, sql: str, args: tuple = ()) -> list[tuple]:
+        with self._reader() as conn:
+            return conn.execute(sql, args).fetchall()
+
+    def list_runs(self) -> list[dict]:
+        """Every stored run, newest first, without its metrics.
+
+        Keys: id, label, status, error, created, updated (Unix seconds), steps (rows stored), last_loss
+        (None when unknown or non-finite), device, config (dict). A run whose process died shows "interrupted".
+        """
+        rows = self._read("SELECT id, label, status, error, created, updated, n_steps, last_loss, device, "
+                          "config_json FROM runs ORDER BY created DESC")
+        return [self._info(r) for r in rows]
+
+    def run_info(self, run_id: str) -> dict:
+        """One run's list_runs() entry; KeyError when it is not stored."""
+        rows = self._read("SELECT id, label, status, error, created, updated, n_steps, last_loss, device, "
+                          "config_json FROM runs WHERE id = ?", (run_id,))
+        if not rows:
+            raise KeyError(f"no stored run {run_id!r}")
+        return self._info(rows[0])
+
+    def _info(self, r: tuple) -> dict:
+        rid, label, status, error, created, updated, n, loss, device, cfg = r
+        return {"id": rid, "label": label, "status": self._status(status, updated), "error": error,
+                "created": created, "updated": updated, "steps": n, "last_loss": loss, "device": device,
+                "config": json.loads(cfg)}
+
+    def _status(self, status: str, updated: float) -> str:
+        # A live run's writer refreshes `updated` every HEARTBEAT_S; silence means its process is gone.
+        return INTERRUPTED if status in LIVE and time.time() - updated > self.stale_s else status
+
+    def load_run(self, run_id: str) -> StoredRun:
+        """Config, status, columns, every stored step and row, and the events; KeyError when it is not stored."""
+        with self._reader() as conn:
+            info = conn.execute("SELECT config_json, status, updated, columns_json FROM runs WHERE id = ?",
+                                (run_id,)).fetchall()
+            if not info:
+                raise KeyError(f"no stored run {run_id!r}")
+            data = conn.execute("SELECT step, data FROM metrics WHERE run_id = ? ORDER BY step", (run_id,)).fetchall()
+            events = conn.execute("SELECT json FROM events WHERE run_id = ? ORDER BY rowid", (run_id,)).fetchall()
+        cfg, status, updated, cols = info[0]
+        columns = json.loads(cols)
+        steps = np.fromiter((d[0] for d in data), dtype=np.int64, count=len(data))
+        try:
+            rows = np.frombuffer(b"".join(d[1] for d in data), dtype=np.float64).reshape(len(data), len(columns))
+        except ValueError:
+            raise StoreError(f"run {run_id!r} in {self.path} has metric rows of the wrong size") from None
+        return StoredRun(json.loads(cfg), self._status(status, updated), columns, steps, rows.copy(),
+                         [json.loads(e[0]) for e in events])
+
+    def to_dataframe(self, run_id: str):
+        """The run's metrics as a pandas DataFrame: ``step`` then every column, ``clipped`` as bool."""
+        return _frame(self.load_run(run_id))
+
+    def series(self, run_ids: list[str], column: str, max_points: int | None = 4000) -> dict[str, dict]:
+        """One column of several runs, for overlaying: {run_id: {step, value, lo, hi}}.
+
+        Longer runs are cut into ``max_points`` buckets drawn at their last step with the last value and
+        the bucket's min and max (NaN-aware), so a one-step spike survives the thinning.
+        """
+        out = {}
+        for rid in run_ids:
+            r = self.load_run(rid)
+            if column not in r.columns:
+                raise KeyError(f"run {rid!r} has no column {column!r}")
+            out[rid] = thin(r.steps, r.rows[:, r.columns.index(column)], max_points)
+        return out
+
+    def export(self, run_id: str, path: str | os.PathLike) -> Path:
+        """Write the metrics to ``path`` (.csv or .parquet) and config, status and events to PATH.events.json."""
+        p = Path(path)
+        if p.suffix not in (".csv", ".parquet"):
+            raise ValueError(f"export: {p.name!r} must end in .csv or .parquet")
+        r = self.load_run(run_id)
+        df = _frame(r)
+        if p.suffix == ".parquet":
+            df.to_parquet(p, index=False)
+        else:
+            df.to_csv(p, index=False)
+        sidecar = p.with_name(p.name + ".events.json")
+        sidecar.write_text(json.dumps(_finite({"config": r.config, "status": r.status, "events": r.events}),
+                                      indent=1, allow_nan=False))
+        return sidecar
+
+    def integrity(self) -> str:
+        """SQLite's own check: "ok" when the file is sound."""
+        return self._read("PRAGMA integrity_check")[0][0]
+
+
+def _frame(r: StoredRun):
+    import pandas as pd
+
+    df = pd.DataFrame(r.rows, columns=r.columns)
+    df.insert(0, "step", r.steps)
+    if "clipped" in df:
+        df["clipped"] = df["clipped"].astype(bool)
+    return df
+
+
+def thin(steps: np.ndarray, values: np.ndarray, max_points: int | None) -> dict[str, np.ndarray]:
+    n = len(steps)
+    if max_points is None or n <= max_points:
+        return {"step": steps, "value": values, "lo": values, "hi": values}
+    width = -(-n // max_points)  # ceil
+    pad = -n % width
+    v = np.concatenate([values, np.full(pad, np.nan)]).reshape(-1, width)
+    last = np.minimum(np.arange(1, len(v) + 1) * width, n) - 1
+    with warnings.catch_warnings():  # an all-NaN bucket is simply NaN
+        warnings.simplefilter("ignore", RuntimeWarning)
+        lo, hi = np.nanmin(v, axis=1), np.nanmax(v, axis=1)
+    return {"step": steps[last], "value": values[last], "lo": lo, "hi": hi}
+
+
+def _plain(o):
+    if isinstance(o, np.floating):
+        return float(o)
+    if isinstance(o, np.integer):
+        return int(o)
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    return str(o)
+
+
+def _dumps(event: dict) -> str:
+    # Python's JSON keeps NaN and Infinity (an explosion event's loss is often one); export() writes null instead.
+    return json.dumps(event, default=_plain)
+
+
+def _finite(o):
+    """NaN and inf as None, for strict JSON."""
+    if isinstance(o, float):
+        return o if math.isfinite(o) else None
+    if isinstance(o, dict):
+        return {k: _finite(v) for k, v in o.items()}
+    if isinstance(o, (list, tuple)):
+        return [_finite(v) for v in o]
+    return o
