@@ -165,3 +165,33 @@ def browser_page(browser):
     finally:
         page.close()
         context.close()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _temp_run_store_and_no_live_threads(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Point the run store (``GEL_DATA_DIR``) at a temp folder for the whole suite, so nothing is written to
+    ./data; at the end stop every run manager and fail the session if a training, store-writer or watchdog
+    thread is still alive."""
+    data_dir = tmp_path_factory.mktemp("gel-data")
+    old = os.environ.get("GEL_DATA_DIR")
+    os.environ["GEL_DATA_DIR"] = str(data_dir)
+    try:
+        yield data_dir
+    finally:
+        if old is None:
+            os.environ.pop("GEL_DATA_DIR", None)
+        else:
+            os.environ["GEL_DATA_DIR"] = old
+    if "training.runner" not in sys.modules:
+        return  # nothing was trained in this session
+    from training.manager import shutdown_all
+    from training.runner import live_threads
+
+    shutdown_all(timeout=5.0)
+    deadline = time.monotonic() + 5.0  # a thread outside any manager gets a short grace to end on its own
+    for t in live_threads():
+        t.join(max(deadline - time.monotonic(), 0.0))
+    alive = [t.name for t in live_threads()]
+    if alive:
+        pytest.fail(f"{len(alive)} thread(s) still alive at the end of the test suite: {', '.join(alive)}; "
+                    "stop every Runner (runner.stop()) and shut down every RunManager you start", pytrace=False)
