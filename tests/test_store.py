@@ -123,6 +123,18 @@ def test_a_restart_lists_past_runs_which_open_and_export(tmp_path):
     assert again.shutdown()
 
 
+def test_a_finished_run_can_be_deleted_but_not_a_live_one(manager, store):
+    run = _train(manager, TINY.replace(steps=10))
+    live = manager.start(TINY.replace(steps=10**6))
+    with pytest.raises(ValueError, match="still being saved"):
+        store.delete_run(live.runs[0].id)
+    assert store.delete_run(run.id) is True and store.delete_run(run.id) is False
+    assert store.flush()
+    assert [r["id"] for r in store.list_runs()] == [live.runs[0].id]
+    with pytest.raises(KeyError):
+        store.load_run(run.id)
+
+
 def test_overlay_series_of_several_runs(manager, store):
     a, b = _train(manager, TINY.replace(steps=40)), _train(manager, TINY.replace(steps=60, seed=1))
     s = store.series([a.id, b.id], "loss", max_points=None)

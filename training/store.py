@@ -319,6 +319,20 @@ class Store:
                                       indent=1, allow_nan=False))
         return sidecar
 
+    def delete_run(self, run_id: str) -> bool:
+        """Forget a finished run (metrics, events, the run); True when it was stored. A run still being
+        saved by this store is refused with ValueError: stop it first."""
+        with self._cv:
+            if run_id in self._sources:
+                raise ValueError(f"run {run_id!r} is still being saved; stop it first")
+        with self._reader() as conn:
+            conn.execute("BEGIN IMMEDIATE")
+            conn.execute("DELETE FROM metrics WHERE run_id = ?", (run_id,))
+            conn.execute("DELETE FROM events WHERE run_id = ?", (run_id,))
+            n = conn.execute("DELETE FROM runs WHERE id = ?", (run_id,)).rowcount
+            conn.execute("COMMIT")
+        return n > 0
+
     def integrity(self) -> str:
         """SQLite's own check: "ok" when the file is sound."""
         return self._read("PRAGMA integrity_check")[0][0]
