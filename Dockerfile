@@ -27,6 +27,12 @@ COPY --chown=lab:lab . .
 
 USER lab
 
+# Runs are saved in a SQLite store; /app belongs to root, so the store lives in the user's home.
+# Mount a volume there to keep runs across containers.
+ENV GEL_DATA_DIR=/home/lab/data
+RUN mkdir -p /home/lab/data
+VOLUME ["/home/lab/data"]
+
 EXPOSE 8501
 
 HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \

@@ -9,6 +9,7 @@ Event checked between steps, so it lands within one step's time.
 from __future__ import annotations
 
 import itertools
+import secrets
 import threading
 import time
 import traceback
@@ -72,7 +73,8 @@ class Run:
     """One trainer's live record; written by the runner thread, read by anyone through snapshot()."""
 
     def __init__(self, cfg: Config, device=None, label: str = "", recent: int = 2048, buckets: int = 2048):
-        self.id = f"r{next(_ids)}-{int(time.time() * 1000) % 10**8}"
+        # Random part: several processes may write runs into one store.
+        self.id = f"r{next(_ids)}-{secrets.token_hex(4)}"
         self.label = label or self.id
         self.trainer = Trainer(cfg, device)
         self.cfg = cfg
