@@ -1,0 +1,276 @@
+"""P2 and P3: the trainer's speed while the dashboard is open and refreshing, and how stale the page is.
+
+P2 alternates two blocks. Dashboard: ``app.py`` served by ``streamlit run`` (through ``bench.traced``, which
+timestamps every recorded step), a fresh page in headless Chromium, Start pressed, the step rate measured
+from the server's timestamps over a window after a warm-up, then Stop. CLI: ``python -m training run`` of
+the same configuration headless, in its own process, its step rate measured the same way over the middle
+of the run. The figure is dashboard rate ÷ CLI rate per pair.
+
+P3, measured during the dashboard blocks: for every step k recorded in the window, the time from the
+server recording it (``Run.record`` returned) to the page first showing a step count of at least k in its
+status line (a MutationObserver in the page logs each new count with ``Date.now()``; both clocks are this
+machine's wall clock). The p95 over those steps is a block's figure. The refresh period alone makes a step
+wait up to one period.
+
+A third row, without browser or Streamlit, says how much of P2 is the server's own refresh work: a trainer
+thread stepping alone, alternated with the same thread while another thread of the same process does what one
+live-view refresh does on the server (snapshot, figures, JSON; ``history_scale.refresh``) every 0.5 s. Both
+threads share the GIL, as the app's training thread and its script thread do.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+
+from . import Row, alternate, row
+from .traced import read_trace
+
+REPO = Path(__file__).resolve().parent.parent
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+VIEWPORT = {"width": 1400, "height": 1000}
+STEPS = 1_000_000  # the dashboard run's length: it is stopped after each block
+CLI_STEPS = 2500
+WARMUP_S = 2.0  # after Start: first refreshes, allocator and caches settle
+REFRESH_S = 0.5  # app.py's live-view refresh period (REFRESH_S there)
+START_TIMEOUT_S = 60.0
+
+# Logs [Date.now(), step count] each time the status line shows a new count (skipping stale copies).
+OBSERVER_JS = r"""
+window.__gelSeen = [];
+(() => {
+  let last = -1;
+  const check = () => {
+    for (const el of document.querySelectorAll('.st-key-status')) {
+      if (el.closest('[data-stale="true"]')) continue;
+      const m = /step\s+([\d,]+)\s*\//.exec(el.textContent || '');
+      if (!m) continue;
+      const v = parseInt(m[1].replace(/,/g, ''), 10);
+      if (v !== last) { last = v; window.__gelSeen.push([Date.now(), v]); }
+    }
+  };
+  new MutationObserver(check).observe(document, {subtree: true, childList: true, characterData: true});
+})();
+"""
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_healthy(url: str, proc: subprocess.Popen, log: Path) -> None:
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"streamlit exited ({proc.returncode}): {log.read_text()[-2000:]}")
+        try:
+            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
+                if r.read().strip() == b"ok":
+                    return
+        except OSError:
+            pass
+        time.sleep(0.25)
+    raise RuntimeError(f"streamlit did not become healthy in {START_TIMEOUT_S:.0f} s")
+
+
+def _rate(samples: list[tuple[int, float]]) -> float | None:
+    """Steps per second between the first and last (steps, time) sample."""
+    if len(samples) < 2 or samples[-1][1] <= samples[0][1]:
+        return None
+    return (samples[-1][0] - samples[0][0]) / (samples[-1][1] - samples[0][1])
+
+
+def staleness(server: list[tuple[int, float]], seen: list[tuple[float, int]]) -> list[float]:
+    """For each recorded step (count c at time t), the wait until the page first shows a count >= c."""
+    if not seen:
+        return []
+    t_seen = np.array([t for t, _ in seen])
+    v_seen = np.maximum.accumulate(np.array([v for _, v in seen]))
+    out = []
+    for c, t in server:
+        i = int(np.searchsorted(v_seen, c))  # first observation showing at least c
+        if i < len(v_seen):
+            out.append(t_seen[i] - t)
+    return out
+
+
+class Dashboard:
+    """``app.py`` served with step timestamps, and a headless Chromium to open it."""
+
+    def __init__(self, tmp: Path):
+        self.tmp = tmp
+        self.trace = tmp / "server.trace"
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = tmp / "server.log"
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", "GEL_DATA_DIR": str(tmp / "data")}
+        cmd = [sys.executable, "-m", "bench.traced", "serve", str(self.trace), "--", "app.py",
+               "--server.headless", "true", "--server.port", str(self.port), "--server.address", "127.0.0.1",
+               "--server.fileWatcherType", "none"]  # an edit elsewhere in the tree must not reload the app mid-run
+        with open(self.log, "wb") as log:
+            self.proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                         stdin=subprocess.DEVNULL)
+        _wait_healthy(self.url, self.proc, self.log)
+        from playwright.sync_api import sync_playwright
+
+        self._pw = sync_playwright().start()
+        self.browser = self._pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+
+    def close(self) -> None:
+        try:
+            self.browser.close()
+            self._pw.stop()
+        finally:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=15)
+
+    def block(self, measure_s: float) -> tuple[float | None, list[float], str]:
+        """Open a fresh page, Start, measure; return (steps/s, staleness per step, note)."""
+        context = self.browser.new_context(viewport=VIEWPORT)
+        page = context.new_page()
+        try:
+            page.add_init_script(OBSERVER_JS)
+            page.goto(f"{self.url}/?steps={STEPS}")
+            start = page.locator(".st-key-btn_start button").first
+            start.wait_for(state="visible", timeout=START_TIMEOUT_S * 1000)
+            page.wait_for_timeout(500)  # let the first script run finish drawing
+            before = {r for r, _, _ in read_trace(str(self.trace))}
+            start.click()
+            page.wait_for_timeout(WARMUP_S * 1000)
+            t0 = time.time()
+            page.wait_for_timeout(measure_s * 1000)
+            t1 = time.time()
+            page.wait_for_timeout(1000)  # steps of the window's end still reach the page
+            seen = page.evaluate("window.__gelSeen")
+            page.locator(".st-key-btn_stop button").first.click()
+            page.wait_for_timeout(500)
+        finally:
+            page.close()
+            context.close()
+        time.sleep(2 * 0.1)  # the trace flushes every 0.1 s
+        rows = [r for r in read_trace(str(self.trace)) if r[0] not in before]
+        runs = {r for r, _, _ in rows}
+        if len(runs) != 1:
+            return None, [], f"expected one new run in the trace, found {len(runs)}"
+        window = [(s, t) for _, s, t in rows if t0 <= t <= t1]
+        seen_pairs = [(t / 1000.0, int(v)) for t, v in seen]
+        if not seen_pairs:
+            return _rate(window), [], "the page never showed a step count (.st-key-status 'step N /')"
+        return _rate(window), staleness(window, seen_pairs), ""
+
+
+def cli_block(tmp: Path, steps: int) -> float | None:
+    trace = tmp / "cli.trace"
+    cmd = [sys.executable, "-m", "bench.traced", "cli", str(trace), "--", "run", "--steps", str(steps),
+           "--out", str(tmp / "cli.csv"), "--quiet"]
+    subprocess.run(cmd, cwd=REPO, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                   env={**os.environ, "GEL_DATA_DIR": str(tmp / "data")})
+    rows = [(s, t) for _, s, t in read_trace(str(trace))]
+    lo, hi = int(0.15 * len(rows)), int(0.95 * len(rows))  # skip the start-up steps and the end
+    return _rate(rows[lo:hi])
+
+
+def server_refresh_vs_alone(pairs: int, block_s: float, period_s: float = REFRESH_S) -> list[float]:
+    """Trainer steps/s with the live view's server work on another thread ÷ steps/s alone, per pair."""
+    import torch
+
+    from training.config import Config
+    from training.runner import Run
+
+    from .history_scale import refresh
+
+    torch.set_num_threads(1)
+    run = Run(Config(steps=10_000_000), device="cpu")  # the dashboard's default run: probes every 10 steps
+
+    def train() -> float:
+        t, n = run.trainer, 0
+        t0 = time.perf_counter()
+        while time.perf_counter() - t0 < block_s:
+            run.record(t.step())
+            n += 1
+        return n / (time.perf_counter() - t0)
+
+    def with_refresh() -> float:
+        stop = threading.Event()
+
+        def loop():
+            while not stop.is_set():
+                t0 = time.perf_counter()
+                refresh(run)
+                stop.wait(max(period_s - (time.perf_counter() - t0), 0.0))
+
+        th = threading.Thread(target=loop, name="bench-refresh", daemon=True)
+        th.start()
+        try:
+            return train()
+        finally:
+            stop.set()
+            th.join()
+
+    train()
+    refresh(run)  # warm both
+    return [b / a for a, b in alternate(train, with_refresh, pairs)]
+
+
+def _skipped(why: str) -> list[Row]:
+    return [row("P2", "trainer steps/s, dashboard open ÷ headless CLI", None, "x", ">= 0.90", why),
+            row("P3", "staleness: step recorded -> shown in the page, p95", None, "s", "<= 0.5", why)]
+
+
+def run(quick: bool = False) -> list[Row]:
+    diag = row("P2", "  server refresh work on another thread (no browser) ÷ alone", server_refresh_vs_alone(
+        2 if quick else 6, 1.0 if quick else 3.0), "x", "-", f"the live view's refresh every {REFRESH_S:g} s")
+    if quick:
+        return [*_skipped("skipped with --quick"), diag]
+    if not os.access(CHROMIUM, os.X_OK):
+        return [*_skipped(f"no Chromium at {CHROMIUM}"), diag]
+    pairs, measure_s = 4, 6.0
+    ratios, p95s, medians, notes, rates = [], [], [], [], []
+    with tempfile.TemporaryDirectory(prefix="gel-bench-") as d:
+        tmp = Path(d)
+        try:
+            dash = Dashboard(tmp)
+        except Exception as e:  # noqa: BLE001 - report why, never a made-up number
+            return [*_skipped(f"dashboard did not start: {type(e).__name__}: {str(e)[:200]}"), diag]
+        try:
+            for _ in range(pairs):
+                d_rate, stale, note = dash.block(measure_s)
+                c_rate = cli_block(tmp, CLI_STEPS)
+                rates.append((d_rate, c_rate))
+                if note:
+                    notes.append(note)
+                if d_rate and c_rate:
+                    ratios.append(d_rate / c_rate)
+                if stale:
+                    p95s.append(float(np.percentile(stale, 95)))
+                    medians.append(float(np.median(stale)))
+        except Exception as e:  # noqa: BLE001
+            notes.append(f"{type(e).__name__}: {str(e)[:200]}")
+        finally:
+            dash.close()
+    cli_rates = [c for _, c in rates if c]
+    dash_rates = [d for d, _ in rates if d]
+    rate_note = (f"dashboard {np.median(dash_rates):.0f}, CLI {np.median(cli_rates):.0f} steps/s"
+                 if dash_rates and cli_rates else "")
+    med = f"median wait {np.median(medians):.2f} s" if medians else ""
+    return [row("P2", "trainer steps/s, dashboard open ÷ headless CLI", ratios, "x", ">= 0.90",
+                "; ".join(x for x in [rate_note, *sorted(set(notes))] if x)),
+            diag,
+            row("P3", "staleness: step recorded -> shown in the page, p95", p95s, "s", "<= 0.5", med)]

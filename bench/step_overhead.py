@@ -1,0 +1,91 @@
+"""P1 and P5: the engine's instrumented step ÷ a bare PyTorch loop of the same model, data and clipping.
+
+Both sides are built by the engine from one config (same init, same batch stream): the engine side calls
+``Trainer.step()`` and appends the row to a ``History`` as the runner does; the bare side runs
+``zero_grad(); loss.backward(); [clip_grad_norm_]; optimizer.step()`` on its own copy. Both follow the
+same trajectory, so they time the same numbers. Probes (activation stats, histograms, test-set eval every
+``probe_every`` steps) are extra work beyond per-step metrics: off for the headline rows, every 10 steps in
+one more row.
+"""
+
+from __future__ import annotations
+
+import time
+
+import torch
+
+from training.config import Config
+from training.engine import Trainer
+from training.history import History
+
+from . import Row, alternate, row, timed
+
+NO_PROBES = 100_000  # the largest probe_every: one probe at step 0 (in the warm-up), none measured
+REFERENCE = Config(probe_every=NO_PROBES, steps=10_000_000)  # the seed's MLP on digits, batch 64, SGD lr 0.01
+DEEP = REFERENCE.replace(hidden_sizes=(256,) * 32)
+LSTM = REFERENCE.replace(model="lstm", dataset="adding", hidden_size=128, seq_len=100)
+BLOCK_S = 0.25  # seconds per block: long enough to time, short enough to alternate often
+
+
+def engine_vs_bare(cfg: Config, pairs: int, block_s: float = BLOCK_S) -> tuple[list[float], float]:
+    """Per-pair ratios engine time ÷ bare time, and the fraction of measured engine steps that clipped."""
+    eng, bare = Trainer(cfg, "cpu"), Trainer(cfg, "cpu")
+    hist = History(eng.columns)
+    clip = cfg.clip_threshold if cfg.clip == "norm" else None
+    if cfg.clip == "value":
+        raise ValueError("the bare loop covers clip none and norm")
+    clipped = [0, 0]
+
+    def engine_steps(n: int) -> None:
+        for _ in range(n):
+            rec = eng.step()
+            hist.append(rec.step, rec.row())
+            clipped[0] += rec.clipped
+            clipped[1] += 1
+
+    def bare_steps(n: int) -> None:
+        model, opt, params, loss_fn = bare.model, bare.optimizer, bare.params, bare.loss_fn
+        for _ in range(n):
+            x, y = bare.sample()
+            opt.zero_grad()
+            loss = loss_fn(model(x), y)
+            loss.backward()
+            if clip is not None:
+                torch.nn.utils.clip_grad_norm_(params, clip)
+            opt.step()
+
+    engine_steps(3)  # step 0 probes; both sides warm their allocators
+    bare_steps(3)
+    per_step = timed(lambda: bare_steps(3)) / 3
+    n = max(2, round(block_s / per_step))
+    clipped[:] = [0, 0]
+    clock = time.thread_time  # CPU time of this thread: one torch thread does all the work, preemption excluded
+    times = alternate(lambda: timed(lambda: engine_steps(n), clock), lambda: timed(lambda: bare_steps(n), clock),
+                      pairs)
+    return [a / b for a, b in times], clipped[0] / max(clipped[1], 1)
+
+
+def run(quick: bool = False) -> list[Row]:
+    torch.set_num_threads(1)
+    pairs = 3 if quick else 15
+    block = 0.05 if quick else BLOCK_S
+    rows = []
+    cases = [
+        ("P1", "engine step ÷ bare loop, MLP, clip none", REFERENCE),
+        ("P1", "engine step ÷ bare loop, MLP, clip norm 1.0", REFERENCE.replace(clip="norm")),
+        ("P1", "same, clip norm 0.01 (clips every step)", REFERENCE.replace(clip="norm", clip_threshold=0.01)),
+        ("P1", "same, clip none, probes every 10 steps", REFERENCE.replace(probe_every=10)),
+        ("P5", "engine ÷ bare, 32 x 256 MLP, clip none", DEEP),
+        ("P5", "engine ÷ bare, 32 x 256 MLP, clip norm 1.0", DEEP.replace(clip="norm")),
+        ("P5", "engine ÷ bare, LSTM 128, seq 100, clip none", LSTM),
+        ("P5", "engine ÷ bare, LSTM 128, seq 100, clip norm 1.0", LSTM.replace(clip="norm")),
+    ]
+    for id, what, cfg in cases:
+        if quick and what.startswith("same"):
+            continue
+        # The LSTM's steps are long (~60 ms): fewer, longer blocks keep the total time in bounds.
+        n_pairs = max(3, pairs * 2 // 3) if cfg.model == "lstm" else pairs
+        ratios, frac = engine_vs_bare(cfg, n_pairs, block)
+        note = f"clipped {frac:.0%} of steps" if cfg.clip == "norm" else ""
+        rows.append(row(id, what, ratios, "x", "<= 1.05", note))
+    return rows
