@@ -51,6 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     runs.add_argument("--store", default="", metavar="DIR",
                       help="the store's folder (default $GEL_DATA_DIR, else ./data)")
     sub.add_parser("presets", help="list the presets, one line each")
+    add_sweep_parser(sub)
     return p
 
 
@@ -246,11 +247,108 @@ def cmd_presets(_args) -> int:
     return 0
 
 
+def add_sweep_parser(sub) -> None:
+    sw = sub.add_parser("sweep", help="the stability map: a grid of two axes x seeds, each cell a short run, "
+                                      "classified exploded / vanished / learned / stuck")
+    sw.add_argument("--x", required=True, metavar="AXIS", help="e.g. lr=1e-4:1:9 (9 values; log-spaced over more "
+                    "than a decade, else linear; log:/lin: forces one; v1,v2,... lists them)")
+    sw.add_argument("--y", required=True, metavar="AXIS", help="e.g. init_std=0.01:2:9, or depth=1:32:8")
+    sw.add_argument("--seeds", type=int, default=1, help="seeds per cell (default 1); the map shows the majority")
+    sw.add_argument("--width", type=int, default=128, help="hidden width for a depth axis (default 128)")
+    sw.add_argument("--backend", choices=("local", "ray", "serial"), default="local",
+                    help="local: a process pool over all cores (default); ray: Ray tasks; serial: this process")
+    sw.add_argument("--address", help="Ray cluster address (backend ray), e.g. ray://head:10001 or auto")
+    sw.add_argument("--workers", type=int, help="cells at once (default: every core / every Ray CPU)")
+    sw.add_argument("--preset", help="start from a named preset (see `presets`); flags override it")
+    sw.add_argument("--config", help="a JSON file of field: value (JSON only, at most 64 KiB)")
+    for name, f in FIELDS.items():  # the run's config flags; --steps is per cell, 200 unless given
+        sw.add_argument(_flag(name), dest=name, default=None, metavar=name.upper(),
+                        help=f"{f.metadata['help']} ({allowed_text(f)})")
+    sw.add_argument("--out", help="output file: .parquet (metadata in its schema) or .csv (FILE.sweep.json)")
+    sw.add_argument("--store", nargs="?", const="", metavar="DIR",
+                    help="also save the sweep in the run store in DIR (default $GEL_DATA_DIR, else ./data)")
+    sw.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    import time
+    from collections import Counter
+
+    from . import sweep as S
+
+    if args.out is None and args.store is None:
+        raise UsageError("sweep: give --out FILE, --store [DIR], or both")
+    out = Path(args.out) if args.out is not None else None
+    if out is not None and (out.suffix not in (".csv", ".parquet") or not out.parent.exists()):
+        raise UsageError(f"--out: {args.out!r} must end in .csv or .parquet, in a folder that exists")
+    axes = []
+    for flag in ("x", "y"):
+        try:
+            axes.append(S.parse_axis(getattr(args, flag)))
+        except S.AxisError as e:
+            raise UsageError(f"--{flag}: {e}") from None
+    x, y = axes
+    if args.workers is not None and args.workers < 1:
+        raise UsageError(f"--workers: {args.workers} is not allowed; 1 or more")
+    base = config_from_args(args)
+    changes = S.implied(base, (x.name, y.name), chosen=[k for k in FIELDS if getattr(args, k) is not None])
+    if changes:
+        base = base.replace(**changes)
+        print("note: " + ", ".join(f"--{k} {v}" for k, v in changes.items()) + " so that the axes change the net",
+              file=sys.stderr)
+    try:
+        sweep = S.Sweep(base, x, y, seeds=args.seeds, steps=base.steps if args.steps else S.DEFAULT_STEPS,
+                        width=args.width)
+    except S.AxisError as e:
+        raise UsageError(str(e)) from None
+    try:
+        stream = sweep.run(args.backend, workers=args.workers, address=args.address)
+    except (RuntimeError, ConnectionError) as e:  # Ray missing, or its cluster unreachable
+        raise UsageError(f"--backend {args.backend}: {e}") from None
+    results, t0, rc = [], time.perf_counter(), 0
+    bar = None if args.quiet else _sweep_bar(len(sweep.cells))
+    try:
+        for r in stream:
+            results.append(r)
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(dict(sorted(Counter(c.outcome for c in results).items())), refresh=False)
+    except KeyboardInterrupt:  # keep the cells that finished; the file says the map is incomplete
+        sweep.cancel()
+        print("interrupted: saving the finished cells", file=sys.stderr)
+        rc = 130
+    except S.CellError as e:
+        print(f"error: {e}; saving the finished cells", file=sys.stderr)
+        rc = 1
+    finally:
+        stream.close()
+        if bar is not None:
+            bar.close()
+    complete = rc == 0
+    meta = sweep.metadata(backend=args.backend, complete=complete, seconds=time.perf_counter() - t0)
+    wrote = []
+    if out is not None:
+        S.save(out, results, meta)
+        wrote.append(str(out))
+    if args.store is not None:
+        wrote.append(f"sweep {S.save_to_store(results, meta, store=args.store or None)} in {S.store_path(args.store)}")
+    counts = ", ".join(f"{n} {o}" for o, n in sorted(Counter(r.outcome for r in results).items()))
+    print(f"{len(results)}/{len(sweep.cells)} cells ({counts}) in {meta['seconds']:.1f} s; wrote {' and '.join(wrote)}",
+          file=sys.stderr)
+    return rc
+
+
+def _sweep_bar(total: int):
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit="cell", file=sys.stderr, dynamic_ncols=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
-        return {"run": cmd_run, "runs": cmd_runs, "presets": cmd_presets}[args.command](args)
+        return {"run": cmd_run, "runs": cmd_runs, "presets": cmd_presets, "sweep": cmd_sweep}[args.command](args)
     except (UsageError, ConfigError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
