@@ -13,6 +13,7 @@ import pytest
 from training import sweep as S
 from training.cli import main
 from training.config import Config
+from training.store import Store
 
 SEED_MLP = Config(init="normal")  # the seed's 784-512-256-128-10 ReLU net, N(0, init_std^2) weights
 # lr 0.1 at init_std 0.05 learns in 30 steps; lr 1 at the same init goes non-finite by step ~8.
@@ -161,8 +162,8 @@ def test_store_keeps_sweeps_in_their_own_table_beside_the_runs(tmp_path, local_r
     assert entry["id"] == sid and entry["cells"] == 4 and entry["complete"]
     df, meta2 = S.load_stored(sid, tmp_path)
     assert meta2 == meta and sorted(df["outcome"]) == sorted(r.outcome for r in local_results)
-    store = pytest.importorskip("training.store")
-    assert store.Store(tmp_path).list_runs() == []  # the run store opens the same file and sees no clash
+    assert Store(tmp_path).list_runs() == [] and Store(tmp_path).integrity() == "ok"  # one file, no clash
+    assert S.delete_stored(sid, tmp_path) and S.list_stored(tmp_path) == []
 
 
 # ---- CLI ----------------------------------------------------------------------------------------------------------
@@ -185,8 +186,9 @@ def test_cli_writes_one_row_per_cell_with_the_rule_and_base_config(tmp_path):
     assert meta["base_config"]["model"] == "mlp" and meta["complete"] is True
     csv = tmp_path / "map.csv"
     assert main(["sweep", "--x", "lr=0.05", "--y", "batch_size=8", "--steps", "2", "--hidden-sizes", "8",
-                 "--backend", "serial", "--quiet", "--out", str(csv)]) == 0
+                 "--backend", "serial", "--quiet", "--out", str(csv), "--store", str(tmp_path)]) == 0
     assert S.load(csv)[0].columns.tolist() == CLI_COLUMNS
+    assert [e["x"] for e in S.list_stored(tmp_path)] == ["lr=0.05"]
 
 
 @pytest.mark.parametrize("argv, words", [

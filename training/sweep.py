@@ -579,8 +579,10 @@ def store_path(store: str | Path | None = None) -> Path:
 
     Sweeps live in their own ``sweeps`` table of the same file, so one folder holds runs and maps.
     """
-    p = Path(store) if store else Path(os.environ.get("GEL_DATA_DIR", "").strip() or "data")
-    return p if p.suffix in (".sqlite3", ".sqlite", ".db") else p / "runs.sqlite3"
+    from .store import DB_NAME, default_data_dir
+
+    p = Path(store) if store else default_data_dir()
+    return p if p.suffix in (".sqlite3", ".sqlite", ".db") else p / DB_NAME
 
 
 def _connect(path: Path):
@@ -638,6 +640,15 @@ def load_stored(sweep_id: str, store: str | Path | None = None):
     if row is None:
         raise KeyError(f"no stored sweep {sweep_id!r}")
     return to_frame(CellResult(**r) for r in json.loads(row[1])), json.loads(row[0])
+
+
+def delete_stored(sweep_id: str, store: str | Path | None = None) -> bool:
+    """Remove a stored sweep; False when there was none with this id."""
+    conn = _connect(store_path(store))
+    try:
+        return conn.execute("DELETE FROM sweeps WHERE id = ?", (sweep_id,)).rowcount > 0
+    finally:
+        conn.close()
 
 
 def _json_default(o):
