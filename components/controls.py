@@ -1,0 +1,181 @@
+"""The sidebar: preset, run buttons, then the controls in groups (mitigations, model, training, compare).
+
+Option lists come from ``training.registry`` and each help text from the config field's metadata, so a new
+activation or init shows up here without touching this file. Values are validated by ``Config`` alone (the
+inputs have no bounds of their own): a bad value shows the ConfigError and keeps every other value.
+"""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from training import registry as R
+from training.config import FIELDS, MAX_DEPTH, Config, ConfigError, allowed_text
+from training.engine import available_devices, best_device
+
+from . import session as S
+
+CLIP_LABELS = {"none": "off", "norm": "by norm", "value": "by value"}
+NORM_TYPE_LABELS = {"2": "L2", "inf": "L∞"}
+ss = st.session_state
+
+
+def _help(name: str) -> str:
+    f = FIELDS[name]
+    when = "Applies live to a running run." if name in S.LIVE_FIELDS else "Applies on next Start."
+    return f"{f.metadata['help'][:1].upper()}{f.metadata['help'][1:]} ({allowed_text(f)}). {when}"
+
+
+def _select(label: str, name: str, prefix: str = S.A, options=None, **kw) -> None:
+    kw.setdefault("on_change", S.mark_custom if prefix == S.A else None)
+    st.selectbox(label, options or FIELDS[name].metadata["choices"], key=prefix + name, help=_help(name), **kw)
+
+
+def _number(label: str, name: str, step, prefix: str = S.A, fmt: str | None = None, **kw) -> None:
+    kw.setdefault("on_change", S.mark_custom if prefix == S.A else None)
+    st.number_input(label, step=step, format=fmt, key=prefix + name, help=_help(name), **kw)
+
+
+def _clip_controls(prefix: str) -> None:
+    live = {"on_change": S.on_live, "args": (prefix,)}
+    st.radio("Gradient clipping", R.CLIP_MODES, format_func=CLIP_LABELS.get, horizontal=True,
+             key=prefix + "clip", help=_help("clip"), **live)
+    off = ss[prefix + "clip"] == "none"
+    _number("Clip threshold", "clip_threshold", 0.1, prefix, "%g", disabled=off, **live)
+    if prefix == S.A:
+        st.radio("Norm type", R.CLIP_NORM_TYPES, format_func=NORM_TYPE_LABELS.get, key="w_clip_norm_type",
+                 horizontal=True, disabled=ss.w_clip != "norm", help=_help("clip_norm_type"), **live)
+
+
+def _init_label(name: str) -> str:
+    return f"{name} (recurrent only)" if name in R.RECURRENT_ONLY_INITS else name
+
+
+def mitigations() -> None:
+    recurrent = ss.w_model in R.RECURRENT_MODELS
+    st.caption("Clipping and learning rate change a running run at once; the rest apply on next Start.")
+    _clip_controls(S.A)
+    _select("Activation", "activation", options=tuple(R.ACTIVATIONS), disabled=ss.w_model in ("lstm", "gru"))
+    _select("Initialization", "init", options=tuple(R.INITS), format_func=_init_label)
+    c1, c2 = st.columns(2)
+    with c1:
+        _number("Init std", "init_std", 0.05, fmt="%g", disabled=ss.w_init != "normal")
+    with c2:
+        _number("Spectral radius", "spectral_radius", 0.1, fmt="%g", disabled=ss.w_init != "spectral_radius")
+    _select("Normalization", "norm", disabled=recurrent)
+    st.checkbox("Residual connections", key="w_residual", on_change=S.mark_custom, disabled=recurrent,
+                help=_help("residual"))
+
+
+def model() -> None:
+    recurrent = ss.w_model in R.RECURRENT_MODELS
+    _select("Architecture", "model", options=R.MODELS, on_change=S.on_model)
+    st.text_input("Hidden widths (input → output)", key="w_hidden_sizes", on_change=S.mark_custom,
+                  disabled=recurrent, help=_help("hidden_sizes"))
+    c1, c2, c3 = st.columns([2, 2, 2], vertical_alignment="bottom")
+    c1.number_input("Depth", min_value=1, max_value=MAX_DEPTH, step=1, key="w_depth", disabled=recurrent)
+    c2.number_input("Width", min_value=1, max_value=FIELDS["hidden_sizes"].metadata["hi"], step=1, key="w_width",
+                    disabled=recurrent)
+    c3.button("Set", key="btn_fill_widths", on_click=S.fill_widths, disabled=recurrent,
+              help="Fill the hidden widths with depth × width", width="stretch")
+    c1, c2 = st.columns(2)
+    with c1:
+        _number("Hidden size", "hidden_size", 1, disabled=not recurrent)
+    with c2:
+        _number("Sequence length", "seq_len", 1, disabled=not recurrent)
+
+
+def _device_label(name: str) -> str:
+    if name == "auto":
+        return f"auto ({best_device()})"
+    return name if name in available_devices() else f"{name} (not available)"
+
+
+def training() -> None:
+    c1, c2 = st.columns(2)
+    with c1:
+        _select("Optimizer", "optimizer", options=tuple(R.OPTIMIZERS))
+    with c2:
+        _number("Momentum", "momentum", 0.01, fmt="%g", disabled=ss.w_optimizer != "momentum")
+    st.select_slider("Learning rate (log scale)", S.lr_options(), format_func=lambda v: f"{v:g}", key="w_lr",
+                     on_change=S.on_live, args=(S.A,), help=_help("lr"))
+    c1, c2 = st.columns(2)
+    with c1:
+        _number("Batch size", "batch_size", 1)
+    with c2:
+        _number("Steps", "steps", 100)
+    c1, c2 = st.columns(2)
+    with c1:
+        _select("Dataset", "dataset", options=tuple(R.DATASETS))
+    with c2:
+        _number("Seed", "seed", 1)
+    _select("Device", "device", options=R.DEVICES, format_func=_device_label)
+    _number("Probe every (steps)", "probe_every", 1)
+
+
+def compare() -> None:
+    st.toggle("Compare A/B", key="w_compare", on_change=S.on_compare,
+              help="Train A (the controls above) and B side by side, in lockstep on identical batches; "
+                   "same seed, so the same initial weights when the architecture and init match.")
+    if not ss.w_compare:
+        return
+    with st.expander("Run B: A with these changes", expanded=True):
+        _clip_controls(S.B)
+        _select("Activation", "activation", S.B, options=tuple(R.ACTIVATIONS))
+        _select("Initialization", "init", S.B, options=tuple(R.INITS), format_func=_init_label)
+        st.select_slider("Learning rate", S.lr_options(), format_func=lambda v: f"{v:g}", key="b_lr",
+                         on_change=S.on_live, args=(S.B,), help=_help("lr"))
+
+
+def run_buttons() -> None:
+    runner = S.current_runner()
+    alive = runner is not None and runner.alive
+    st.button("Start", key="btn_start", on_click=S.start, type="primary", width="stretch",
+              icon=":material/play_arrow:", help="Train from scratch with these settings (stops this tab's "
+                                                 "current run)")
+    with st.container(horizontal=True, gap="small"):
+        st.button("Resume" if ss.paused else "Pause", key="btn_pause", on_click=S.pause_resume, disabled=not alive,
+                  width="stretch")
+        st.button("Step", key="btn_step", on_click=S.step, disabled=not (alive and ss.paused), width="stretch",
+                  help="One training step (while paused)")
+        st.button("Stop", key="btn_stop", on_click=S.stop, disabled=not alive, width="stretch")
+        st.button("Reset", key="btn_reset", on_click=S.reset, disabled=runner is None, width="stretch",
+                  help="Stop and clear the charts; the settings stay")
+
+
+def current_config() -> tuple[Config | None, str | None]:
+    """The config the controls describe (and run B's, when comparing), or the first ConfigError's message."""
+    try:
+        cfg = S.read_config()
+        if ss.w_compare:
+            S.read_config_b(cfg)
+        return cfg, None
+    except ConfigError as e:
+        return None, str(e)
+
+
+def sidebar() -> Config | None:
+    """Draw every control; return the valid config they describe (None while a value is invalid)."""
+    options = [S.CUSTOM, *R.PRESETS]
+    st.selectbox("Preset", options, key="w_preset", on_change=S.on_preset,
+                 format_func=lambda n: "— custom —" if n == S.CUSTOM else n,
+                 help="Fills every control; edit any of them afterwards")
+    if ss.w_preset != S.CUSTOM:
+        st.caption(R.PRESETS[ss.w_preset].summary)
+    run_buttons()
+    cfg, error = current_config()
+    if error:
+        st.error(f"{error}. Fix it to Start; the other settings are kept.", icon=":material/error:")
+    if ss.start_error:
+        st.error(ss.start_error, icon=":material/error:")
+    pending = S.pending_changes(cfg) if cfg else []
+    if pending:
+        st.info("Applies on next Start: " + ", ".join(pending), icon=":material/schedule:")
+    with st.expander("Mitigations", expanded=True):
+        mitigations()
+    with st.expander("Model", expanded=True):
+        model()
+    with st.expander("Training", expanded=True):
+        training()
+    compare()
+    return cfg

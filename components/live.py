@@ -1,0 +1,114 @@
+"""The live views (each run inside its own auto-refreshing fragment) and the runs section under them.
+
+They only read: runner snapshots (copies taken under the run's lock) and session state. The training thread
+never touches Streamlit.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import streamlit as st
+
+from . import panels
+from . import session as S
+from .data import describe, table_csv, table_parquet
+from .theme import run_color
+
+ss = st.session_state
+HOW_TO = ("**Try this first:** pick the preset *watch it explode* and press **Start**: the loss and gradient "
+          "norm shoot up and training dies within a few steps. Then set *Gradient clipping* to *by norm* and "
+          "Start again, or switch on **Compare A/B** to train both side by side on identical batches.")
+
+
+def _overlay_snapshots(exclude: set[str]) -> list:
+    """Earlier runs picked in the overlay list, relabelled with their run id so legends stay unambiguous."""
+    picked = set(ss.get("w_overlay", []))
+    out = []
+    for runner in S.session_runners():
+        for i, run in enumerate(runner.runs):
+            if run.id in picked and run.id not in exclude:
+                snap = runner.snapshot(i)
+                out.append(dataclasses.replace(snap, label=f"{_short(snap.id)} {snap.label}"))
+    return out
+
+
+def _short(run_id: str) -> str:
+    return run_id.split("-")[0]
+
+
+def live_view(polling: bool) -> None:
+    """Status and banners of this tab's run; reruns the whole app once when a polled run ends (so the buttons
+    and the URL catch up and the polling stops)."""
+    runner = S.current_runner()
+    if runner is None:
+        st.info(HOW_TO, icon=":material/lightbulb:")
+        return
+    S.watch(runner)
+    snaps = [runner.snapshot(i) for i in range(len(runner.runs))]
+    with st.container(key="status"):
+        if len(snaps) == 1:
+            panels.status_line(snaps[0])
+        else:
+            for i, (col, snap) in enumerate(zip(st.columns(len(snaps), border=True), snaps, strict=True)):
+                with col:
+                    panels.status_line(snap, title=snap.label, color=run_color(i))
+    with st.container(key="banner"):
+        for snap in snaps:
+            panels.outcome_banner(snap, who=f"Run {snap.label}" if len(snaps) > 1 else "Training")
+    if polling and not runner.alive:
+        st.rerun(scope="app")
+
+
+def overlay_view() -> None:
+    """Loss and gradient norm of every run of this tab, with the earlier runs picked for overlay.
+
+    Its own fragment, refreshed a little slower than the status line: Streamlit remounts a Plotly chart
+    whenever its figure changes, and each remount is a full redraw in the browser.
+    """
+    runner = S.current_runner()
+    if runner is None:
+        return
+    snaps = [runner.snapshot(i) for i in range(len(runner.runs))]
+    with st.container(key="charts"):
+        panels.overlay_charts(snaps + _overlay_snapshots({s.id for s in snaps}))
+
+
+def detail_view() -> None:
+    """Per-layer charts of one run (pick A or B when comparing). A fragment of its own, refreshed less often:
+    they change more slowly, and four more figures per refresh would cost the training thread real time."""
+    runner = S.current_runner()
+    if runner is None:
+        return
+    snaps = [runner.snapshot(i) for i in range(len(runner.runs))]
+    detail = snaps[0]
+    if len(snaps) > 1:
+        pick = st.radio("Per-layer charts below are for run", [s.label for s in snaps], horizontal=True,
+                        key="w_inspect")
+        detail = next(s for s in snaps if s.label == pick)
+    with st.container(key="detail"):
+        panels.detail_charts(detail)
+
+
+def runs_section() -> None:
+    """Runs of this session (any can be overlaid on the live one) and downloads of the current run."""
+    runners = S.session_runners()
+    current = S.current_runner()
+    if not runners:
+        return
+    st.subheader("Runs of this session", divider="gray")
+    current_ids = {r.id for r in current.runs} if current else set()
+    runs = [(runner, i) for runner in runners for i in range(len(runner.runs))]
+    snaps = {runner.runs[i].id: runner.snapshot(i) for runner, i in runs}
+    others = [rid for rid in snaps if rid not in current_ids]
+    if others:
+        st.multiselect("Overlay earlier runs on the loss and gradient-norm charts", others, key="w_overlay",
+                       format_func=lambda rid: f"{_short(rid)} {snaps[rid].label} · {snaps[rid].status} at "
+                                               f"{snaps[rid].step} · {describe(snaps[rid].config)}")
+    panels.runs_table(list(snaps.values()), current_ids)
+    if current is not None:
+        for i, run in enumerate(current.runs):
+            snap = snaps[run.id]
+            label = f" (run {snap.label})" if len(current.runs) > 1 else ""
+            panels.downloads(lambda i=i: current.snapshot(i), snap, table_csv, table_parquet, key=f"{i}",
+                             label=label)

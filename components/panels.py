@@ -1,0 +1,133 @@
+"""Panels rendered with Streamlit: status line, banners, the chart grid, the runs table, downloads.
+
+Each takes plain data (RunSnapshots, a Config) and draws; none of them reads session state or a runner.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+
+import pandas as pd
+import streamlit as st
+
+from . import charts as C
+from .data import describe, explosion, full_resolution_start, live_clip, live_lr, suggestion
+
+STATE_BADGE = {"idle": "gray", "running": "blue", "paused": "orange", "finished": "green", "exploded": "red",
+               "error": "red", "stopped": "gray"}
+CAPTIONS = {  # one line each: what to look for
+    "loss": "Look for the loss climbing by orders of magnitude in a few steps, then ✕ non-finite (dotted: test "
+            "accuracy).",
+    "grad": "Red: the raw gradient norm; blue: what the optimizer applied. Clipping by norm keeps blue under the "
+            "dashed threshold.",
+    "heatmap": "One row per weight matrix, input at the bottom: a bright band spreading across rows is the "
+               "explosion propagating.",
+    "flow": "Bars that climb or fall layer after layer: the gradient explodes or vanishes on its way back to the "
+            "input.",
+    "weights": "Update ratio ‖Δw‖/‖w‖ near 1e-3 (dashed) is healthy; near 1, every step rewrites the weights.",
+    "acts": "A layer whose std collapses to 0, or whose dead/saturated fraction nears 100%, no longer passes "
+            "signal.",
+    "time": "‖∂L/∂h_t‖ rising toward early t: gradients explode through time; falling: they vanish.",
+}
+
+
+def _fmt(v: float | None, spec: str = ".3g") -> str:
+    if v is None:
+        return "–"
+    return format(v, spec) if math.isfinite(v) else f"✕ {v}"
+
+
+def status_line(snap, title: str | None = None, color: str | None = None) -> None:
+    """State badge, step, speed and device of one run, then its latest loss, gradient norms and accuracy."""
+    mode, threshold, _ = live_clip(snap)
+    clip = {"none": "clipping off", "norm": f"clip ‖g‖ ≤ {threshold:g}", "value": f"clip ±{threshold:g}"}[mode]
+    badge = STATE_BADGE.get(snap.status, "gray")
+    head = f'<span style="color:{color}">■</span> **Run {title}** · ' if title else ""
+    st.markdown(f"{head}:{badge}-badge[{snap.status}] · step **{snap.step:,}** / {snap.config.steps:,} · "
+                f"{snap.steps_per_s:,.0f} steps/s · {snap.device} · {clip} · lr {live_lr(snap):g}",
+                unsafe_allow_html=bool(title))
+    rec = snap.latest
+    acc = snap.probes[-1]["test_accuracy"] if snap.probes else None
+    cols = st.columns(4) if title is None else [c for row in (st.columns(2), st.columns(2)) for c in row]
+    cols[0].metric("Loss", _fmt(rec.loss if rec else None))
+    cols[1].metric("‖g‖ before clip", _fmt(rec.grad_norm_pre_clip if rec else None))
+    cols[2].metric("‖g‖ after clip", _fmt(rec.grad_norm_post_clip if rec else None))
+    cols[3].metric("Test accuracy", "–" if acc is None else f"{acc:.0%}")
+
+
+def outcome_banner(snap, who: str = "Training") -> None:
+    """Explosion (step, first non-finite parameter, last finite norm, what to try), error, or finished."""
+    if snap.status == "exploded":
+        e = explosion(snap) or {}
+        where = f"first non-finite gradient in `{e['param']}`" if e.get("param") else "the loss went non-finite"
+        st.error(f"**{who} exploded at step {e.get('step', snap.step)}**: {where}; last finite gradient norm "
+                 f"{_fmt(e.get('last_finite_grad_norm'))}. Try: {suggestion(snap.config)}.",
+                 icon=":material/local_fire_department:")
+    elif snap.status == "error":
+        st.error(f"**{who} stopped with an error** at step {snap.step}: {snap.error}", icon=":material/error:")
+    elif snap.status == "finished":
+        acc = snap.probes[-1]["test_accuracy"] if snap.probes else None
+        loss = snap.latest.loss if snap.latest else float("nan")
+        st.success(f"**{who} finished {snap.step:,} steps** without exploding: loss {_fmt(loss)}"
+                   + (f", test accuracy {acc:.0%}" if acc is not None else "") + ".", icon=":material/check_circle:")
+
+
+def chart(fig, key: str, caption: str) -> None:
+    # theme=None: our own colours and log axes, the same in every chart, instead of Streamlit's restyling.
+    st.plotly_chart(fig, key=key, theme=None, config={"displaylogo": False, "displayModeBar": "hover"})
+    st.caption(caption)
+
+
+def overlay_charts(snaps: Sequence) -> None:
+    """Loss and gradient norm, every run in ``snaps`` overlaid (A and B, plus any earlier runs picked)."""
+    left, right = st.columns(2, gap="medium")
+    with left:
+        chart(C.loss_figure(snaps), "chart_loss", CAPTIONS["loss"])
+    with right:
+        chart(C.grad_norm_figure(snaps), "chart_grad", CAPTIONS["grad"])
+
+
+def detail_charts(snap) -> None:
+    """Per-layer charts of one run: heatmap over time, gradient flow now, weights and updates, activations."""
+    left, right = st.columns(2, gap="medium")
+    with left:
+        chart(C.layer_heatmap(snap), "chart_heatmap", CAPTIONS["heatmap"])
+    with right:
+        rec = snap.latest
+        if rec is not None:
+            chart(C.gradient_flow_figure(snap.names, {snap.label: rec.grad_norms}, rec.step), "chart_flow",
+                  CAPTIONS["flow"])
+    left, right = st.columns(2, gap="medium")
+    with left:
+        chart(C.weights_updates_figure(snap), "chart_weights", CAPTIONS["weights"])
+    with right:
+        if snap.probes:
+            probe = snap.probes[-1]
+            chart(C.probe_figure(probe), "chart_acts", CAPTIONS["time" if "time_backward_norm" in probe else "acts"])
+
+
+def runs_table(snaps: Sequence, current_ids: Sequence[str]) -> None:
+    rows = [{"run": s.id, "label": s.label, "": "◀ now" if s.id in current_ids else "", "state": s.status,
+             "steps": s.step, "exploded at": (explosion(s) or {}).get("step"), "settings": describe(s.config)}
+            for s in snaps]
+    st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch", key="runs_table")
+
+
+def downloads(snap_fn: Callable[[], object], snap, csv_fn: Callable, parquet_fn: Callable, key: str = "",
+              label: str = "") -> None:
+    """CSV and Parquet of one run, built when clicked (``snap_fn`` takes a fresh snapshot then)."""
+    cols = st.columns([1, 1, 3], vertical_alignment="center")
+    cols[0].download_button(f"CSV{label}", lambda: csv_fn(snap_fn()), file_name=f"{snap.id}.csv",
+                            mime="text/csv", key=f"dl_csv{key}", on_click="ignore", icon=":material/download:",
+                            width="stretch")
+    cols[1].download_button(f"Parquet{label}", lambda: parquet_fn(snap_fn()), file_name=f"{snap.id}.parquet",
+                            mime="application/vnd.apache.parquet", key=f"dl_parquet{key}", on_click="ignore",
+                            icon=":material/download:", width="stretch")
+    note = ("One row per step with every column shown here (loss, norms before and after clipping, per-layer "
+            "gradient and weight norms, update ratios); inf and NaN are kept.")
+    start = full_resolution_start(snap)
+    if start is not None:
+        note += (f" Rows before step {start:,} are decimated (the run is longer than the full-resolution window): "
+                 "one row per bucket of steps, holding the bucket's last value.")
+    cols[2].caption(note)

@@ -1,0 +1,290 @@
+"""Session glue: widget state ↔ Config, the URL query parameters, and the run buttons' callbacks.
+
+Every control is a widget whose key is ``w_<field>`` (run B's overrides: ``b_<field>``); its value lives in
+``st.session_state`` and is written here only from callbacks or before the widget exists in the run, as
+Streamlit requires. Runners live in the process-wide RunManager, so a refresh or a shared link reattaches
+through ``?run=<id>``; this module only remembers ids.
+"""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from training import registry as R
+from training.config import FIELDS, Config, ConfigError, from_preset, from_query, parse_value
+from training.engine import available_devices
+from training.manager import CapacityError, get_manager
+
+from .data import LIVE_FIELDS, describe, live_config, lr_grid, matching_preset
+
+A, B = "w_", "b_"
+B_FIELDS = ("clip", "clip_threshold", "activation", "init", "lr")  # what run B may change from A
+CUSTOM = "custom"
+ss = st.session_state
+
+
+# Widget state ↔ Config.
+def widget_values(cfg: Config, prefix: str = A, names=tuple(FIELDS)) -> dict:
+    values = {prefix + n: getattr(cfg, n) for n in names}
+    if "hidden_sizes" in names:
+        values[prefix + "hidden_sizes"] = ",".join(map(str, cfg.hidden_sizes))
+        if prefix == A:
+            values["w_depth"], values["w_width"] = len(cfg.hidden_sizes), max(cfg.hidden_sizes)
+    return values
+
+
+def write_controls(cfg: Config, prefix: str = A, names=tuple(FIELDS)) -> None:
+    """Set the controls to ``cfg``; call only from a callback or before the widgets are drawn."""
+    for k, v in widget_values(cfg, prefix, names).items():
+        ss[k] = v
+
+
+def read_config() -> Config:
+    """Run A's config from the controls; raises ConfigError naming the field and what is allowed."""
+    values = {n: ss[A + n] for n in FIELDS if A + n in ss}
+    if "hidden_sizes" in values:
+        values["hidden_sizes"] = parse_value("hidden_sizes", values["hidden_sizes"])
+    return Config().replace(**values)
+
+
+def read_config_b(cfg_a: Config) -> Config:
+    try:
+        return cfg_a.replace(**{n: ss[B + n] for n in B_FIELDS if B + n in ss})
+    except ConfigError as e:
+        raise ConfigError(f"run B {e.field}", e.value, e.allowed) from None
+
+
+def lr_options() -> list[float]:
+    """The learning-rate grid plus any off-grid value already chosen (from a link, or a reattached run)."""
+    chosen = {ss.get(A + "lr"), ss.get(B + "lr")} - {None}
+    return sorted(set(lr_grid()) | chosen)
+
+
+def init() -> None:
+    """First run of a session: controls from the URL (each bad parameter falls back with a warning),
+    or from the run named by ``?run=`` when it is still on this server."""
+    if "initialized" in ss:
+        return
+    params = st.query_params.to_dict()
+    cfg, errors = from_query(params)
+    warnings = [f"URL parameter {e} — using the default" for e in errors]
+    ss.run_id, ss.my_runs, ss.paused, ss.start_error = None, [], False, None
+    ss.w_compare = False
+    run_id = params.get("run")
+    runner = get_manager().get(run_id) if run_id else None
+    if run_id and runner is None:
+        warnings.append(f"URL parameter run: no run {run_id!r} on this server (runs end when the server "
+                        "restarts) — showing its settings only")
+    elif runner is not None:
+        snaps = [runner.snapshot(i) for i in range(len(runner.runs))]
+        cfg = live_config(snaps[0])
+        # Paused by a person stays paused; paused because nobody watched resumes on this look (see watch).
+        person_paused = runner.paused and not get_manager().idle_paused(run_id)
+        ss.run_id, ss.my_runs, ss.paused = run_id, [run_id], person_paused
+        if len(snaps) == 2:
+            ss.w_compare = True
+            write_controls(live_config(snaps[1]), B, B_FIELDS)
+    write_controls(cfg)
+    ss.w_preset = matching_preset(cfg) or CUSTOM
+    ss.url_warnings = warnings
+    ss.initialized = True
+
+
+def sync_url(cfg: Config | None) -> None:
+    """Keep the whole configuration (and the run id) in the URL; an invalid config leaves the URL as it was."""
+    want = cfg.to_query() if cfg is not None else {k: v for k, v in st.query_params.to_dict().items() if k != "run"}
+    if ss.get("run_id"):
+        want["run"] = ss.run_id
+    if st.query_params.to_dict() != want:
+        st.query_params.from_dict(want)
+
+
+# Runs.
+def store_error() -> str | None:
+    """Why runs are not being saved (the lab still trains), or None."""
+    return get_manager().store_error
+
+
+def current_runner():
+    rid = ss.get("run_id")
+    return get_manager().get(rid) if rid else None
+
+
+def session_runners() -> list:
+    manager = get_manager()
+    return [r for r in (manager.get(rid) for rid in ss.get("my_runs", [])) if r is not None]
+
+
+def configs_to_start() -> tuple[list[Config], list[str]]:
+    cfg = read_config()
+    if ss.get("w_compare"):
+        return [cfg, read_config_b(cfg)], ["A", "B"]
+    return [cfg], [f"#{len(ss.my_runs) + 1}"]
+
+
+def start() -> None:
+    """Start button: a new runner from the controls (a runner cannot restart); this tab's previous run stops."""
+    ss.start_error = None
+    try:
+        cfgs, labels = configs_to_start()
+    except ConfigError as e:
+        ss.start_error = str(e)
+        return
+    device = cfgs[0].device
+    if device != "auto" and device not in available_devices():
+        ss.start_error = (f"device: {device} is not available on this machine; available: auto, "
+                          + ", ".join(available_devices()))
+        return
+    old = current_runner()
+    if old is not None and old.alive:
+        old.stop(timeout=1.0)
+    try:
+        runner = get_manager().start(cfgs, labels=labels)
+    except CapacityError as e:
+        ss.start_error = f"Cannot start: {e}."
+        return
+    except (RuntimeError, ValueError) as e:  # e.g. a device that failed to initialise
+        ss.start_error = f"Cannot start: {e}"
+        return
+    ss.run_id = runner.runs[0].id
+    ss.my_runs = [*ss.my_runs, ss.run_id]
+    ss.paused = False
+    ss.url_warnings = []
+
+
+def pause_resume() -> None:
+    """Through the manager, so it knows a person paused the run (an idle pause resumes on the next look)."""
+    runner, manager = current_runner(), get_manager()
+    if runner is None or not runner.alive:
+        return
+    try:
+        if ss.paused:
+            manager.resume(ss.run_id)
+        else:
+            manager.pause(ss.run_id)
+    except CapacityError as e:
+        ss.start_error = f"Cannot resume: {e}."
+        return
+    ss.paused = not ss.paused
+
+
+def watch(runner) -> None:
+    """Tell the manager someone is looking (every refresh): a run nobody watches pauses itself to free its slot."""
+    get_manager().touch(runner.runs[0].id)
+
+
+def step() -> None:
+    runner = current_runner()
+    if runner is not None and runner.alive:
+        runner.step_once(1)
+
+
+def stop() -> None:
+    runner = current_runner()
+    if runner is not None:
+        runner.stop(timeout=1.0)
+
+
+def reset() -> None:
+    """Stop and clear the charts; the settings stay."""
+    stop()
+    ss.run_id, ss.paused, ss.start_error = None, False, None
+
+
+# Control callbacks.
+def mark_custom() -> None:
+    """After any edit: the preset picker says 'custom' once the controls no longer match the preset."""
+    name = ss.get("w_preset", CUSTOM)
+    if name == CUSTOM:
+        return
+    try:
+        same = read_config() == from_preset(name)
+    except ConfigError:
+        same = False
+    if not same:
+        ss.w_preset = CUSTOM
+
+
+def on_preset() -> None:
+    name = ss.w_preset
+    if name == CUSTOM:
+        return
+    cfg = from_preset(name)
+    write_controls(cfg)
+    if ss.get("w_compare"):
+        write_controls(b_default(cfg), B, B_FIELDS)
+
+
+def b_default(cfg: Config) -> Config:
+    """Run B starts as A with clipping toggled: the one-change experiment."""
+    return cfg.replace(clip="norm", clip_threshold=1.0) if cfg.clip == "none" else cfg.replace(clip="none")
+
+
+def on_compare() -> None:
+    if ss.w_compare:
+        try:
+            cfg = read_config()
+        except ConfigError:
+            cfg = Config()
+        write_controls(b_default(cfg), B, B_FIELDS)
+
+
+def on_model() -> None:
+    """Keep the other controls compatible with the new architecture, and say what changed."""
+    model, recurrent = ss.w_model, ss.w_model in R.RECURRENT_MODELS
+    changes = {}
+    if recurrent and ss.w_dataset not in R.SEQUENCE_DATASETS:
+        changes["dataset"] = "adding"
+    if not recurrent and ss.w_dataset in R.SEQUENCE_DATASETS:
+        changes["dataset"] = "digits"
+    if model == "rnn" and ss.w_activation not in ("tanh", "relu"):
+        changes["activation"] = "tanh"
+    if not recurrent and ss.w_init in R.RECURRENT_ONLY_INITS:
+        changes["init"] = "pytorch_default"
+    if recurrent and ss.w_norm != "none":
+        changes["norm"] = "none"
+    if recurrent and ss.w_residual:
+        changes["residual"] = False
+    for name, value in changes.items():
+        ss[A + name] = value
+    if changes:
+        st.toast(f"For the {model} model: " + ", ".join(f"{k} → {v}" for k, v in changes.items()))
+    mark_custom()
+
+
+def fill_widths() -> None:
+    ss.w_hidden_sizes = ",".join([str(int(ss.w_width))] * int(ss.w_depth))
+    mark_custom()
+
+
+def on_live(prefix: str) -> None:
+    """Clipping or learning rate changed: apply it to the running training at its next step, no restart."""
+    if prefix == A:
+        mark_custom()
+    runner = current_runner()
+    if runner is None or not runner.alive:
+        return
+    if prefix == B and len(runner.runs) < 2:
+        return
+    try:
+        cfg = read_config() if prefix == A else read_config_b(read_config())
+    except ConfigError:
+        return  # the sidebar shows the error; the run keeps its settings
+    runs = None if len(runner.runs) == 1 else [0 if prefix == A else 1]
+    snap = runner.snapshot(runs[0] if runs else 0)
+    now = live_config(snap)
+    if (cfg.clip, cfg.clip_threshold, cfg.clip_norm_type) != (now.clip, now.clip_threshold, now.clip_norm_type):
+        runner.set_clip(cfg.clip, cfg.clip_threshold, cfg.clip_norm_type, runs=runs)
+    if cfg.lr != now.lr:
+        runner.set_lr(cfg.lr, runs=runs)
+    who = "" if runs is None else f"run {'AB'[runs[0]]}: "
+    st.toast(f"{who}applied live from step {snap.step}: {describe(cfg)}")
+
+
+def pending_changes(cfg: Config) -> list[str]:
+    """Fields that differ from the live run's config and need a new Start (clipping and lr apply live)."""
+    runner = current_runner()
+    if runner is None or not runner.alive:
+        return []
+    running = runner.runs[0].cfg
+    return [n for n in FIELDS if n not in LIVE_FIELDS and getattr(cfg, n) != getattr(running, n)]

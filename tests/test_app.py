@@ -1,0 +1,386 @@
+"""The dashboard: chart builders on plain data, then the whole app through Streamlit's AppTest.
+
+AppTest never fires ``run_every``, so live tests poll with ``at.run()``. Every runner a test starts is stopped
+in teardown, so no training thread outlives its test.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from components import charts as C
+from components import data as D
+from components import theme as T
+from training.config import Config, from_preset, from_query
+from training.manager import get_manager
+from training.runner import RunSnapshot
+
+APP = str(Path(__file__).resolve().parent.parent / "app.py")
+NAMES = ["blocks.0.fc.weight", "blocks.0.fc.bias", "head.weight", "head.bias"]
+
+
+def make_snapshot(rows: dict[str, list[float]], config: Config | None = None, events=(), probes=(), steps=None,
+                  label="run", lo=None, hi=None) -> RunSnapshot:
+    """A RunSnapshot from plain columns (anything not given is 1.0), as the runner would hand to the charts."""
+    columns = ["loss", "lr", "grad_norm_pre_clip", "grad_norm_post_clip", "clipped",
+               *[f"{kind}/{n}" for kind in ("grad_norm", "weight_norm", "update_ratio") for n in NAMES]]
+    n = len(next(iter(rows.values())))
+    value = np.ones((n, len(columns)))
+    for name, col in rows.items():
+        value[:, columns.index(name)] = col
+    step = np.arange(n) if steps is None else np.asarray(steps)
+    view = {"step": step, "value": value, "lo": value if lo is None else lo, "hi": value if hi is None else hi}
+    return RunSnapshot("r1-1", label, config or Config(), "running", None, int(step[-1]) + 1, 100.0, "cpu", NAMES,
+                       columns, view, list(events), list(probes), None, "dead")
+
+
+def trace(fig, name):
+    return next(t for t in fig.data if t.name == name)
+
+
+# Chart builders, on plain data.
+def test_grad_norm_figure_marks_non_finite_at_the_top_and_keeps_the_finite_line():
+    snap = make_snapshot({"grad_norm_pre_clip": [1.0, 10.0, 1e4, np.inf],
+                          "grad_norm_post_clip": [1.0, 10.0, 1e4, np.nan]})
+    fig = C.grad_norm_figure([snap])
+    bad = trace(fig, C.NON_FINITE_NAME)
+    assert list(bad.x) == [3, 3]  # pre and post at the explosion step, neither dropped
+    assert min(bad.y) > 1e4  # above every finite value
+    pre = trace(fig, "pre-clip")
+    assert list(pre.y[:3]) == [1.0, 10.0, 1e4] and np.isnan(pre.y[3])
+    assert fig.layout.yaxis.type == "log"
+
+
+def test_grad_norm_threshold_line_sits_at_the_threshold_and_follows_live_changes():
+    cfg = Config(clip="norm", clip_threshold=2.0)
+    snap = make_snapshot({"grad_norm_pre_clip": [5.0, 6.0, 7.0], "grad_norm_post_clip": [2.0, 2.0, 2.0]}, cfg)
+    assert list(trace(C.grad_norm_figure([snap]), "clip threshold 2").y) == [2.0, 2.0]
+    change = {"step": 2, "kind": "config_change", "field": "clip", "new": ["norm", 0.5, "2"], "message": "clip"}
+    snap = make_snapshot({"grad_norm_pre_clip": [5.0, 6.0, 7.0]}, cfg, events=[change])
+    fig = C.grad_norm_figure([snap])
+    assert list(trace(fig, "clip threshold 0.5").y) == [0.5, 0.5]
+    assert any(s.x0 == 2 for s in fig.layout.shapes), "the live change is a vertical marker"
+    no_clip = make_snapshot({"grad_norm_pre_clip": [5.0, 6.0]})
+    assert not [t for t in C.grad_norm_figure([no_clip]).data if "threshold" in (t.name or "")]
+
+
+def test_overlaid_runs_keep_one_colour_each():
+    a = make_snapshot({"grad_norm_pre_clip": [1.0, 2.0]}, label="A")
+    b = make_snapshot({"grad_norm_pre_clip": [1.0, 3.0]}, Config(clip="norm"), label="B")
+    fig = C.grad_norm_figure([a, b])
+    assert trace(fig, "A pre-clip").line.color == trace(fig, "A post-clip").line.color == T.run_color(0)
+    assert trace(fig, "B pre-clip").line.color == trace(fig, "B clip threshold 1").line.color == T.run_color(1)
+    assert trace(C.loss_figure([a, b]), "B loss").line.color == T.run_color(1)
+
+
+def test_loss_figure_marks_explosion_and_non_finite_loss_and_draws_accuracy():
+    event = {"step": 2, "kind": "explosion", "param": "head.weight", "message": "boom"}
+    probe = {"step": 0, "test_accuracy": 0.5}
+    snap = make_snapshot({"loss": [2.3, 1e9, np.nan]}, events=[event], probes=[probe])
+    fig = C.loss_figure([snap])
+    assert list(trace(fig, C.NON_FINITE_NAME).x) == [2]
+    assert [s.x0 for s in fig.layout.shapes] == [2]
+    assert any("exploded" in a.text for a in fig.layout.annotations)
+    assert list(trace(fig, "test accuracy").y) == [0.5]
+
+
+def test_decimated_buckets_draw_their_min_max_envelope():
+    pre = [1.0, 1.0, 1.0, 1.0]
+    hi = np.ones((4, 17))
+    hi[0, 2] = 500.0  # a spike folded into the first bucket
+    snap = make_snapshot({"grad_norm_pre_clip": pre}, steps=[9, 19, 20, 21], hi=hi)
+    fig = C.grad_norm_figure([snap])
+    assert max(np.nanmax(np.asarray(t.y, dtype=float)) for t in fig.data if t.fill == "tonexty") == 500.0
+
+
+def test_heatmap_folds_columns_but_keeps_the_spike_and_marks_non_finite():
+    n = 1000
+    g = np.ones(n)
+    g[500] = 1e6
+    g[-1] = np.inf
+    snap = make_snapshot({"grad_norm/head.weight": g})
+    fig = C.layer_heatmap(snap, max_cols=100)
+    heat = fig.data[0]
+    assert len(heat.x) == 100 and list(heat.y) == ["blocks.0", "head"]  # weight matrices only, input first
+    assert np.nanmax(np.asarray(heat.z, dtype=float)) == pytest.approx(6.0)
+    bad = trace(fig, C.NON_FINITE_NAME)
+    assert list(bad.y) == ["head"] and bad.x[0] == n - 1
+
+
+def test_gradient_flow_shows_non_finite_bars_and_zero_markers():
+    fig = C.gradient_flow_figure(NAMES, {"run": np.array([0.0, 1.0, np.inf, 1.0])}, step=7)
+    bars = fig.data[0]
+    assert list(bars.x) == ["blocks.0", "head"]
+    assert bars.marker.color[1] == T.NON_FINITE and "✕" in bars.text[1]
+    assert list(trace(fig, C.ZERO_NAME).x) == ["blocks.0"]
+    assert "step 7" in fig.layout.title.text
+
+
+def test_weights_figure_has_the_healthy_update_ratio_reference():
+    snap = make_snapshot({"update_ratio/head.weight": [1e-3, 1e-2, np.nan]})
+    fig = C.weights_updates_figure(snap)
+    assert list(trace(fig, "healthy ≈ 1e-3").y) == [1e-3, 1e-3]
+    assert list(trace(fig, C.NON_FINITE_NAME).x) == [2]
+
+
+def test_probe_figure_per_layer_for_mlp_and_per_time_step_for_recurrent():
+    mlp = {"step": 10, "layers": ["blocks.0", "blocks.1"], "act_std": np.array([1.0, 0.0]),
+           "act_stuck": np.array([0.5, 1.0]), "stuck_label": "dead"}
+    fig = C.probe_figure(mlp)
+    assert list(trace(fig, "dead fraction").y) == [0.5, 1.0]
+    assert list(trace(fig, C.ZERO_NAME).x) == ["blocks.1"]  # a std of 0 on the log axis is shown, not lost
+    rnn = {"step": 10, "time_backward_norm": np.array([1e3, 1e2, 1e1, 1.0]), "time_act_std": np.ones(4),
+           "time_stuck": np.zeros(4), "spectral_radius": 3.0}
+    fig = C.probe_figure(rnn)
+    assert list(trace(fig, "‖∂L/∂h_t‖").y) == [1e3, 1e2, 1e1, 1.0]
+    assert "ρ(W_hh) = 3" in fig.layout.title.text
+
+
+def test_suggestion_depends_on_the_config():
+    assert D.suggestion(from_preset("RNN on long sequences explodes")).startswith("clip by norm, or use an LSTM")
+    explode = D.suggestion(from_preset("watch it explode"))
+    assert "turn on clipping" in explode and "He init (kaiming_normal)" in explode
+    assert "lower the learning rate" in D.suggestion(Config(clip="norm", lr=1.0))
+
+
+def test_export_table_has_step_and_every_column_and_keeps_inf():
+    snap = make_snapshot({"loss": [2.0, np.inf]}, steps=[0, 1])
+    df = D.run_table(snap)
+    assert list(df.columns) == ["step", *snap.columns] and len(df) == 2
+    assert "inf" in D.table_csv(snap).decode().splitlines()[2]
+    assert D.full_resolution_start(snap) is None
+    assert D.full_resolution_start(make_snapshot({"loss": [1.0] * 4}, steps=[3, 7, 8, 9])) == 8
+
+
+# The app, through AppTest.
+@pytest.fixture
+def at():
+    app = AppTest.from_file(APP, default_timeout=30)
+    yield app
+    get_manager().stop_all(timeout=5.0)
+    assert not [r for r in get_manager().runners() if r.alive], "a training thread outlived its test"
+
+
+def config_in_url(at) -> Config:
+    cfg, errors = from_query({k: v for k, v in at.query_params.items() if k != "run"})
+    assert not errors
+    return cfg
+
+
+def runner_of(at):
+    return get_manager().get(at.session_state["run_id"])
+
+
+def status_step(at) -> int:
+    for md in at.markdown:
+        m = re.search(r"step \*\*([\d,]+)\*\*", md.value)
+        if m:
+            return int(m.group(1).replace(",", ""))
+    return -1
+
+
+def poll(at, condition, timeout=30.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        at.run()
+        assert not at.exception, at.exception
+        if condition(at):
+            return
+        time.sleep(0.2)
+    raise AssertionError("condition not met in time")
+
+
+def start(at, preset=None, **widgets):
+    if preset:
+        at.selectbox(key="w_preset").set_value(preset).run()  # its callback fills the controls first
+    for key, value in widgets.items():
+        at.session_state[key] = value
+    at.button(key="btn_start").click().run()
+    assert not at.exception and not at.session_state["start_error"], at.session_state["start_error"]
+    return runner_of(at)
+
+
+def test_every_control_renders_and_changes_the_config(at):
+    at.run()
+    assert not at.exception
+    # Dependent inputs are disabled until their switch is on, as in the browser: two passes.
+    at.radio(key="w_clip").set_value("norm")
+    at.selectbox(key="w_init").set_value("normal")
+    at.selectbox(key="w_optimizer").set_value("momentum").run()
+    at.number_input(key="w_clip_threshold").set_value(2.5)
+    at.radio(key="w_clip_norm_type").set_value("inf")
+    at.selectbox(key="w_activation").set_value("tanh")
+    at.number_input(key="w_init_std").set_value(0.5)
+    at.selectbox(key="w_norm").set_value("layer")
+    at.checkbox(key="w_residual").check()
+    at.text_input(key="w_hidden_sizes").input("64,64")
+    at.number_input(key="w_momentum").set_value(0.8)
+    at.select_slider(key="w_lr").set_value(0.002)
+    at.number_input(key="w_batch_size").set_value(32)
+    at.number_input(key="w_steps").set_value(50)
+    at.selectbox(key="w_dataset").set_value("gaussian")
+    at.number_input(key="w_seed").set_value(7)
+    at.selectbox(key="w_device").set_value("cpu")
+    at.number_input(key="w_probe_every").set_value(5)
+    at.run()
+    assert not at.exception and not at.error
+    assert config_in_url(at) == Config(
+        clip="norm", clip_threshold=2.5, clip_norm_type="inf", activation="tanh", init="normal", init_std=0.5,
+        norm="layer", residual=True, hidden_sizes=(64, 64), optimizer="momentum", momentum=0.8, lr=0.002,
+        batch_size=32, steps=50, dataset="gaussian", seed=7, device="cpu", probe_every=5)
+
+    at.number_input(key="w_depth").set_value(4)
+    at.number_input(key="w_width").set_value(32)
+    at.button(key="btn_fill_widths").click().run()
+    assert config_in_url(at).hidden_sizes == (32, 32, 32, 32)
+
+    at.selectbox(key="w_model").set_value("gru")  # the dataset follows: gru needs a sequence task
+    at.selectbox(key="w_init").set_value("spectral_radius").run()
+    at.number_input(key="w_hidden_size").set_value(16)
+    at.number_input(key="w_seq_len").set_value(20)
+    at.number_input(key="w_spectral_radius").set_value(0.9)
+    at.run()
+    cfg = config_in_url(at)
+    assert (cfg.model, cfg.dataset, cfg.hidden_size, cfg.seq_len, cfg.init, cfg.spectral_radius) == (
+        "gru", "adding", 16, 20, "spectral_radius", 0.9)
+    assert cfg.norm == "none" and not cfg.residual  # mlp-only options were switched off for the gru
+
+
+def test_start_uses_the_controls_and_the_run_buttons_drive_the_runner(at):
+    at.run()
+    at.selectbox(key="w_preset").set_value("fix the init").run()
+    assert at.session_state["w_init"] == "kaiming_normal"
+    at.selectbox(key="w_activation").set_value("tanh")
+    at.number_input(key="w_steps").set_value(100_000)
+    at.text_input(key="w_hidden_sizes").input("32")
+    runner = start(at)
+    assert runner.runs[0].cfg.activation == "tanh" and runner.runs[0].cfg.hidden_sizes == (32,)
+    assert at.selectbox(key="w_preset").value == "custom"
+    assert at.query_params["run"] == runner.runs[0].id
+    poll(at, lambda at: status_step(at) > 20)
+    assert len(at.get("plotly_chart")) == 6
+    at.button(key="btn_pause").click().run()
+    poll(at, lambda at: runner.snapshot().status == "paused")
+    paused_at = runner.snapshot().step
+    at.button(key="btn_step").click().run()
+    poll(at, lambda at: runner.snapshot().step == paused_at + 1)
+    assert at.button(key="btn_pause").label == "Resume"
+    at.button(key="btn_pause").click().run()
+    poll(at, lambda at: runner.snapshot().step > paused_at + 5)
+    at.button(key="btn_stop").click().run()
+    assert not runner.alive and runner.snapshot().status == "stopped"
+    at.button(key="btn_reset").click().run()
+    assert at.session_state["run_id"] is None and "run" not in at.query_params
+
+
+def test_watch_it_explode_shows_the_explosion_banner(at):
+    at.run()
+    start(at, "watch it explode")
+    poll(at, lambda at: any("exploded at step" in e.value for e in at.error))
+    banner = next(e.value for e in at.error if "exploded at step" in e.value)
+    assert "head.weight" in banner and "last finite gradient norm" in banner and "turn on clipping" in banner
+
+
+def test_turning_clipping_on_mid_run_caps_the_post_clip_norm_from_that_step(at):
+    at.run()
+    runner = start(at, "watch it explode", w_lr=0.001, w_steps=100_000)  # survives, with norms far above 1
+    poll(at, lambda at: runner.snapshot().step > 10)
+    at.radio(key="w_clip").set_value("norm").run()  # threshold 1.0: applied live by the widget's callback
+    assert runner.alive, "a live change must not restart the run"
+    poll(at, lambda at: any(e["kind"] == "config_change" for e in runner.snapshot().events))
+    change = next(e for e in runner.snapshot().events if e["kind"] == "config_change")
+    poll(at, lambda at: runner.snapshot().step > change["step"] + 20)
+    snap = runner.snapshot()
+    steps, post = snap.series("grad_norm_post_clip")
+    _, pre = snap.series("grad_norm_pre_clip")
+    assert (pre[steps < change["step"]] > 1.0 + 1e-4).any(), "the test needs norms above the threshold"
+    assert (post[steps >= change["step"]] <= 1.0 + 1e-4).all()
+    assert (pre[steps >= change["step"]] > 1.0).any(), "pre-clip norms are still recorded unclipped"
+
+
+def test_url_parameters_restore_every_control(at):
+    at.query_params.update({"activation": "tanh", "lr": "0.003", "clip": "norm", "clip_threshold": "0.5",
+                            "hidden_sizes": "64,32", "steps": "40"})
+    at.run()
+    assert not at.exception and not at.warning
+    assert at.selectbox(key="w_activation").value == "tanh"
+    assert at.select_slider(key="w_lr").value == 0.003  # off the 1-2-5 grid, kept exactly
+    assert at.radio(key="w_clip").value == "norm" and at.number_input(key="w_clip_threshold").value == 0.5
+    assert at.text_input(key="w_hidden_sizes").value == "64,32" and at.number_input(key="w_steps").value == 40
+
+
+def test_bad_url_parameters_warn_and_fall_back_for_those_fields_only(at):
+    at.query_params.update({"lr": "abc", "activation": "swish", "steps": "40"})
+    at.run()
+    assert not at.exception
+    warnings = [w.value for w in at.warning]
+    assert "URL parameter lr: 'abc' is not allowed; allowed: 1e-06 to 10 — using the default" in warnings
+    assert any(w.startswith("URL parameter activation: 'swish'") for w in warnings)
+    assert at.select_slider(key="w_lr").value == 0.01 and at.number_input(key="w_steps").value == 40
+
+
+def test_invalid_control_value_shows_the_config_error_and_keeps_the_rest(at):
+    at.run()
+    at.selectbox(key="w_activation").set_value("tanh")
+    at.text_input(key="w_hidden_sizes").input("64,abc").run()
+    assert not at.exception
+    assert any("hidden_sizes: '64,abc' is not allowed" in e.value for e in at.error)
+    at.radio(key="w_clip").set_value("norm").run()
+    at.number_input(key="w_clip_threshold").set_value(-1.0).run()
+    at.button(key="btn_start").click().run()
+    assert at.session_state["run_id"] is None and "hidden_sizes" in at.session_state["start_error"]
+    assert at.selectbox(key="w_activation").value == "tanh"
+    at.text_input(key="w_hidden_sizes").input("64").run()
+    assert any("clip_threshold: -1.0 is not allowed; allowed: 1e-06 to 1e+06" in e.value for e in at.error)
+
+
+def test_run_id_in_the_url_reattaches_to_a_live_run(at):
+    runner = get_manager().start([from_preset("fix the init", activation="tanh"),
+                                  from_preset("fix the init", clip="norm", clip_threshold=0.5)],
+                                 labels=["A", "B"], paused=True)
+    runner.set_lr(0.002, runs=[0])
+    runner.step_once(3)
+    at.query_params["run"] = runner.runs[0].id
+    poll(at, lambda at: runner.snapshot().step == 3)
+    assert at.session_state["run_id"] == runner.runs[0].id
+    assert at.selectbox(key="w_activation").value == "tanh" and at.select_slider(key="w_lr").value == 0.002
+    assert at.toggle(key="w_compare").value and at.radio(key="b_clip").value == "norm"
+    assert at.number_input(key="b_clip_threshold").value == 0.5
+    assert at.button(key="btn_pause").label == "Resume"
+
+
+def test_compare_trains_a_and_b_and_applies_b_changes_to_b_only(at):
+    at.run()
+    at.selectbox(key="w_preset").set_value("watch it explode").run()
+    at.toggle(key="w_compare").set_value(True).run()
+    assert at.radio(key="b_clip").value == "norm"  # B starts as A with clipping toggled
+    runner = start(at, w_lr=0.001, b_lr=0.001, w_steps=100_000)
+    a, b = (run.cfg for run in runner.runs)
+    assert [r.label for r in runner.runs] == ["A", "B"] and (a.clip, b.clip) == ("none", "norm")
+    assert a.replace(clip="norm") == b
+    poll(at, lambda at: runner.snapshot(1).step > 5)
+    at.select_slider(key="b_lr").set_value(0.0005).run()
+    poll(at, lambda at: any(e["kind"] == "config_change" for e in runner.snapshot(1).events))
+    assert not [e for e in runner.snapshot(0).events if e["kind"] == "config_change"]
+    assert sum("Run A" in m.value or "Run B" in m.value for m in at.markdown) == 2
+    loss = json.loads(at.get("plotly_chart")[0].proto.spec)
+    assert {"A loss", "B loss"} <= {t.get("name") for t in loss["data"]}
+
+
+def test_earlier_runs_stay_listed_and_can_be_overlaid(at):
+    at.run()
+    first = start(at, "watch it explode")
+    poll(at, lambda at: not first.alive)
+    second = start(at, "watch it explode", w_clip="norm")
+    at.multiselect(key="w_overlay").select(first.runs[0].id).run()
+    poll(at, lambda at: not second.alive)
+    names = {t.get("name") for t in json.loads(at.get("plotly_chart")[0].proto.spec)["data"]}
+    assert f"{first.runs[0].id.split('-')[0]} #1 loss" in names
+    assert len(at.dataframe[0].value) == 2
