@@ -1,0 +1,122 @@
+"""The dashboard in a real Chromium against a real `streamlit run`: explode, clip, compare, stop.
+
+Elements are found by their widget key (Streamlit adds the class ``st-key-<key>``); stale copies that linger
+during a fragment rerun carry ``data-stale="true"`` and are skipped. The test also saves docs/screenshot.png.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+
+import pytest
+
+pytestmark = pytest.mark.browser
+SCREENSHOT_SIZE = {"width": 1400, "height": 1900}
+MAX_SCREENSHOT_BYTES = 1_000_000
+CHARTS = ("chart_loss", "chart_grad", "chart_heatmap", "chart_flow", "chart_weights", "chart_acts")
+
+
+def el(page, key: str):
+    return page.locator(f".st-key-{key}:not([data-stale='true'])").first
+
+
+def click_button(page, key: str) -> None:
+    el(page, key).locator("button:visible").first.click()
+
+
+def text(page, key: str) -> str:
+    """Text of the element, or "" when it is not on the page (an empty container is not rendered)."""
+    loc = el(page, key)
+    return loc.inner_text() if loc.count() else ""
+
+
+def status(page) -> str:
+    return text(page, "status")
+
+
+def steps(page) -> list[int]:
+    """The step count of each run in the status area ("step 1,234 / 2,000")."""
+    return [int(s.replace(",", "")) for s in re.findall(r"step ([\d,]+) /", status(page))]
+
+
+def set_number(page, key: str, value: str, url_has: str) -> None:
+    """Type into a number input and press Enter until the app has it (the URL carries the config). An Enter
+    that lands while the previous rerun is still drawing can be dropped by the page, so it is retried."""
+    for _ in range(5):
+        box = el(page, key).locator("input")
+        box.fill(value)
+        box.press("Enter")
+        try:
+            wait_until(lambda: url_has in page.url, timeout=3.0)
+            return
+        except AssertionError:
+            continue
+    raise AssertionError(f"{key} never took {value}")
+
+
+def all_charts_drawn(page) -> bool:
+    return all(el(page, key).locator(".main-svg").count() > 0 for key in CHARTS)
+
+
+def screenshot_when_drawn(page, path) -> None:
+    """A live chart is remounted (briefly blank) when its figure changes: keep a picture taken between two
+    checks that every chart was drawn."""
+    for _ in range(20):
+        if all_charts_drawn(page):
+            page.screenshot(path=str(path))
+            if all_charts_drawn(page):
+                return
+        time.sleep(0.3)
+    raise AssertionError("the charts never all showed at once")
+
+
+def wait_until(condition, timeout: float = 30.0, what: str = "") -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_explode_clip_compare_and_stop(streamlit_server, browser_page, repo_root):
+    page = browser_page
+    page.set_viewport_size(SCREENSHOT_SIZE)  # tall enough for every chart: drawn once, not re-laid out later
+    page.goto(streamlit_server)
+    el(page, "btn_start").wait_for(timeout=60_000)
+
+    # Pick the preset, make the runs long enough to watch, Start: it explodes within a few steps.
+    el(page, "w_preset").get_by_role("combobox").click()
+    page.get_by_role("option", name="watch it explode").click()
+    # The preset's rerun sets Steps to 300; type only after that, or the rerun would overwrite the typing.
+    wait_until(lambda: el(page, "w_steps").locator("input").input_value() == "300", what="the preset's values")
+    set_number(page, "w_steps", "2000", url_has="steps=2000")
+    click_button(page, "btn_start")
+    wait_until(lambda: "exploded at step" in text(page, "banner"), what="the explosion banner")
+    assert steps(page)[0] > 0
+    assert "head.weight" in text(page, "banner")
+
+    # Toggle clipping on and Start again: the run survives and the charts grow.
+    el(page, "w_clip").get_by_text("by norm").click()
+    wait_until(lambda: not el(page, "w_clip_threshold").locator("input").is_disabled(), what="threshold enabled")
+    click_button(page, "btn_start")
+    wait_until(lambda: "clip ‖g‖ ≤ 1" in status(page) and steps(page)[0] > 5, what="the clipped run to train")
+    first = steps(page)[0]
+    wait_until(lambda: steps(page)[0] > first + 10, what="the step count to rise")
+    assert "exploded" not in text(page, "banner")
+    click_button(page, "btn_stop")
+    wait_until(lambda: "stopped" in status(page), what="the run to stop")
+
+    # Compare A/B: B is A with clipping toggled (off), so A survives while B explodes, side by side.
+    el(page, "w_compare").locator("label").click()
+    el(page, "b_clip").wait_for(timeout=20_000)
+    click_button(page, "btn_start")
+    wait_until(lambda: len(steps(page)) == 2 and "Run B exploded" in text(page, "banner")
+               and steps(page)[0] > 100, timeout=45, what="A to train and B to explode")
+    page.mouse.move(0, 0)  # no tooltip in the picture
+    shot = repo_root / "docs" / "screenshot.png"
+    screenshot_when_drawn(page, shot)
+    assert 0 < shot.stat().st_size < MAX_SCREENSHOT_BYTES
+    click_button(page, "btn_stop")
+    wait_until(lambda: "stopped" in status(page), what="the compare run to stop")
