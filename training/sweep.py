@@ -510,9 +510,9 @@ def outcome_grid(results, xs: Sequence[float] | None = None, ys: Sequence[float]
     the values present (pass the sweep's axes to draw a partial map at its final size).
     """
     rows = results.to_dict("records") if hasattr(results, "to_dict") else [asdict(r) for r in results]
-    xs = sorted({float(r["x"]) for r in rows}) if xs is None else [float(v) for v in xs]
-    ys = sorted({float(r["y"]) for r in rows}) if ys is None else [float(v) for v in ys]
-    xi, yi = {v: i for i, v in enumerate(xs)}, {v: j for j, v in enumerate(ys)}
+    xs = sorted({r["x"] for r in rows}) if xs is None else list(xs)  # ints stay ints (depth, batch size)
+    ys = sorted({r["y"] for r in rows}) if ys is None else list(ys)
+    xi, yi = {float(v): i for i, v in enumerate(xs)}, {float(v): j for j, v in enumerate(ys)}
     counts = np.zeros((len(ys), len(xs), len(OUTCOMES)), dtype=int)
     for r in rows:
         counts[yi[float(r["y"])], xi[float(r["x"])], OUTCOMES.index(r["outcome"])] += 1
