@@ -173,9 +173,9 @@ def sidebar() -> Config | None:
         st.info("Applies on next Start: " + ", ".join(pending), icon=":material/schedule:")
     with st.expander("Mitigations", expanded=True):
         mitigations()
+    compare()  # right under A's mitigations: B is A with some of them changed
     with st.expander("Model", expanded=True):
         model()
     with st.expander("Training", expanded=True):
         training()
-    compare()
     return cfg

@@ -107,8 +107,6 @@ def runs_section() -> None:
                                                f"{snaps[rid].step} · {describe(snaps[rid].config)}")
     panels.runs_table(list(snaps.values()), current_ids)
     if current is not None:
-        for i, run in enumerate(current.runs):
-            snap = snaps[run.id]
-            label = f" (run {snap.label})" if len(current.runs) > 1 else ""
-            panels.downloads(lambda i=i: current.snapshot(i), snap, table_csv, table_parquet, key=f"{i}",
-                             label=label)
+        multi = len(current.runs) > 1
+        panels.downloads([(f"run {run.label}" if multi else "", snaps[run.id], lambda i=i: current.snapshot(i))
+                          for i, run in enumerate(current.runs)], table_csv, table_parquet)

@@ -21,6 +21,8 @@ CAPTIONS = {  # one line each: what to look for
             "accuracy).",
     "grad": "Red: the raw gradient norm; blue: what the optimizer applied. Clipping by norm keeps blue under the "
             "dashed threshold.",
+    "grad_multi": "One colour per run: solid before clipping, dotted after. A run clipping by norm stays under "
+                  "its own dashed threshold.",
     "heatmap": "One row per weight matrix, input at the bottom: a bright band spreading across rows is the "
                "explosion propagating.",
     "flow": "Bars that climb or fall layer after layer: the gradient explodes or vanishes on its way back to the "
@@ -85,7 +87,7 @@ def overlay_charts(snaps: Sequence) -> None:
     with left:
         chart(C.loss_figure(snaps), "chart_loss", CAPTIONS["loss"])
     with right:
-        chart(C.grad_norm_figure(snaps), "chart_grad", CAPTIONS["grad"])
+        chart(C.grad_norm_figure(snaps), "chart_grad", CAPTIONS["grad_multi" if len(snaps) > 1 else "grad"])
 
 
 def detail_charts(snap) -> None:
@@ -109,25 +111,28 @@ def detail_charts(snap) -> None:
 
 def runs_table(snaps: Sequence, current_ids: Sequence[str]) -> None:
     rows = [{"run": s.id, "label": s.label, "": "◀ now" if s.id in current_ids else "", "state": s.status,
-             "steps": s.step, "exploded at": (explosion(s) or {}).get("step"), "settings": describe(s.config)}
-            for s in snaps]
+             "steps": s.step, "exploded at": str((explosion(s) or {}).get("step", "")),
+             "settings": describe(s.config)} for s in snaps]
     st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch", key="runs_table")
 
 
-def downloads(snap_fn: Callable[[], object], snap, csv_fn: Callable, parquet_fn: Callable, key: str = "",
-              label: str = "") -> None:
-    """CSV and Parquet of one run, built when clicked (``snap_fn`` takes a fresh snapshot then)."""
-    cols = st.columns([1, 1, 3], vertical_alignment="center")
-    cols[0].download_button(f"CSV{label}", lambda: csv_fn(snap_fn()), file_name=f"{snap.id}.csv",
-                            mime="text/csv", key=f"dl_csv{key}", on_click="ignore", icon=":material/download:",
-                            width="stretch")
-    cols[1].download_button(f"Parquet{label}", lambda: parquet_fn(snap_fn()), file_name=f"{snap.id}.parquet",
-                            mime="application/vnd.apache.parquet", key=f"dl_parquet{key}", on_click="ignore",
-                            icon=":material/download:", width="stretch")
-    note = ("One row per step with every column shown here (loss, norms before and after clipping, per-layer "
+def downloads(runs: Sequence[tuple[str, object, Callable[[], object]]], csv_fn: Callable, parquet_fn: Callable) -> None:
+    """CSV and Parquet buttons per run, each file built when clicked from a fresh snapshot.
+
+    ``runs``: (label, snapshot now, function returning a fresh snapshot). One note says what the table holds.
+    """
+    with st.container(horizontal=True, gap="small", key="downloads"):
+        for i, (label, snap, snap_fn) in enumerate(runs):
+            suffix = f" ({label})" if label else ""
+            st.download_button(f"CSV{suffix}", lambda f=snap_fn: csv_fn(f()), file_name=f"{snap.id}.csv",
+                               mime="text/csv", key=f"dl_csv{i}", on_click="ignore", icon=":material/download:")
+            st.download_button(f"Parquet{suffix}", lambda f=snap_fn: parquet_fn(f()), file_name=f"{snap.id}.parquet",
+                               mime="application/vnd.apache.parquet", key=f"dl_parquet{i}", on_click="ignore",
+                               icon=":material/download:")
+    note = ("One row per step, every column of the charts (loss, norms before and after clipping, per-layer "
             "gradient and weight norms, update ratios); inf and NaN are kept.")
-    start = full_resolution_start(snap)
-    if start is not None:
-        note += (f" Rows before step {start:,} are decimated (the run is longer than the full-resolution window): "
-                 "one row per bucket of steps, holding the bucket's last value.")
-    cols[2].caption(note)
+    starts = [s for s in (full_resolution_start(snap) for _, snap, _ in runs) if s is not None]
+    if starts:
+        note += (f" Rows before step {max(starts):,} are decimated (the run is longer than the full-resolution "
+                 "window): one row per bucket of steps, holding the bucket's last value.")
+    st.caption(note)

@@ -15,7 +15,7 @@ from training.config import FIELDS, Config, ConfigError, from_preset, from_query
 from training.engine import available_devices
 from training.manager import CapacityError, get_manager
 
-from .data import LIVE_FIELDS, describe, live_config, lr_grid, matching_preset
+from .data import LIVE_FIELDS, live_config, lr_grid, matching_preset
 
 A, B = "w_", "b_"
 B_FIELDS = ("clip", "clip_threshold", "activation", "init", "lr")  # what run B may change from A
@@ -272,13 +272,17 @@ def on_live(prefix: str) -> None:
         return  # the sidebar shows the error; the run keeps its settings
     runs = None if len(runner.runs) == 1 else [0 if prefix == A else 1]
     snap = runner.snapshot(runs[0] if runs else 0)
-    now = live_config(snap)
+    now, changed = live_config(snap), []
     if (cfg.clip, cfg.clip_threshold, cfg.clip_norm_type) != (now.clip, now.clip_threshold, now.clip_norm_type):
         runner.set_clip(cfg.clip, cfg.clip_threshold, cfg.clip_norm_type, runs=runs)
+        changed.append({"none": "clipping off", "norm": f"clip by norm ≤ {cfg.clip_threshold:g}",
+                        "value": f"clip by value ±{cfg.clip_threshold:g}"}[cfg.clip])
     if cfg.lr != now.lr:
         runner.set_lr(cfg.lr, runs=runs)
-    who = "" if runs is None else f"run {'AB'[runs[0]]}: "
-    st.toast(f"{who}applied live from step {snap.step}: {describe(cfg)}")
+        changed.append(f"lr {cfg.lr:g}")
+    if changed:
+        who = "" if runs is None else f"Run {'AB'[runs[0]]}: "
+        st.toast(f"{who}{', '.join(changed)} from step {snap.step:,}, no restart", icon=":material/bolt:")
 
 
 def pending_changes(cfg: Config) -> list[str]:
