@@ -32,7 +32,7 @@ $(RUNTIME_STAMP): requirements.txt | $(PY)
 	$(PIP) install -r requirements.txt
 	@touch $@
 
-$(DEV_STAMP): requirements-dev.txt requirements.txt $(RUNTIME_STAMP)
+$(DEV_STAMP): requirements-dev.txt requirements-ray.txt requirements.txt $(RUNTIME_STAMP)
 	$(PIP) install -r requirements-dev.txt
 	@touch $@
 

@@ -1,4 +1,4 @@
-"""Command line: ``python -m training run|runs|presets``. Every config field is a flag, generated from the config.
+"""Command line: ``python -m training run|runs|presets|sweep``. Every config field is a flag, generated from the config.
 
 Bad input exits with status 2 and one line naming the flag and what is allowed, never a traceback.
 """
