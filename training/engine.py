@@ -145,23 +145,24 @@ class Trainer:
 
         with torch.no_grad():
             # Norms once, reused by the clipping (as clip_grad_norm_ computes them: per-tensor, then of the stack).
-            gnorms = torch.stack(torch._foreach_norm(grads))
+            gnorms = torch._foreach_norm(grads)
             if self.clip == "norm" and self.clip_norm_type == "inf":
                 total = torch.stack(torch._foreach_norm(grads, math.inf)).max()
             else:
-                total = torch.linalg.vector_norm(gnorms)
-            post, post_norms, coef = self._clip(grads, total, gnorms)
-            wnorms = torch.stack(torch._foreach_norm(self.params))
-            head = torch.stack([loss.detach().float(), total.float(), post.float(),
-                                coef.float() if coef is not None else total.new_ones((), dtype=torch.float32)])
+                total = torch.linalg.vector_norm(torch.stack(gnorms))
+            post, coef, post_norms = self._clip(grads, total)
+            wnorms = torch._foreach_norm(self.params)
+            # One flat row of 0-d tensors, one stack: loss, pre, post, coef, then n each of ‖g‖, ‖w‖, and ‖g‖ after
+            # a value clip or ‖Δw‖. A small op costs microseconds, as much as the arithmetic here.
+            head = [loss, total, post, total if coef is None else coef, *gnorms, *wnorms]
             if self._sgd_lr_only:
-                host, applied = self._look_then_update(grads, coef, head, gnorms, wnorms, post_norms)
+                host, un, applied = self._look_then_update(grads, coef, head, post_norms)
             else:
-                host, applied = self._update_then_look(grads, coef, head, gnorms, wnorms)
+                host, un, applied = self._update_then_look(grads, coef, head)
 
         n = len(self.params)
         loss_v, pre_v, post_v = host[0], host[1], host[2]
-        gn, wn, un = host[4:4 + n], host[4 + n:4 + 2 * n], host[4 + 2 * n:]
+        gn, wn = host[4:4 + n], host[4 + n:4 + 2 * n]
         ratios = un / np.where(wn > 0, wn, np.nan) if applied else np.full(n, np.nan)
         rec = StepRecord(self.step_idx, float(loss_v), self.lr, float(pre_v), float(post_v),
                          bool(post_v < pre_v), gn, wn, ratios, applied)
@@ -174,23 +175,25 @@ class Trainer:
         self.step_idx += 1
         return rec
 
-    def _look_then_update(self, grads, coef, head, gnorms, wnorms, post_norms) -> tuple[np.ndarray, bool]:
+    def _look_then_update(self, grads, coef, head, post_norms) -> tuple[np.ndarray, np.ndarray, bool]:
         """Plain SGD: every number of the row is known before the update, so read them first, then apply.
 
         The update is exactly -lr * g, so ‖Δw‖ = lr * ‖g‖ (post-clip) without a copy of the weights or a second
         pass over them; a non-finite step is simply not applied, so nothing needs rolling back.
         """
-        host = torch.cat([head, gnorms.float(), wnorms.float(), post_norms.float()]).cpu().numpy().astype(np.float64)
         n = len(grads)
+        host = _to_host([*head, *(post_norms or ())])
         applied = _finite_step(host, n)
         if coef is not None and (host[3] < 1.0 or not applied):  # a coefficient of 1.0 changes nothing: skip
             torch._foreach_mul_(grads, coef)
         if applied:
             self.optimizer.step()
-            host[4 + 2 * n:] *= self.optimizer.param_groups[0]["lr"]
-        return host, applied
+        lr = self.optimizer.param_groups[0]["lr"]
+        if post_norms:  # clip by value: measured after the clamp
+            return host, host[4 + 2 * n:] * lr, applied
+        return host, host[4:4 + n] * (lr * host[3] if coef is not None else lr), applied
 
-    def _update_then_look(self, grads, coef, head, gnorms, wnorms) -> tuple[np.ndarray, bool]:
+    def _update_then_look(self, grads, coef, head) -> tuple[np.ndarray, np.ndarray, bool]:
         """Other optimizers: apply optimistically, measure ‖Δw‖ against a snapshot, roll back if non-finite.
 
         No host sync is needed before the update: on an accelerator the whole step stays queued.
@@ -201,28 +204,28 @@ class Trainer:
             self._before = [torch.empty_like(p) for p in self.params]
         torch._foreach_copy_(self._before, self.params)
         self.optimizer.step()
-        unorms = torch.stack(torch._foreach_norm(torch._foreach_sub(self._before, self.params)))
-        host = torch.cat([head, gnorms.float(), wnorms.float(), unorms.float()]).cpu().numpy().astype(np.float64)
-        applied = _finite_step(host, len(grads))
+        host = _to_host([*head, *torch._foreach_norm(torch._foreach_sub(self._before, self.params))])
+        n = len(grads)
+        applied = _finite_step(host, n)
         if not applied:
             torch._foreach_copy_(self.params, self._before)  # the update is not applied
-        return host, applied
+        return host, host[4 + 2 * n:], applied
 
-    def _clip(self, grads: list[torch.Tensor], total: torch.Tensor,
-              gnorms: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-        """Post-clip global norm (L2, or inf for an inf-norm clip), post-clip per-tensor L2 norms, and for clip by
-        norm the coefficient the caller multiplies the gradients by; clip by value clamps them in place here.
+    def _clip(self, grads: list[torch.Tensor],
+              total: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None, list[torch.Tensor] | None]:
+        """The post-clip global norm (L2, or inf for an inf-norm clip); for clip by norm the coefficient the caller
+        multiplies the gradients by; for clip by value, which clamps them in place here, the per-tensor norms after.
         """
         if self.clip == "norm":
             # Same arithmetic as torch.nn.utils.clip_grad_norm_: scale by max_norm / (total + 1e-6), capped at 1.
             coef = torch.clamp(self.clip_threshold / (total + 1e-6), max=1.0)
-            return total * coef, gnorms * coef, coef  # norms scale linearly; equal re-measuring up to rounding
+            return total * coef, coef, None  # the norm scales linearly; equals re-measuring up to rounding (tested)
         if self.clip == "value":
             torch._foreach_clamp_min_(grads, -self.clip_threshold)
             torch._foreach_clamp_max_(grads, self.clip_threshold)
-            post_norms = torch.stack(torch._foreach_norm(grads))
-            return torch.linalg.vector_norm(post_norms), post_norms, None
-        return total, gnorms, None
+            post_norms = torch._foreach_norm(grads)
+            return torch.linalg.vector_norm(torch.stack(post_norms)), None, post_norms
+        return total, None, None
 
     def _check_spike(self, rec: StepRecord) -> None:
         norm, recent = rec.grad_norm_pre_clip, self._recent_norms
@@ -230,7 +233,7 @@ class Trainer:
         # window need not be sorted (the usual case: ~1 µs instead of ~20 for np.median on every step).
         if len(recent) >= SPIKE_MIN_HISTORY and norm > SPIKE_FACTOR * min(recent):
             median = statistics.median(recent)  # same value as np.median: the mean of the middle two when even
-            if norm > SPIKE_FACTOR * median:
+            if median > 0 and norm > SPIKE_FACTOR * median:  # a zero median (saturated loss) has no scale
                 rec.events.append({"step": rec.step, "kind": "spike", "value": norm, "median": median,
                                    "message": f"gradient norm {norm:.3g} is {norm / median:.0f}x the running median"})
         recent.append(norm)
@@ -293,10 +296,15 @@ def _moves_by_lr_times_grad(opt: torch.optim.Optimizer) -> bool:
             and all(not g["momentum"] and not g["weight_decay"] and not g["maximize"] for g in opt.param_groups))
 
 
+def _to_host(scalars: list[torch.Tensor]) -> np.ndarray:
+    """0-d tensors → one float64 array: one stack and one copy to the host (on the CPU, no copy at all)."""
+    return torch.stack(scalars).cpu().numpy().astype(np.float64)
+
+
 def _finite_step(host: np.ndarray, n: int) -> bool:
     """The loss, the pre-clip norm and every per-tensor gradient norm are finite (host: loss, pre, post, coef,
-    grad norms, ...)."""
-    return math.isfinite(host[0]) and math.isfinite(host[1]) and bool(np.isfinite(host[4:4 + n]).all())
+    grad norms, ...). Norms are >= 0 and below 1e39, so their float64 sum is finite exactly when each one is."""
+    return math.isfinite(host[0]) and math.isfinite(host[1]) and math.isfinite(host[4:4 + n].sum())
 
 
 def _grad_norm(h: torch.Tensor) -> torch.Tensor:
