@@ -16,8 +16,8 @@ torch.set_num_threads(1)
 # Refresh periods while a run is alive. Each chart refresh is a full redraw (Streamlit remounts a Plotly chart
 # whose figure changed) and its figure is built on the server, beside the training thread: charts go slower.
 STATUS_REFRESH_S = 0.5  # status line and banners
-CHARTS_REFRESH_S = 1.0  # loss and gradient norm
-DETAIL_REFRESH_S = 2.0  # the four per-layer charts
+CHARTS_REFRESH_S = 1.5  # loss and gradient norm
+DETAIL_REFRESH_S = 3.0  # the four per-layer charts
 
 st.set_page_config(page_title="Gradient Explosion Lab", page_icon="💥", layout="wide", initial_sidebar_state=340)
 S.init()  # guarded: only the first run of a session reads the URL

@@ -21,9 +21,9 @@ from .data import live_clip, short_name, weight_params
 NON_FINITE_NAME = "✕ non-finite"
 ZERO_NAME = "○ zero"
 MAX_EVENT_LINES = {"explosion": 1, "error": 1, "config_change": 12, "spike": 5}  # per run, newest kept
-HEATMAP_MAX_COLS = 400  # columns drawn; each keeps the max of the steps it covers
+HEATMAP_MAX_COLS = 200  # columns drawn; each keeps the max of the steps it covers
 HEATMAP_RANGE = (-3.0, 3.0)  # log10 ‖g‖ the colour scale covers at least: ~1 is mid-scale, 1e3+ is bright
-MAX_POINTS = 1000  # per line: the browser redraws every chart twice a second, on the machine that trains
+MAX_POINTS = 400  # per line (~1 per pixel of a half-width chart): each refresh is a full redraw in the browser
 MAX_MARKERS = 300  # "○ zero" markers per chart (a dead layer would otherwise add one per step)
 
 

@@ -33,6 +33,11 @@ def _overlay_snapshots(exclude: set[str]) -> list:
     return out
 
 
+def _training(runner) -> bool:
+    """Steps are being taken now (not paused, not ended): the charts change at every refresh."""
+    return runner.alive and not runner.paused
+
+
 def _short(run_id: str) -> str:
     return run_id.split("-")[0]
 
@@ -56,6 +61,8 @@ def live_view(polling: bool) -> None:
     with st.container(key="banner"):
         for snap in snaps:
             panels.outcome_banner(snap, who=f"Run {snap.label}" if len(snaps) > 1 else "Training")
+    if _training(runner):
+        st.caption("While it trains the charts redraw as static pictures; Pause or Stop to hover and zoom.")
     if polling and not runner.alive:
         st.rerun(scope="app")
 
@@ -71,7 +78,7 @@ def overlay_view() -> None:
         return
     snaps = [runner.snapshot(i) for i in range(len(runner.runs))]
     with st.container(key="charts"):
-        panels.overlay_charts(snaps + _overlay_snapshots({s.id for s in snaps}))
+        panels.overlay_charts(snaps + _overlay_snapshots({s.id for s in snaps}), live=_training(runner))
 
 
 def detail_view() -> None:
@@ -87,7 +94,7 @@ def detail_view() -> None:
                         key="w_inspect")
         detail = next(s for s in snaps if s.label == pick)
     with st.container(key="detail"):
-        panels.detail_charts(detail)
+        panels.detail_charts(detail, live=_training(runner))
 
 
 def runs_section() -> None:

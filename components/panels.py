@@ -75,38 +75,42 @@ def outcome_banner(snap, who: str = "Training") -> None:
                    + (f", test accuracy {acc:.0%}" if acc is not None else "") + ".", icon=":material/check_circle:")
 
 
-def chart(fig, key: str, caption: str) -> None:
+def chart(fig, key: str, caption: str, live: bool = False) -> None:
+    """One chart and its caption. ``live``: drawn static (no hover, no zoom), which is cheaper to redraw;
+    Streamlit remounts a chart whose figure changed, so a zoom would not survive a live refresh anyway."""
+    config = {"displaylogo": False, "displayModeBar": "hover", "staticPlot": live}
     # theme=None: our own colours and log axes, the same in every chart, instead of Streamlit's restyling.
-    st.plotly_chart(fig, key=key, theme=None, config={"displaylogo": False, "displayModeBar": "hover"})
+    st.plotly_chart(fig, key=key, theme=None, config=config)
     st.caption(caption)
 
 
-def overlay_charts(snaps: Sequence) -> None:
+def overlay_charts(snaps: Sequence, live: bool = False) -> None:
     """Loss and gradient norm, every run in ``snaps`` overlaid (A and B, plus any earlier runs picked)."""
     left, right = st.columns(2, gap="medium")
     with left:
-        chart(C.loss_figure(snaps), "chart_loss", CAPTIONS["loss"])
+        chart(C.loss_figure(snaps), "chart_loss", CAPTIONS["loss"], live)
     with right:
-        chart(C.grad_norm_figure(snaps), "chart_grad", CAPTIONS["grad_multi" if len(snaps) > 1 else "grad"])
+        chart(C.grad_norm_figure(snaps), "chart_grad", CAPTIONS["grad_multi" if len(snaps) > 1 else "grad"], live)
 
 
-def detail_charts(snap) -> None:
+def detail_charts(snap, live: bool = False) -> None:
     """Per-layer charts of one run: heatmap over time, gradient flow now, weights and updates, activations."""
     left, right = st.columns(2, gap="medium")
     with left:
-        chart(C.layer_heatmap(snap), "chart_heatmap", CAPTIONS["heatmap"])
+        chart(C.layer_heatmap(snap), "chart_heatmap", CAPTIONS["heatmap"], live)
     with right:
         rec = snap.latest
         if rec is not None:
             chart(C.gradient_flow_figure(snap.names, {snap.label: rec.grad_norms}, rec.step), "chart_flow",
-                  CAPTIONS["flow"])
+                  CAPTIONS["flow"], live)
     left, right = st.columns(2, gap="medium")
     with left:
-        chart(C.weights_updates_figure(snap), "chart_weights", CAPTIONS["weights"])
+        chart(C.weights_updates_figure(snap), "chart_weights", CAPTIONS["weights"], live)
     with right:
         if snap.probes:
             probe = snap.probes[-1]
-            chart(C.probe_figure(probe), "chart_acts", CAPTIONS["time" if "time_backward_norm" in probe else "acts"])
+            chart(C.probe_figure(probe), "chart_acts", CAPTIONS["time" if "time_backward_norm" in probe else "acts"],
+                  live)
 
 
 def runs_table(snaps: Sequence, current_ids: Sequence[str]) -> None:

@@ -40,6 +40,11 @@ def steps(page) -> list[int]:
     return [int(s.replace(",", "")) for s in re.findall(r"step ([\d,]+) /", status(page))]
 
 
+def address(page) -> str:
+    """The address bar now (the app rewrites it in place, which page.url may not have seen yet)."""
+    return page.evaluate("window.location.href")
+
+
 def set_number(page, key: str, value: str, url_has: str) -> None:
     """Type into a number input and press Enter until the app has it (the URL carries the config). An Enter
     that lands while the previous rerun is still drawing can be dropped by the page, so it is retried."""
@@ -48,7 +53,7 @@ def set_number(page, key: str, value: str, url_has: str) -> None:
         box.fill(value)
         box.press("Enter")
         try:
-            wait_until(lambda: url_has in page.url, timeout=3.0)
+            wait_until(lambda: url_has in address(page), timeout=3.0)
             return
         except AssertionError:
             continue
