@@ -18,7 +18,7 @@ from streamlit.testing.v1 import AppTest
 from components import charts as C
 from components import data as D
 from components import theme as T
-from training.config import Config, from_preset, from_query
+from training.config import FIELDS, Config, from_preset, from_query
 from training.manager import get_manager
 from training.runner import RunSnapshot
 
@@ -210,6 +210,9 @@ def start(at, preset=None, **widgets):
 def test_every_control_renders_and_changes_the_config(at):
     at.run()
     assert not at.exception
+    keys = {w.key for kind in ("selectbox", "radio", "number_input", "text_input", "checkbox", "select_slider")
+            for w in getattr(at.sidebar, kind)}
+    assert {f"w_{name}" for name in FIELDS} <= keys, "every config field has a control"
     # Dependent inputs are disabled until their switch is on, as in the browser: two passes.
     at.radio(key="w_clip").set_value("norm")
     at.selectbox(key="w_init").set_value("normal")
@@ -303,6 +306,10 @@ def test_turning_clipping_on_mid_run_caps_the_post_clip_norm_from_that_step(at):
     assert (pre[steps < change["step"]] > 1.0 + 1e-4).any(), "the test needs norms above the threshold"
     assert (post[steps >= change["step"]] <= 1.0 + 1e-4).all()
     assert (pre[steps >= change["step"]] > 1.0).any(), "pre-clip norms are still recorded unclipped"
+
+    at.selectbox(key="w_activation").set_value("tanh").run()  # needs a new model: waits for the next Start
+    assert any("Applies on next Start: activation" in i.value for i in at.info)
+    assert runner.alive and runner.runs[0].cfg.activation == "relu"
 
 
 def test_url_parameters_restore_every_control(at):
