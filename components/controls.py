@@ -1,4 +1,4 @@
-"""The sidebar: preset, run buttons, then the controls in groups (mitigations, model, training, compare).
+"""The sidebar: preset, run buttons, then the controls in groups (mitigations, compare A/B, model, training).
 
 Option lists come from ``training.registry`` and each help text from the config field's metadata, so a new
 activation or init shows up here without touching this file. Values are validated by ``Config`` alone (the
@@ -14,6 +14,7 @@ from training.config import FIELDS, MAX_DEPTH, Config, ConfigError, allowed_text
 from training.engine import available_devices, best_device
 
 from . import session as S
+from .data import LIVE_FIELDS
 
 CLIP_LABELS = {"none": "off", "norm": "by norm", "value": "by value"}
 NORM_TYPE_LABELS = {"2": "L2", "inf": "L∞"}
@@ -22,7 +23,7 @@ ss = st.session_state
 
 def _help(name: str) -> str:
     f = FIELDS[name]
-    when = "Applies live to a running run." if name in S.LIVE_FIELDS else "Applies on next Start."
+    when = "Applies live to a running run." if name in LIVE_FIELDS else "Applies on next Start."
     return f"{f.metadata['help'][:1].upper()}{f.metadata['help'][1:]} ({allowed_text(f)}). {when}"
 
 
@@ -121,7 +122,7 @@ def compare() -> None:
         return
     with st.expander("Run B: A with these changes", expanded=True):
         _clip_controls(S.B)
-        _select("Activation", "activation", S.B, options=tuple(R.ACTIVATIONS))
+        _select("Activation", "activation", S.B, options=tuple(R.ACTIVATIONS), disabled=ss.w_model in ("lstm", "gru"))
         _select("Initialization", "init", S.B, options=tuple(R.INITS), format_func=_init_label)
         st.select_slider("Learning rate", S.lr_options(), format_func=lambda v: f"{v:g}", key="b_lr",
                          on_change=S.on_live, args=(S.B,), help=_help("lr"))
