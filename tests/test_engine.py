@@ -231,3 +231,13 @@ def test_live_changes_apply_at_the_next_step():
     t.set_clip("norm", 1e-3)
     rec = t.step()
     assert rec.lr == 0.5 and rec.clipped and rec.grad_norm_post_clip <= 1e-3 * (1 + 1e-6)
+
+
+def test_zero_median_gradient_norm_does_not_crash_the_spike_check():
+    # Regression: a huge init saturates the loss to exactly 0 on most batches; the median norm became 0 and
+    # the spike message divided by it.
+    t = Trainer(Config(init="normal", init_std=2.0, lr=1e-4, seed=1, probe_every=100_000), "cpu")
+    t._recent_norms.extend([0.0] * 20)
+    x, y = t.sample()
+    rec = t.step((x, y))
+    assert not [e for e in rec.events if e["kind"] == "spike"]
