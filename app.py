@@ -1,42 +1,19 @@
 """Gradient Explosion Lab: flip mitigations, watch PyTorch training explode (or not), live.
 
-The page: controls in the sidebar, then the live view (an auto-refreshing fragment reading runner snapshots),
-then the runs of this session. Training runs on background threads owned by the process-wide RunManager.
+The entry file only routes: each page lives in components/ as a ``render()`` function.
 """
 
 import streamlit as st
 import torch
 
-from components import controls, live
-from components import session as S
+from components import page_lab
 
 # One intra-op thread: with torch's default on a 2-core machine the trainer fell to 31-49 steps/s and the page
 # lagged; with 1 it trains at ~150-260 steps/s and leaves a core for the server.
 torch.set_num_threads(1)
-# Refresh periods while a run is alive. Each chart refresh is a full redraw (Streamlit remounts a Plotly chart
-# whose figure changed) and its figure is built on the server, beside the training thread: charts go slower.
-STATUS_REFRESH_S = 0.5  # status line and banners
-CHARTS_REFRESH_S = 1.5  # loss and gradient norm
-DETAIL_REFRESH_S = 3.0  # the four per-layer charts
 
 st.set_page_config(page_title="Gradient Explosion Lab", page_icon="💥", layout="wide", initial_sidebar_state=340)
-S.init()  # guarded: only the first run of a session reads the URL
-
-with st.sidebar:
-    cfg = controls.sidebar()
-
-st.title("Gradient Explosion Lab")
-st.caption("Turn gradient clipping, the activation and the initialization on and off, and watch a real PyTorch "
-           "run explode into inf/NaN, or not. Clipping and learning rate apply to the running training at once.")
-for warning in st.session_state.url_warnings:
-    st.warning(warning, icon=":material/link_off:")
-if S.store_error():
-    st.warning(S.store_error(), icon=":material/database:")
-
-runner = S.current_runner()
-polling = runner is not None and runner.alive
-st.fragment(run_every=STATUS_REFRESH_S if polling else None)(live.live_view)(polling)
-st.fragment(run_every=CHARTS_REFRESH_S if polling else None)(live.overlay_view)()
-st.fragment(run_every=DETAIL_REFRESH_S if polling else None)(live.detail_view)()
-live.runs_section()
-S.sync_url(cfg)
+PAGES = [
+    st.Page(page_lab.render, title="Live lab", icon=":material/monitoring:", default=True),
+]
+st.navigation(PAGES).run()
