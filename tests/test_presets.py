@@ -28,6 +28,14 @@ def test_exploding_presets_go_non_finite_within_100_steps(name):
     assert len(recs) <= 100
 
 
+def test_rnn_preset_explodes_back_through_time():
+    # The Pascanu et al. picture: the backward signal grows step by step going back in time.
+    t = Trainer(from_preset("RNN on long sequences explodes", probe_every=1), "cpu")
+    back = t.step().probe["time_backward_norm"]
+    assert back[0] > 1e4 * back[-1]
+    assert np.all(np.diff(np.log(back[:40])) < 0)  # monotone growth toward early steps over most of the sequence
+
+
 def test_clip_it_caps_every_step_and_survives():
     _, recs = _train("clip it", 200)
     assert all(r.applied for r in recs) and len(recs) == 200
