@@ -10,7 +10,7 @@ import dataclasses
 
 import streamlit as st
 
-from . import panels
+from . import panels, theory_panel
 from . import session as S
 from .data import describe, table_csv, table_parquet
 from .theme import run_color
@@ -95,6 +95,7 @@ def detail_view() -> None:
         detail = next(s for s in snaps if s.label == pick)
     with st.container(key="detail"):
         panels.detail_charts(detail, live=_training(runner))
+        theory_panel.theory_panel(detail, live=_training(runner))
 
 
 def runs_section() -> None:

@@ -268,7 +268,7 @@ def test_start_uses_the_controls_and_the_run_buttons_drive_the_runner(at):
     assert at.selectbox(key="w_preset").value == "custom"
     assert at.query_params["run"] == runner.runs[0].id
     poll(at, lambda at: status_step(at) > 20)
-    assert len(at.get("plotly_chart")) == 6
+    assert len(at.get("plotly_chart")) == 7  # six live charts and the theory panel
     at.button(key="btn_pause").click().run()
     poll(at, lambda at: runner.snapshot().status == "paused")
     paused_at = runner.snapshot().step

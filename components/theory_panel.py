@@ -1,0 +1,70 @@
+"""The "Why it explodes" panel of the live lab: theory beside the measurement, for the run in the detail view.
+
+Drawn inside the detail fragment, so it refreshes at that fragment's (slow) cadence, never faster.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import streamlit as st
+
+from training import explain, theory
+from training.config import Config
+
+from . import theory as TH
+from .panels import chart
+
+FLAT_NOTE = ("Why the right panel looks flat while the left one compounds: ‖∂L/∂W_l‖ = ‖∂L/∂h_l‖ × the size of "
+             "layer l's input, and a growing (or shrinking) forward signal cancels most of the backward signal's "
+             "layer-to-layer change. ‖∂L/∂h‖ is the quantity theory predicts.")
+GATED_NOTE = ("LSTM and GRU gates change the picture: the cell state's path is additive and gated, so the bound "
+              "below (from the tanh in the candidate update) is only indicative.")
+
+
+@lru_cache(maxsize=32)
+def _mlp_theory(cfg: Config) -> dict | None:
+    """Cached per config: the prediction loads the dataset (~1 s) and the config is frozen, hence hashable."""
+    return explain.mlp_theory(cfg)
+
+
+@lru_cache(maxsize=16)
+def _pascanu(activation: str) -> tuple[float, str]:
+    return theory.pascanu_condition(activation)
+
+
+def theory_panel(snap, live: bool = False) -> None:
+    """MLP: predicted vs measured ‖∂L/∂h‖ per hidden layer; recurrent: the recurrent matrix's spectrum."""
+    cfg = snap.config
+    with st.expander("Why it explodes", expanded=True, icon=":material/functions:"):
+        if cfg.is_recurrent:
+            _recurrent(snap, cfg, live)
+        else:
+            _mlp(snap, cfg, live)
+
+
+def _mlp(snap, cfg: Config, live: bool) -> None:
+    why_not = explain.not_applicable(cfg)
+    pred = None if why_not else _mlp_theory(cfg)
+    probes = [p for p in snap.probes if len(p.get("backward_norm", []))]
+    grads = TH.hidden_weight_grad_norms(snap.names, snap.latest.grad_norms) if snap.latest is not None else None
+    if pred is not None:
+        st.markdown(pred["reading"])
+    else:
+        st.info(f"No mean-field prediction here: {why_not}. The measured profile is still shown.",
+                icon=":material/info:")
+    fig = TH.backward_signal_figure(pred["hidden_backward_profile"] if pred else None,
+                                    probes[0] if probes else None, probes[-1] if len(probes) > 1 else None, grads)
+    chart(fig, "chart_theory", FLAT_NOTE, live)
+
+
+def _recurrent(snap, cfg: Config, live: bool) -> None:
+    act = "tanh" if cfg.model in ("lstm", "gru") else cfg.activation
+    gamma, sentence = _pascanu(act)
+    if cfg.model in ("lstm", "gru"):
+        st.markdown(GATED_NOTE)
+    st.markdown(sentence)
+    steps, pre_clip = snap.series("grad_norm_pre_clip")
+    fig = TH.spectral_figure(snap.probes, steps, pre_clip, bound=1.0 / gamma)
+    chart(fig, "chart_spectral", "Above the dashed line the recurrent matrix can amplify the backward signal at "
+                                 "every time step; the gradient norm (right axis) follows.", live)
