@@ -1,0 +1,259 @@
+"""The stability map page: sweep two config axes, one short run per cell, and watch the map fill in.
+
+The sweep runs on a background thread owned by a ``MapJob`` in session state; the thread never touches
+Streamlit, it appends results under the job's lock, and a ``run_every`` fragment redraws from a copy.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import threading
+import time
+import urllib.parse
+
+import streamlit as st
+
+from training import registry as R
+from training import sweep as SW
+from training.config import Config, ConfigError, from_preset
+
+from . import session as S
+from .data import describe
+from .map_chart import outcome_map_figure
+
+ss = st.session_state
+REFRESH_S = 1.0
+LAB = "the lab's current settings"
+DEFAULTS = "defaults"
+DEFAULT_X = "lr=1e-3:1:5"
+DEFAULT_Y = "init_std=0.01:1:5"  # with the normal init (implied): He init for the default 784-wide input is ~0.05
+DEFAULT_STEPS = 100  # 25 cells x 100 steps of the default net: well under a minute on two cores
+
+
+class MapJob:
+    """One sweep on a background thread. The thread only appends to ``results`` (under ``lock``) and sets the
+    end fields; the page reads copies. ``sweep.cancel()`` stops it between cells."""
+
+    def __init__(self, sweep: SW.Sweep, backend: str):
+        self.sweep, self.backend = sweep, backend
+        self.lock = threading.Lock()
+        self.results: list[SW.CellResult] = []
+        self.error: str | None = None
+        self.saved: str | None = None  # "saved as <id>" or why it was not saved
+        self.started = time.monotonic()
+        self.seconds: float | None = None
+        self.thread = threading.Thread(target=self._work, name="stability-map", daemon=True)
+
+    def start(self) -> MapJob:
+        self.thread.start()
+        return self
+
+    @property
+    def alive(self) -> bool:
+        return self.thread.is_alive()
+
+    def snapshot(self) -> list[SW.CellResult]:
+        with self.lock:
+            return list(self.results)
+
+    def _work(self) -> None:
+        try:
+            for result in self.sweep.run(self.backend):
+                with self.lock:
+                    self.results.append(result)
+        except Exception as e:  # shown on the page; the map keeps what finished
+            self.error = f"{type(e).__name__}: {e}"
+        self.seconds = time.monotonic() - self.started
+        results = self.snapshot()
+        complete = len(results) == len(self.sweep.cells)
+        if not results:
+            self.saved = "nothing to save: no cell finished"
+            return
+        try:
+            sid = SW.save_to_store(results, self.sweep.metadata(self.backend, complete, self.seconds))
+            self.saved = f"saved as {sid}" + ("" if complete else " (incomplete)")
+        except Exception as e:  # a read-only or full disk: the map is still shown
+            self.saved = f"not saved: {type(e).__name__}: {e}"
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self.sweep.cancel()
+        self.thread.join(timeout)
+
+
+def backends() -> list[str]:
+    return ["local", "serial"] + (["ray"] if importlib.util.find_spec("ray") else [])
+
+
+def lab_config() -> Config | None:
+    """The live lab's config in this session: its current run's, else its controls'; None if the lab is unused."""
+    runner = S.current_runner()
+    if runner is not None:
+        return runner.runs[0].cfg
+    if "initialized" not in ss:
+        return None
+    try:
+        return S.read_config()
+    except ConfigError:
+        return None
+
+
+def base_choices() -> list[str]:
+    return ([LAB] if lab_config() is not None else []) + [DEFAULTS, *R.PRESETS]
+
+
+def base_config(choice: str) -> Config:
+    if choice == LAB:
+        return lab_config() or Config()
+    return Config() if choice == DEFAULTS else from_preset(choice)
+
+
+def launch() -> None:
+    """Launch button: build the sweep (every cell validated first), then start its thread."""
+    ss.map_error = None
+    job = ss.get("map_job")
+    if job is not None and job.alive:
+        job.stop()
+    try:
+        base = base_config(ss.m_base)
+        x, y = SW.parse_axis(ss.m_x), SW.parse_axis(ss.m_y)
+        base = base.replace(**SW.implied(base, (x.name, y.name)))  # an init_std axis needs the normal init
+        sweep = SW.Sweep(base, x, y, seeds=int(ss.m_seeds), steps=int(ss.m_steps))
+    except (SW.AxisError, ConfigError) as e:
+        ss.map_error = str(e)
+        return
+    ss.map_job = MapJob(sweep, ss.m_backend).start()
+    ss.map_loaded = None
+
+
+def cancel() -> None:
+    job = ss.get("map_job")
+    if job is not None:
+        job.sweep.cancel()
+
+
+def load() -> None:
+    """Stored-sweep picker: redraw a saved map (the running sweep, if any, keeps going)."""
+    sid = ss.m_stored
+    if not sid:
+        return
+    try:
+        df, meta = SW.load_stored(sid)
+        ss.map_loaded = (df, meta, SW.Sweep.from_metadata(meta))
+        ss.map_error = None
+    except Exception as e:  # a row from another version, or the store went away
+        ss.map_error = f"could not load sweep {sid}: {type(e).__name__}: {e}"
+
+
+def controls() -> None:
+    choices = base_choices()
+    st.selectbox("Base configuration", choices, key="m_base",
+                 help="Every cell is this configuration with the two axis values changed.")
+    left, right = st.columns(2)
+    left.text_input("x axis", DEFAULT_X, key="m_x", help="name=lo:hi:n (log-spaced over more than a decade), "
+                                                         "name=log:lo:hi:n, name=lin:lo:hi:n or name=v1,v2,...")
+    right.text_input("y axis", DEFAULT_Y, key="m_y", help=f"Any numeric field or depth: {', '.join(SW.AXES)}")
+    a, b, c = st.columns(3)
+    a.number_input("seeds per cell", 1, 100, 1, key="m_seeds", help="The map shows the majority outcome.")
+    b.number_input("steps per run", 5, 10_000, DEFAULT_STEPS, key="m_steps")
+    c.radio("backend", backends(), key="m_backend", horizontal=True,
+            help="local: a process per core; serial: one after another in this server; ray: Ray tasks.")
+    job = ss.get("map_job")
+    running = job is not None and job.alive
+    a, b, _ = st.columns([1, 1, 4])
+    a.button("Launch", key="btn_map_launch", type="primary", on_click=launch, icon=":material/play_arrow:")
+    b.button("Cancel", key="btn_map_cancel", on_click=cancel, disabled=not running, icon=":material/stop:")
+    stored = SW.list_stored() if SW.store_path().exists() else []
+    if stored:
+        st.selectbox("Or load a saved map", [None, *[s["id"] for s in stored]], key="m_stored", on_change=load,
+                     format_func=lambda sid: "—" if sid is None else next(
+                         f"{s['label']} · {s['cells']} cells{'' if s['complete'] else ' (incomplete)'}"
+                         for s in stored if s["id"] == sid))
+
+
+def lab_link(cfg: Config) -> str:
+    """A URL that opens the lab with ``cfg`` (the lab reads its controls from the URL on a session's first load)."""
+    query = urllib.parse.urlencode(cfg.to_query())
+    return "/?" + query if query else "/"
+
+
+def current_sweep() -> SW.Sweep | None:
+    loaded, job = ss.get("map_loaded"), ss.get("map_job")
+    return loaded[2] if loaded is not None else (job.sweep if job is not None else None)
+
+
+def on_pick() -> None:
+    """A click on the map: point the cell pickers at the clicked cell (callbacks run before widgets are drawn)."""
+    sweep = current_sweep()
+    points = ss.chart_map.get("selection", {}).get("points", []) if ss.get("chart_map") else []
+    if sweep is None or not points:
+        return
+    near = lambda values, v: min(values, key=lambda a: abs(float(a) - float(v)))  # noqa: E731 (float round trip)
+    ss.m_cell_x, ss.m_cell_y = near(sweep.x.values, points[0]["x"]), near(sweep.y.values, points[0]["y"])
+
+
+def draw(results, sweep: SW.Sweep, status: str) -> None:
+    """The map of ``results`` at the sweep's full size, the χ = 1 line, the picked cell and the rule."""
+    xs, ys, codes, counts = SW.outcome_grid(results, sweep.x.values, sweep.y.values)
+    line = SW.critical_line(sweep.x, sweep.y, sweep.base, sweep.width)
+    fig = outcome_map_figure(xs, ys, codes, counts, line, sweep.x.name, sweep.y.name, sweep.x.scale == "log",
+                             sweep.y.scale == "log", title=f"Stability map: {describe(sweep.base)} · {status}")
+    st.plotly_chart(fig, key="chart_map", theme=None, on_select=on_pick, selection_mode="points",
+                    config={"displaylogo": False})
+    if line is not None:
+        st.caption(f"Dashed: mean-field theory's χ = 1 line (edge of chaos) at init_std = {line.value:.3g} for "
+                   f"fan-in {line.fan_in}; to its right χ > 1 and gradients grow layer after layer.")
+    for key, axis in (("m_cell_x", sweep.x), ("m_cell_y", sweep.y)):
+        if key in ss and ss[key] not in axis.values:  # left from another sweep's axes
+            del ss[key]
+    st.markdown("**Open a cell in the lab** (click a cell, or pick it here)")
+    a, b, c = st.columns([2, 2, 3])
+    x = a.selectbox(sweep.x.name, sweep.x.values, key="m_cell_x")
+    y = b.selectbox(sweep.y.name, sweep.y.values, key="m_cell_y")
+    cfg = sweep.config(x, y)
+    c.link_button("Open in the lab", lab_link(cfg), icon=":material/open_in_new:")
+    c.caption(describe(cfg))
+    st.caption(f"**How a cell is classified** (first match wins): {sweep.rule.text()}. "
+               "Colours: learned green, stuck grey, vanished blue, exploded red; blank: not run yet.")
+
+
+def map_view() -> None:
+    """The map: the running (or last) sweep's results, or a loaded one. Refreshed by its fragment."""
+    loaded = ss.get("map_loaded")
+    job = ss.get("map_job")
+    if loaded is not None:
+        df, meta, sweep = loaded
+        draw(df, sweep, f"saved, {len(df)} cells" + ("" if meta.get("complete") else " (incomplete)"))
+        return
+    if job is None:
+        st.info("Pick two axes and press **Launch**: each cell trains a short run and is coloured by how it "
+                "ended. Try the defaults: learning rate against the init's scale.", icon=":material/grid_on:")
+        return
+    results = job.snapshot()
+    total = len(job.sweep.cells)
+    if job.alive:
+        status = f"{len(results)}/{total} cells, {time.monotonic() - job.started:.0f} s"
+        st.progress(len(results) / total, text=status)
+    else:
+        status = f"{len(results)}/{total} cells in {job.seconds or 0:.1f} s"
+        if job.sweep.cancelled:
+            status += ", cancelled"
+        st.caption(f"Sweep ended: {status}; {job.saved}.")
+    if job.error:
+        st.error(f"The sweep stopped: {job.error}", icon=":material/error:")
+    draw(results, job.sweep, status)
+    if ss.get("map_polling") and not job.alive:
+        ss.map_polling = False
+        st.rerun(scope="app")  # once: the Cancel button and the saved-map list catch up
+
+
+def render() -> None:
+    st.title("Stability map")
+    st.caption("Which settings explode? Sweep two settings over a grid, train a short run per cell, and colour "
+               "each cell by how it ended.")
+    controls()
+    if ss.get("map_error"):
+        st.error(ss.map_error, icon=":material/error:")
+    job = ss.get("map_job")
+    polling = job is not None and job.alive and ss.get("map_loaded") is None
+    ss.map_polling = polling
+    st.fragment(run_every=REFRESH_S if polling else None)(map_view)()
