@@ -6,7 +6,7 @@ The entry file only routes: each page lives in components/ as a ``render()`` fun
 import streamlit as st
 import torch
 
-from components import page_lab, page_map
+from components import page_lab, page_map, page_saved
 
 # One intra-op thread: with torch's default on a 2-core machine the trainer fell to 31-49 steps/s and the page
 # lagged; with 1 it trains at ~150-260 steps/s and leaves a core for the server.
@@ -15,6 +15,7 @@ torch.set_num_threads(1)
 st.set_page_config(page_title="Gradient Explosion Lab", page_icon="💥", layout="wide", initial_sidebar_state=340)
 PAGES = [
     st.Page(page_lab.render, title="Live lab", icon=":material/monitoring:", default=True),
+    st.Page(page_saved.render, title="Saved runs", icon=":material/history:", url_path="saved-runs"),
     st.Page(page_map.render, title="Stability map", icon=":material/grid_on:", url_path="stability-map"),
 ]
 st.navigation(PAGES).run()
