@@ -107,6 +107,34 @@ def staleness(server: list[tuple[int, float]], seen: list[tuple[float, int]]) ->
     return out
 
 
+def _cpu_seconds() -> dict[int, tuple[int, float]]:
+    """pid -> (parent pid, CPU seconds so far) for every process this user can read."""
+    tick = os.sysconf("SC_CLK_TCK")
+    out = {}
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                with open(f"/proc/{d}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            out[int(d)] = (int(fields[1]), (int(fields[11]) + int(fields[12])) / tick)
+    return out
+
+
+def _descendants(procs: dict[int, tuple[int, float]], root: int) -> set[int]:
+    kids: dict[int, list[int]] = {}
+    for pid, (ppid, _) in procs.items():
+        kids.setdefault(ppid, []).append(pid)
+    out, todo = set(), [root]
+    while todo:
+        for k in kids.get(todo.pop(), []):
+            if k not in out:
+                out.add(k)
+                todo.append(k)
+    return out
+
+
 class Dashboard:
     """``app.py`` served with step timestamps, and a headless Chromium to open it."""
 
@@ -141,8 +169,9 @@ class Dashboard:
                 self.proc.kill()
                 self.proc.wait(timeout=15)
 
-    def block(self, measure_s: float) -> tuple[float | None, list[float], str]:
-        """Open a fresh page, Start, measure; return (steps/s, staleness per step, note)."""
+    def block(self, measure_s: float) -> tuple[float | None, list[float], str, tuple[float, float]]:
+        """Open a fresh page, Start, measure; return (steps/s, staleness per step, note, (server, browser) CPU
+        cores used during the window)."""
         context = self.browser.new_context(viewport=VIEWPORT)
         page = context.new_page()
         try:
@@ -154,9 +183,9 @@ class Dashboard:
             before = {r for r, _, _ in read_trace(str(self.trace))}
             start.click()
             page.wait_for_timeout(WARMUP_S * 1000)
-            t0 = time.time()
+            t0, cpu0 = time.time(), _cpu_seconds()
             page.wait_for_timeout(measure_s * 1000)
-            t1 = time.time()
+            t1, cpu1 = time.time(), _cpu_seconds()
             page.wait_for_timeout(1000)  # steps of the window's end still reach the page
             seen = page.evaluate("window.__gelSeen")
             page.locator(".st-key-btn_stop button").first.click()
@@ -165,15 +194,26 @@ class Dashboard:
             page.close()
             context.close()
         time.sleep(2 * 0.1)  # the trace flushes every 0.1 s
+        cores = self._cores(cpu0, cpu1, t1 - t0)
         rows = [r for r in read_trace(str(self.trace)) if r[0] not in before]
         runs = {r for r, _, _ in rows}
         if len(runs) != 1:
-            return None, [], f"expected one new run in the trace, found {len(runs)}"
+            return None, [], f"expected one new run in the trace, found {len(runs)}", cores
         window = [(s, t) for _, s, t in rows if t0 <= t <= t1]
         seen_pairs = [(t / 1000.0, int(v)) for t, v in seen]
         if not seen_pairs:
-            return _rate(window), [], "the page never showed a step count (.st-key-status 'step N /')"
-        return _rate(window), staleness(window, seen_pairs), ""
+            return _rate(window), [], "the page never showed a step count (.st-key-status 'step N /')", cores
+        return _rate(window), staleness(window, seen_pairs), "", cores
+
+    def _cores(self, cpu0: dict, cpu1: dict, seconds: float) -> tuple[float, float]:
+        """CPU cores used in the window by the server process, and by everything else this process started
+        (the browser and its driver)."""
+        def used(pids):
+            return sum(cpu1[p][1] - cpu0[p][1] for p in pids if p in cpu0 and p in cpu1)
+
+        mine = _descendants(cpu1, os.getpid())
+        server = {self.proc.pid} | _descendants(cpu1, self.proc.pid)
+        return used(server) / seconds, used(mine - server) / seconds
 
 
 def cli_block(tmp: Path, steps: int) -> float | None:
@@ -242,7 +282,7 @@ def run(quick: bool = False) -> list[Row]:
     if not os.access(CHROMIUM, os.X_OK):
         return [*_skipped(f"no Chromium at {CHROMIUM}"), diag]
     pairs, measure_s = 4, 6.0
-    ratios, p95s, medians, notes, rates = [], [], [], [], []
+    ratios, p95s, medians, notes, rates, usage = [], [], [], [], [], []
     with tempfile.TemporaryDirectory(prefix="gel-bench-") as d:
         tmp = Path(d)
         try:
@@ -251,9 +291,10 @@ def run(quick: bool = False) -> list[Row]:
             return [*_skipped(f"dashboard did not start: {type(e).__name__}: {str(e)[:200]}"), diag]
         try:
             for _ in range(pairs):
-                d_rate, stale, note = dash.block(measure_s)
+                d_rate, stale, note, cores = dash.block(measure_s)
                 c_rate = cli_block(tmp, CLI_STEPS)
                 rates.append((d_rate, c_rate))
+                usage.append(cores)
                 if note:
                     notes.append(note)
                 if d_rate and c_rate:
@@ -269,6 +310,9 @@ def run(quick: bool = False) -> list[Row]:
     dash_rates = [d for d, _ in rates if d]
     rate_note = (f"dashboard {np.median(dash_rates):.0f}, CLI {np.median(cli_rates):.0f} steps/s"
                  if dash_rates and cli_rates else "")
+    if usage:
+        server, browser = np.median(usage, axis=0)
+        rate_note += f"; CPU cores in use: server {server:.2f}, browser {browser:.2f}"
     med = f"median wait {np.median(medians):.2f} s" if medians else ""
     return [row("P2", "trainer steps/s, dashboard open ÷ headless CLI", ratios, "x", ">= 0.90",
                 "; ".join(x for x in [rate_note, *sorted(set(notes))] if x)),
