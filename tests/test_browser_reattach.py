@@ -58,3 +58,11 @@ def test_a_refresh_and_a_second_browser_reattach_to_the_live_run(streamlit_serve
         other.close()
     # The first tab sees it stop too: it is one run.
     wait_until(lambda: "stopped" in status(page), what="the first tab to see the stop")
+
+    # The stopped run is on the Saved runs page, with a link back to the lab carrying its settings.
+    page.goto(f"{streamlit_server}/saved-runs")
+    el(page, "saved_details").wait_for(timeout=30_000)
+    assert rid in el(page, "saved_details").inner_text()
+    assert "steps=100000" in page.get_by_role("link", name="Open in the lab").get_attribute("href")
+    el(page, "saved_chart_loss").locator(".main-svg").first.wait_for(timeout=20_000)
+    assert page.locator("[data-testid='stException']").count() == 0
