@@ -12,7 +12,7 @@ import pandas as pd
 import streamlit as st
 
 from training.manager import get_manager
-from training.store import StoreError
+from training.store import StoreError, thin
 
 from . import saved_charts as SC
 
@@ -20,6 +20,7 @@ ss = st.session_state
 TABLE_FIELDS = ("model", "activation", "init", "clip", "lr")  # config fields shown in the table
 STATUS_BADGE = {"running": "blue", "paused": "orange", "finished": "green", "exploded": "red", "error": "red",
                 "stopped": "gray", "interrupted": "violet"}
+MAX_POINTS = 4000  # per line, before the chart thins it again to what it draws
 NOT_DELETABLE = ("running", "paused", "idle")  # still being trained and saved: stop it first
 
 
@@ -74,12 +75,7 @@ def overlay(store, runs: dict[str, dict], picked: list[str]) -> None:
                 icon=":material/stacked_line_chart:")
         return
     try:
-        series = {col: store.series(picked, col) for col in SC.COLUMNS}
-        views = []
-        for rid in picked:
-            events = store.load_run(rid).events if len(picked) <= 4 else []  # event lines: only when few runs
-            label = _label(runs[rid]).split(" · ")[0] if len(picked) > 1 else runs[rid]["label"]
-            views.append(SC.stored_view(label, runs[rid]["config"], {c: series[c][rid] for c in SC.COLUMNS}, events))
+        views = [_view(store, runs[rid], with_label=len(picked) > 1) for rid in picked]
     except (StoreError, KeyError) as e:
         st.warning(f"Cannot draw the overlay: {e}", icon=":material/error:")
         return
@@ -88,6 +84,18 @@ def overlay(store, runs: dict[str, dict], picked: list[str]) -> None:
         st.plotly_chart(SC.loss_overlay(views), key="saved_fig_loss")
     with right, st.container(key="saved_chart_grad"):
         st.plotly_chart(SC.grad_norm_overlay(views), key="saved_fig_grad")
+
+
+def _view(store, info: dict, with_label: bool) -> SC.StoredView:
+    """One stored run thinned for the overlay: one read of the run for all three columns and its events (what
+    ``Store.series`` does per column), the last value and min/max of each bucket, so spikes survive."""
+    r = store.load_run(info["id"])
+    missing = [c for c in SC.COLUMNS if c not in r.columns]
+    if missing:
+        raise KeyError(f"run {info['id']!r} has no column {missing[0]!r}")
+    series = {c: thin(r.steps, r.rows[:, r.columns.index(c)], MAX_POINTS) for c in SC.COLUMNS}
+    label = _label(info).split(" · ")[0] if with_label else info["label"]
+    return SC.stored_view(label, info["config"], series, r.events)
 
 
 def details(manager, info: dict) -> None:

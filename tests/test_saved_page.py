@@ -205,3 +205,13 @@ def test_columns_thinned_differently_are_aligned_on_the_first():
 def test_an_outdated_stored_config_falls_back_to_the_defaults():
     assert SC.stored_config({"activation": "no-such-thing"}) == Config()
     assert SC.stored_config({"lr": 0.5}).lr == 0.5
+
+
+def test_the_overlay_draws_what_store_series_returns(data_dir):
+    rid = _train(EXPLODES, "explodes")
+    store = M.get_manager().store
+    view = P._view(store, store.run_info(rid), with_label=False)
+    for col in SC.COLUMNS:
+        want = store.series([rid], col, max_points=P.MAX_POINTS)[rid]
+        np.testing.assert_array_equal(view.series(col)[1], want["value"])
+        np.testing.assert_array_equal(view.series(col, "hi")[1], want["hi"])
