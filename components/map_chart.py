@@ -56,8 +56,13 @@ def outcome_map_figure(xs, ys, codes, counts, line=None, x_name: str = "x", y_na
         fig.add_trace(go.Scatter(x=list(line.xs), y=list(line.ys), mode="lines", name=line.label,
                                  line={"color": LINE_COLOR, "dash": "dash", "width": 2},
                                  hovertemplate=f"init_std = {line.value:.3g}: {line.label}<extra></extra>"))
-    fig.update_xaxes(type="log" if x_log else "linear", title_text=x_name, showgrid=False)
-    fig.update_yaxes(type="log" if y_log else "linear", title_text=y_name, showgrid=False)
-    fig.update_layout(**T.base_layout(title, height=460))
-    fig.update_layout(hovermode="closest", clickmode="event+select")
+    # A tick on every grid value, and no minor log ticks: the cells are the scale.
+    fig.update_xaxes(type="log" if x_log else "linear", title_text=x_name, showgrid=False, automargin=True,
+                     tickvals=list(xs), ticktext=[f"{v:.3g}" for v in xs])
+    fig.update_yaxes(type="log" if y_log else "linear", title_text=y_name, showgrid=False, automargin=True,
+                     tickvals=list(ys), ticktext=[f"{v:.3g}" for v in ys])
+    fig.update_layout(**T.base_layout(title, height=480))
+    # Room for the axis titles and tick labels, and the legend clear of the x axis title.
+    fig.update_layout(hovermode="closest", clickmode="event+select", margin={"l": 70, "r": 10, "t": 40, "b": 60},
+                      legend={"y": -0.2})
     return fig

@@ -201,7 +201,8 @@ def draw(results, sweep: SW.Sweep, status: str) -> None:
                     config={"displaylogo": False})
     if line is not None:
         st.caption(f"Dashed: mean-field theory's χ = 1 line (edge of chaos) at init_std = {line.value:.3g} for "
-                   f"fan-in {line.fan_in}; to its right χ > 1 and gradients grow layer after layer.")
+                   f"fan-in {line.fan_in}; {'to its right' if line.axis == 'x' else 'above it'} χ > 1 and gradients "
+                   "grow layer after layer.")
     for key, axis in (("m_cell_x", sweep.x), ("m_cell_y", sweep.y)):
         if key in ss and ss[key] not in axis.values:  # left from another sweep's axes
             del ss[key]

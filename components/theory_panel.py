@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 
+import numpy as np
 import streamlit as st
 
 from training import explain, theory
@@ -47,7 +48,7 @@ def _mlp(snap, cfg: Config, live: bool) -> None:
     why_not = explain.not_applicable(cfg)
     pred = None if why_not else _mlp_theory(cfg)
     probes = [p for p in snap.probes if len(p.get("backward_norm", []))]
-    grads = TH.hidden_weight_grad_norms(snap.names, snap.latest.grad_norms) if snap.latest is not None else None
+    grads, grads_step = last_finite_weight_grads(snap)
     if pred is not None:
         st.markdown(pred["reading"])
     else:
@@ -56,6 +57,23 @@ def _mlp(snap, cfg: Config, live: bool) -> None:
     fig = TH.backward_signal_figure(pred["hidden_backward_profile"] if pred else None,
                                     probes[0] if probes else None, probes[-1] if len(probes) > 1 else None, grads)
     chart(fig, "chart_theory", FLAT_NOTE, live)
+    if grads_step is not None and snap.latest is not None and grads_step != snap.latest.step:
+        st.caption(f"‖∂L/∂W‖ on the right: step {grads_step}, the last step whose gradients were all finite.")
+
+
+def last_finite_weight_grads(snap) -> tuple[np.ndarray | None, int | None]:
+    """The hidden layers' weight-gradient norms at the latest step, or at the last step where all were finite
+    (after an explosion the latest are inf/NaN and would draw nothing); (None, None) without any."""
+    if snap.latest is None:
+        return None, None
+    now = TH.hidden_weight_grad_norms(snap.names, snap.latest.grad_norms)
+    if np.isfinite(now).all():
+        return now, snap.latest.step
+    steps = snap.view["step"]
+    rows = np.stack([snap.series(f"grad_norm/{n}")[1] for n in snap.names], axis=1)  # steps x params
+    hidden = np.stack([TH.hidden_weight_grad_norms(snap.names, r) for r in rows]) if len(rows) else rows
+    ok = np.flatnonzero(np.isfinite(hidden).all(axis=1)) if len(hidden) else []
+    return (hidden[ok[-1]], int(steps[ok[-1]])) if len(ok) else (now, snap.latest.step)
 
 
 def _recurrent(snap, cfg: Config, live: bool) -> None:

@@ -153,3 +153,18 @@ def test_theory_panel_shows_the_spectrum_for_a_recurrent_run(lab_at):
     start_preset(lab_at, "RNN on long sequences explodes")
     poll(lab_at, lambda at: any(t.startswith("Recurrent matrix") for t in chart_titles(at)))
     assert any("1/gamma" in m.value for m in lab_at.markdown)
+
+
+def test_weight_gradients_after_an_explosion_come_from_the_last_finite_step():
+    from types import SimpleNamespace
+
+    from test_app import make_snapshot
+
+    from components.theory_panel import last_finite_weight_grads
+
+    snap = make_snapshot({"grad_norm/blocks.0.fc.weight": [1.0, 2.0, 4.0, np.inf]})
+    snap.latest = SimpleNamespace(step=3, grad_norms=np.array([np.inf, 1.0, np.nan, 1.0]))
+    grads, step = last_finite_weight_grads(snap)
+    assert step == 2 and grads.tolist() == [4.0]  # the head is left out: one hidden weight
+    snap.latest = SimpleNamespace(step=3, grad_norms=np.array([5.0, 1.0, 2.0, 1.0]))
+    assert last_finite_weight_grads(snap)[1] == 3
