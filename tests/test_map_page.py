@@ -122,6 +122,21 @@ def test_a_tiny_sweep_fills_the_map_saves_it_and_reloads_it(map_at):
                for c in map_at.get("plotly_chart"))
 
 
+def test_cancel_stops_the_sweep_between_cells_and_saves_what_finished(map_at):
+    map_at.run()
+    map_at.text_input(key="m_x").input("lr=1e-3:1:6")
+    map_at.text_input(key="m_y").input("init_std=0.01:1:6")
+    map_at.number_input(key="m_steps").set_value(200)
+    map_at.radio(key="m_backend").set_value("serial")
+    map_at.button(key="btn_map_launch").click().run()
+    job = map_at.session_state["map_job"]
+    poll(map_at, lambda at: len(job.snapshot()) >= 1)
+    map_at.button(key="btn_map_cancel").click().run()
+    poll(map_at, lambda at: not job.alive and job.saved is not None)
+    assert job.sweep.cancelled and 1 <= len(job.snapshot()) < 36
+    assert "(incomplete)" in job.saved
+
+
 # The theory panel on the lab page.
 @pytest.fixture
 def lab_at():
