@@ -85,16 +85,19 @@ def backends() -> list[str]:
 
 
 def lab_config() -> Config | None:
-    """The live lab's config in this session: its current run's, else its controls'; None if the lab is unused."""
+    """The live lab's config in this session: its current run's, else its controls'; None if the lab is unused.
+
+    Kept in ``map_lab_config``: the lab's widget values leave session state once its page is not drawn.
+    """
     runner = S.current_runner()
     if runner is not None:
-        return runner.runs[0].cfg
-    if "initialized" not in ss:
-        return None
-    try:
-        return S.read_config()
-    except ConfigError:
-        return None
+        ss.map_lab_config = runner.runs[0].cfg
+    elif "initialized" in ss and "w_model" in ss:
+        try:
+            ss.map_lab_config = S.read_config()
+        except ConfigError:
+            pass
+    return ss.get("map_lab_config")
 
 
 def base_choices() -> list[str]:
@@ -148,6 +151,8 @@ def controls() -> None:
     choices = base_choices()
     st.selectbox("Base configuration", choices, key="m_base",
                  help="Every cell is this configuration with the two axis values changed.")
+    if ss.m_base in choices:
+        st.caption(describe(base_config(ss.m_base)))
     left, right = st.columns(2)
     left.text_input("x axis", DEFAULT_X, key="m_x", help="name=lo:hi:n (log-spaced over more than a decade), "
                                                          "name=log:lo:hi:n, name=lin:lo:hi:n or name=v1,v2,...")
