@@ -7,6 +7,7 @@ import streamlit as st
 import torch
 
 from components import page_lab, page_map, page_saved
+from components import session as S
 
 # One intra-op thread: with torch's default on a 2-core machine the trainer fell to 31-49 steps/s and the page
 # lagged; with 1 it trains at ~150-260 steps/s and leaves a core for the server.
@@ -18,4 +19,5 @@ PAGES = [
     st.Page(page_saved.render, title="Saved runs", icon=":material/history:", url_path="saved-runs"),
     st.Page(page_map.render, title="Stability map", icon=":material/grid_on:", url_path="stability-map"),
 ]
+S.keep_controls()  # before any page draws its widgets
 st.navigation(PAGES).run()

@@ -90,6 +90,16 @@ def init() -> None:
     ss.initialized = True
 
 
+def keep_controls() -> None:
+    """Keep the lab's control values while another page is shown.
+
+    Streamlit forgets a widget's value in any run that does not draw it, so a visit to another page would
+    wipe the lab's settings; assigning each key to itself before any widget is drawn keeps them.
+    """
+    for key in [k for k in ss if isinstance(k, str) and k.startswith((A, B))]:
+        ss[key] = ss[key]
+
+
 def sync_url(cfg: Config | None) -> None:
     """Keep the whole configuration (and the run id) in the URL; an invalid config leaves the URL as it was."""
     want = cfg.to_query() if cfg is not None else {k: v for k, v in st.query_params.to_dict().items() if k != "run"}
