@@ -207,7 +207,8 @@ def test_cli_rejects_bad_axes_with_exit_2_and_one_line(tmp_path, capsys, argv, w
 @pytest.mark.slow
 def test_ray_gives_the_same_map_as_the_process_pool(local_results):
     ray = pytest.importorskip("ray", reason="Ray is optional: pip install -r requirements-ray.txt")
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    # "local": a fresh instance even when another Ray cluster runs on this machine.
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
         assert key(S.Sweep(SEED_MLP, **TINY).run("ray")) == key(local_results)
     finally:

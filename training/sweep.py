@@ -470,7 +470,8 @@ class _RayPool:
         if not ray.is_initialized():
             # On a cluster the workers need this package: ship it. A local Ray finds it on the driver's path.
             env = {"py_modules": [str(Path(__file__).resolve().parent)]} if address else None
-            ray.init(address=address, runtime_env=env, include_dashboard=False, log_to_driver=False)
+            # No --address: always a fresh local Ray, never whatever cluster a stale address file points at.
+            ray.init(address=address or "local", runtime_env=env, include_dashboard=False, log_to_driver=False)
         self.slots = max(1, workers or int(ray.cluster_resources().get("CPU", 1)))
         self.task = ray.remote(num_cpus=1, max_retries=0)(_ray_cell)
 
