@@ -41,17 +41,27 @@ def build_history(hist: History, n: int, rng: np.random.Generator, spike_at: int
     return spike, t_append / n
 
 
-def dashboard_figures(snap) -> tuple[list, str]:
-    """The live view's figures (components.charts, as components.panels.chart_grid draws them for one run);
-    equivalent plain Plotly figures from the same view when the dashboard's chart functions are unavailable."""
-    try:
-        from components import charts as C
+def overlay_figures(snap) -> list:
+    """The live view's loss and gradient-norm charts (components.charts), as the lab page draws them."""
+    from components import charts as C
 
-        rec = snap.latest
-        figs = [C.loss_figure([snap]), C.grad_norm_figure([snap]), C.layer_heatmap(snap),
-                C.gradient_flow_figure(snap.names, {snap.label: rec.grad_norms}, rec.step),
-                C.weights_updates_figure(snap), C.probe_figure(snap.probes[-1])]
-        return figs, "components.charts"
+    return [C.loss_figure([snap]), C.grad_norm_figure([snap])]
+
+
+def detail_figures(snap) -> list:
+    """The live view's four per-layer charts (components.charts), as the lab page draws them for one run."""
+    from components import charts as C
+
+    rec = snap.latest
+    return [C.layer_heatmap(snap), C.gradient_flow_figure(snap.names, {snap.label: rec.grad_norms}, rec.step),
+            C.weights_updates_figure(snap), C.probe_figure(snap.probes[-1])]
+
+
+def dashboard_figures(snap) -> tuple[list, str]:
+    """Every live-view figure; equivalent plain Plotly figures from the same view when the dashboard's chart
+    functions are unavailable (the source says which)."""
+    try:
+        return overlay_figures(snap) + detail_figures(snap), "components.charts"
     except Exception as e:  # noqa: BLE001 - the dashboard is still changing; fall back and say so
         return _plain_figures(snap), f"plain Plotly ({type(e).__name__} from components.charts)"
 

@@ -8,6 +8,9 @@
 every ``Trainer.step`` of the headless command. A daemon thread appends ``run steps time`` lines to TRACE
 every 0.1 s; the cost is a clock read and a list append per step, the same in both. One torch thread in both,
 as the app sets it.
+
+To try a setting without editing the app, ``GEL_BENCH_PATCH="components.page_lab.STATUS_REFRESH_S=0.3"``
+(``;``-separated) sets module attributes before the server starts (numbers only).
 """
 
 from __future__ import annotations
@@ -60,9 +63,21 @@ def read_trace(path: str) -> list[tuple[int, int, float]]:
     return out
 
 
+def _patch(spec: str) -> None:
+    import importlib
+
+    for item in filter(None, (x.strip() for x in spec.split(";"))):
+        target, _, value = item.partition("=")
+        module, _, attr = target.rpartition(".")
+        setattr(importlib.import_module(module), attr, float(value))
+
+
 def serve(trace: Trace, args: list[str]) -> int:
+    import os
+
     from training import runner
 
+    _patch(os.environ.get("GEL_BENCH_PATCH", ""))
     record = runner.Run.record
 
     def traced_record(self, rec):
