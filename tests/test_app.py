@@ -391,3 +391,20 @@ def test_earlier_runs_stay_listed_and_can_be_overlaid(at):
     names = {t.get("name") for t in json.loads(at.get("plotly_chart")[0].proto.spec)["data"]}
     assert f"{first.runs[0].id.split('-')[0]} #1 loss" in names
     assert len(at.dataframe[0].value) == 2
+
+
+def test_an_error_in_the_training_thread_shows_in_the_page_and_the_app_keeps_serving(at, monkeypatch):
+    from training.engine import Trainer
+
+    def broken(self, batch=None):
+        raise RuntimeError("simulated failure inside the step")
+
+    at.run()
+    with monkeypatch.context() as m:
+        m.setattr(Trainer, "step", broken)
+        start(at, w_hidden_sizes="32,16", w_steps=100)
+        poll(at, lambda a: any("stopped with an error" in e.value for e in a.error))
+    assert any("simulated failure inside the step" in e.value for e in at.error)
+    # The app keeps working: a normal run starts and trains after the failed one.
+    runner = start(at, w_hidden_sizes="32,16", w_steps=30)
+    assert runner.wait(30) and runner.snapshot().status == "finished"
