@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import re
-import time
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +17,7 @@ from streamlit.testing.v1 import AppTest
 from components import charts as C
 from components import data as D
 from components import theme as T
+from tests.apptest_helpers import poll
 from training.config import FIELDS, Config, from_preset, from_query
 from training.manager import get_manager
 from training.runner import RunSnapshot
@@ -184,17 +184,6 @@ def status_step(at) -> int:
         if m:
             return int(m.group(1).replace(",", ""))
     return -1
-
-
-def poll(at, condition, timeout=30.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        at.run()
-        assert not at.exception, at.exception
-        if condition(at):
-            return
-        time.sleep(0.2)
-    raise AssertionError("condition not met in time")
 
 
 def start(at, preset=None, **widgets):

@@ -7,7 +7,6 @@ its teardown.
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +14,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from components import map_chart as M
+from tests.apptest_helpers import poll
 from training import sweep as SW
 from training.manager import get_manager
 
@@ -61,17 +61,6 @@ def map_at(tmp_path, monkeypatch):
     if job is not None:
         job.stop()
         assert not job.alive, "a sweep thread outlived its test"
-
-
-def poll(at, condition, timeout=30.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        at.run()
-        assert not at.exception, at.exception
-        if condition(at):
-            return
-        time.sleep(0.2)
-    raise AssertionError("condition not met in time")
 
 
 def map_z(at):
