@@ -85,7 +85,7 @@ def _fmt(v: float | None, unit: str) -> str:
         return "yes" if v else "no"
     if unit == "x":
         return f"{v:.3f}"
-    return f"{v:.3g}" if abs(v) < 100 else f"{v:.0f}"
+    return f"{v:#.3g}" if abs(v) < 100 else f"{v:.0f}"
 
 
 def table(rows: list[Row], markdown: bool = False) -> str:
