@@ -241,3 +241,11 @@ def test_zero_median_gradient_norm_does_not_crash_the_spike_check():
     x, y = t.sample()
     rec = t.step((x, y))
     assert not [e for e in rec.events if e["kind"] == "spike"]
+
+
+@pytest.mark.parametrize("model", ["lstm", "gru"])
+def test_gated_models_label_tanh_saturation_whatever_the_activation_field(model):
+    # Regression: a gru with activation=relu was labelled "dead" while its probe measured tanh saturation.
+    t = Trainer(Config(model=model, activation="relu", dataset="adding", seq_len=6, hidden_size=8, probe_every=1),
+                "cpu")
+    assert t.stuck_label == "saturated" and t.step().probe["stuck_label"] == "saturated"

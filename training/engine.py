@@ -105,7 +105,9 @@ class Trainer:
         self.last_finite_norm = float("nan")
         self.columns = (SCALAR_COLUMNS + [f"grad_norm/{n}" for n in self.names]
                         + [f"weight_norm/{n}" for n in self.names] + [f"update_ratio/{n}" for n in self.names])
-        self.stuck_label = R.ACTIVATIONS[cfg.activation].stuck_label if cfg.model != "lstm" else "saturated"
+        # The nonlinearity the probe measures: lstm and gru ignore cfg.activation, their h_t is tanh-squashed.
+        self.probe_act = cfg.activation if cfg.model in ("mlp", "rnn") else "tanh"
+        self.stuck_label = R.ACTIVATIONS[self.probe_act].stuck_label
         self._sgd_lr_only = _moves_by_lr_times_grad(self.optimizer)
         self._before: list[torch.Tensor] | None = None  # the weights before an optimistic update (other optimizers)
 
@@ -250,8 +252,7 @@ class Trainer:
     @torch.no_grad()
     def _probe(self, probe: list) -> dict:
         """Activation stats, backward signal ‖∂L/∂h‖, gradient histograms and test accuracy of this row."""
-        act = self.cfg.activation if self.cfg.model in ("mlp", "rnn") else "tanh"  # lstm/gru: tanh-squashed h
-        stuck = R.ACTIVATIONS[act].stuck
+        stuck = R.ACTIVATIONS[self.probe_act].stuck
         weights = [(n, p.grad) for n, p in zip(self.names, self.params, strict=True) if p.dim() >= 2]
         hists = [torch.histc(torch.log10(g.abs().float().flatten().clamp_min(1e-30)), bins=len(HIST_EDGES) - 1,
                              min=float(HIST_EDGES[0]), max=float(HIST_EDGES[-1])) for _, g in weights]
