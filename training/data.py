@@ -9,7 +9,6 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 
 # The data itself never depends on the training seed: seeds vary init and batch order only.
@@ -141,6 +140,3 @@ def accuracy(task: str, out: torch.Tensor, y: torch.Tensor) -> float:
         return float((out.argmax(1) == y).float().mean())
     return float(((out - y).abs() < 0.04).float().mean())
 
-
-def as_numpy(t: torch.Tensor) -> np.ndarray:
-    return t.detach().cpu().numpy()
