@@ -5,6 +5,11 @@ to draw as a short one. Values that are not finite (inf/NaN at the explosion ste
 they become "✕ non-finite" markers at the top of the axis, and on log axes zeros become "○ zero" markers
 at the bottom. Reference lines (clip threshold, healthy update ratio) are traces, not shapes, so they sit
 in data coordinates on log axes and show in the legend.
+
+Each figure is assembled as plain dicts (traces with a "type", one layout dict, subplots and the right-hand
+axis written out as ``xaxis2``/``yaxis2`` with their domains) and handed to ``go.Figure`` once: Plotly validates
+every property on each ``add_trace``/``update_*`` call, and ``make_subplots`` builds its grid the same way,
+which made a live refresh cost ~100 ms of server time against ~15 ms for one constructor call per figure.
 """
 
 from __future__ import annotations
@@ -13,7 +18,6 @@ from collections.abc import Sequence
 
 import numpy as np
 import plotly.graph_objects as go
-from plotly.subplots import make_subplots
 
 from . import theme as T
 from .data import live_clip, short_name, weight_params
@@ -45,8 +49,52 @@ def _thin_indices(y: np.ndarray, n: int = MAX_POINTS) -> np.ndarray:
     return idx[idx < size]
 
 
+# Where a trace is drawn in the two subplot layouts below (a lone-axis figure needs no keys).
+LEFT, RIGHT = {"xaxis": "x", "yaxis": "y"}, {"xaxis": "x", "yaxis": "y2"}  # _right_axis_layout
+TOP, BOTTOM = {"xaxis": "x", "yaxis": "y"}, {"xaxis": "x2", "yaxis": "y2"}  # _two_rows_layout
+
+
+def _xaxis(**props) -> dict:
+    return {**props, **T.AXIS}
+
+
+def _yaxis(title: str | None = None, **props) -> dict:
+    if title is not None:
+        props["title"] = {"text": title}
+    # 10⁵ rather than 100k (magnitudes are the point here); no 2s and 5s between decades.
+    return {**props, "exponentformat": "power", "minorloglabels": "none", **T.AXIS}
+
+
+def _right_axis_layout(title: str, left: dict, right: dict) -> dict:
+    """One plot with a second y axis on the right, as ``make_subplots(specs=[[{"secondary_y": True}]])`` lays it
+    out (the x axis stops short of the right edge to leave room for the right axis' ticks)."""
+    return {**T.base_layout(title),
+            "xaxis": _xaxis(anchor="y", domain=[0.0, 0.94]),
+            "yaxis": {"anchor": "x", "domain": [0.0, 1.0], **left},
+            "yaxis2": {"anchor": "x", "overlaying": "y", "side": "right", **right}}
+
+
+def _two_rows_layout(title: str, top: dict, bottom: dict) -> dict:
+    """Two plots stacked on one shared step axis, as ``make_subplots(rows=2, shared_xaxes=True,
+    vertical_spacing=0.08)`` lays them out: zooming one zooms both, tick labels only under the bottom one."""
+    return {**T.base_layout(title, height=T.CHART_HEIGHT + 40),
+            "xaxis": _xaxis(anchor="y", domain=[0.0, 1.0], matches="x2", showticklabels=False),
+            "yaxis": {"anchor": "x", "domain": [0.54, 1.0], **top},
+            "xaxis2": _xaxis(anchor="y2", domain=[0.0, 1.0]),
+            "yaxis2": {"anchor": "x2", "domain": [0.0, 0.46], **bottom}}
+
+
+def _figure(data: list[dict], layout: dict) -> go.Figure:
+    """The one place a Plotly object is built: every property is validated once, here."""
+    return go.Figure(data=data, layout=layout)
+
+
+def _scatter(x, y, **props) -> dict:
+    return {"type": "scatter", "x": x, "y": y, **props}
+
+
 class _Marks:
-    """Collects the points a log chart cannot draw as a line, then adds them as marker traces."""
+    """Collects the points a log chart cannot draw as a line, then turns them into marker traces."""
 
     def __init__(self):
         self.bad_x, self.bad_y, self.bad_text = [], [], []
@@ -79,35 +127,43 @@ class _Marks:
         pad = 0.08 * (hi - lo or 1.0)
         return lo - pad, hi + pad
 
-    def add_to(self, fig: go.Figure, log: bool = True, **where) -> None:
+    def traces(self, log: bool = True, **where) -> list[dict]:
+        """Non-finite points at the top of the axis, zeros (log axes) at the bottom."""
         bottom, top = self.extent(log)
+        out = []
         if self.bad_x:
-            fig.add_trace(go.Scatter(
-                x=self.bad_x, y=[top] * len(self.bad_x), mode="markers", name=NON_FINITE_NAME,
+            out.append(_scatter(
+                self.bad_x, [top] * len(self.bad_x), mode="markers", name=NON_FINITE_NAME,
                 hovertext=self.bad_text, hoverinfo="x+text",
                 marker={"symbol": "x-thin-open", "size": 12, "line": {"width": 2}, "color": T.NON_FINITE},
-                cliponaxis=False), **where)
+                cliponaxis=False, **where))
         if self.zero_x:
             keep = np.unique(np.linspace(0, len(self.zero_x) - 1, MAX_MARKERS).astype(int))
             self.zero_x, self.zero_text = list(np.asarray(self.zero_x)[keep]), list(np.asarray(self.zero_text)[keep])
-            fig.add_trace(go.Scatter(
-                x=self.zero_x, y=[bottom] * len(self.zero_x), mode="markers", name=ZERO_NAME,
+            out.append(_scatter(
+                self.zero_x, [bottom] * len(self.zero_x), mode="markers", name=ZERO_NAME,
                 hovertext=self.zero_text, hoverinfo="x+text",
-                marker={"symbol": "circle-open", "size": 7, "color": T.ZERO}, cliponaxis=False), **where)
+                marker={"symbol": "circle-open", "size": 7, "color": T.ZERO}, cliponaxis=False, **where))
+        return out
 
 
-def _band(fig, snap, column: str, color: str, marks: _Marks, **where) -> None:
+def _band(snap, column: str, color: str, marks: _Marks, **where) -> list[dict]:
     """Min-max envelope of decimated buckets, so a one-step spike stays visible after folding."""
     lo, hi = snap.view["lo"][:, snap.columns.index(column)], snap.view["hi"][:, snap.columns.index(column)]
     if np.array_equal(lo, hi, equal_nan=True):
-        return  # no buckets yet: every row is a single step
+        return []  # no buckets yet: every row is a single step
     x = snap.view["step"]
     ok_lo, ok_hi = np.isfinite(lo) & (lo > 0), np.isfinite(hi) & (hi > 0)
     marks.finite.append(hi[ok_hi])  # the markers go above the envelope too; its own specials are the line's
+    out = []
     for y, fill in ((np.where(ok_lo, lo, np.nan), None), (np.where(ok_hi, hi, np.nan), "tonexty")):
         idx = _thin_indices(y)
-        fig.add_trace(go.Scatter(x=x[idx], y=y[idx], mode="lines", line={"width": 0, "color": color}, fill=fill,
-                                 fillcolor=_alpha(color, 0.15), showlegend=False, hoverinfo="skip"), **where)
+        trace = _scatter(x[idx], y[idx], mode="lines", line={"width": 0, "color": color},
+                         fillcolor=_alpha(color, 0.15), showlegend=False, hoverinfo="skip", **where)
+        if fill:
+            trace["fill"] = fill
+        out.append(trace)
+    return out
 
 
 def _alpha(hex_color: str, a: float) -> str:
@@ -116,9 +172,12 @@ def _alpha(hex_color: str, a: float) -> str:
     return f"rgba({r},{g},{b},{a})"
 
 
-def _event_lines(fig: go.Figure, snaps: Sequence, labelled: bool) -> None:
-    """Vertical lines at explosions and live config changes (labelled) and at spikes (one legend entry)."""
-    spikes = False
+def _event_lines(layout: dict, snaps: Sequence, labelled: bool) -> list[dict]:
+    """Vertical lines at explosions and live config changes (labelled) and at spikes (one legend entry).
+
+    The lines and labels go into ``layout``; the returned traces (the spikes' legend entry) go last in the data.
+    """
+    shapes, notes, spikes = [], [], False
     for snap in snaps:
         by_kind: dict[str, list[dict]] = {}
         for e in snap.events:
@@ -127,21 +186,27 @@ def _event_lines(fig: go.Figure, snaps: Sequence, labelled: bool) -> None:
             keep = MAX_EVENT_LINES.get(kind, 0)
             for k, e in enumerate(events[-keep:] if keep else []):
                 color = T.EVENT_COLORS[kind]
-                fig.add_shape(type="line", xref="x", yref="paper", x0=e["step"], x1=e["step"], y0=0, y1=1,
-                              line={"color": color, "width": 1.5 if kind == "explosion" else 1,
-                                    "dash": T.EVENT_DASH[kind]}, layer="above")
+                shapes.append({"type": "line", "xref": "x", "yref": "paper", "x0": e["step"], "x1": e["step"],
+                               "y0": 0, "y1": 1, "layer": "above",
+                               "line": {"color": color, "width": 1.5 if kind == "explosion" else 1,
+                                        "dash": T.EVENT_DASH[kind]}})
                 if kind == "spike":  # frequent while a run blows up: labels would pile up
                     spikes = True
                     continue
                 text = {"explosion": "✕ exploded", "error": "error"}.get(kind, e.get("message", ""))
                 y = 1.0 if kind in ("explosion", "error") else 0.9 - 0.1 * (k % 3)  # stagger successive changes
-                fig.add_annotation(x=e["step"], xref="x", y=y, yref="paper", showarrow=False,
-                                   text=f"{snap.label}: {text}" if labelled else text, xanchor="left",
-                                   yanchor="top", font={"size": 10, "color": color},
-                                   bgcolor="rgba(255,255,255,0.75)")
-    if spikes:
-        fig.add_trace(go.Scatter(x=[None], y=[None], mode="lines", name="spike",
-                                 line={"color": T.EVENT_COLORS["spike"], "dash": T.EVENT_DASH["spike"], "width": 1}))
+                notes.append({"x": e["step"], "xref": "x", "y": y, "yref": "paper", "showarrow": False,
+                              "text": f"{snap.label}: {text}" if labelled else text, "xanchor": "left",
+                              "yanchor": "top", "font": {"size": 10, "color": color},
+                              "bgcolor": "rgba(255,255,255,0.75)"})
+    if shapes:
+        layout["shapes"] = shapes
+    if notes:
+        layout["annotations"] = notes
+    if not spikes:
+        return []
+    return [_scatter([None], [None], mode="lines", name="spike",
+                     line={"color": T.EVENT_COLORS["spike"], "dash": T.EVENT_DASH["spike"], "width": 1})]
 
 
 def _log_range(lo: float, hi: float, decades: float = 2.0) -> list[float]:
@@ -150,13 +215,6 @@ def _log_range(lo: float, hi: float, decades: float = 2.0) -> list[float]:
     if b - a < decades:
         a = b - decades
     return [float(a), float(b)]
-
-
-def _finish(fig: go.Figure) -> go.Figure:
-    # 10⁵ rather than 100k (magnitudes are the point here); no 2s and 5s between decades.
-    fig.update_yaxes(exponentformat="power", minorloglabels="none", **T.AXIS)
-    fig.update_xaxes(**T.AXIS)
-    return fig
 
 
 def _colors(n: int, colors: Sequence[str] | None) -> list[str]:
@@ -169,27 +227,25 @@ def loss_figure(snaps: Sequence, colors: Sequence[str] | None = None) -> go.Figu
     Requires: each snapshot's ``view`` with a ``loss`` column, ``probes`` (``step``, ``test_accuracy``), ``events``.
     """
     multi, colors = len(snaps) > 1, _colors(len(snaps), colors)
-    fig = make_subplots(specs=[[{"secondary_y": True}]])
-    fig.update_layout(**T.base_layout("Loss and test accuracy"))
-    marks = _Marks()
+    data, marks = [], _Marks()
     for snap, color in zip(snaps, colors, strict=True):
         c = color if multi else T.LOSS
         x, y = marks.line(*snap.series("loss"), label=f"{snap.label} loss" if multi else "loss")
-        _band(fig, snap, "loss", c, marks, secondary_y=False)
-        fig.add_trace(go.Scatter(x=x, y=y, mode="lines", name=f"{snap.label} loss" if multi else "loss",
-                                 line={"color": c, "width": 1.6}), secondary_y=False)
+        data += _band(snap, "loss", c, marks, **LEFT)
+        data.append(_scatter(x, y, mode="lines", name=f"{snap.label} loss" if multi else "loss",
+                             line={"color": c, "width": 1.6}, **LEFT))
         if snap.probes:
             px = [p["step"] for p in snap.probes]
             py = [p["test_accuracy"] for p in snap.probes]
-            fig.add_trace(go.Scatter(x=px, y=py, mode="lines+markers", marker={"size": 4},
-                                     name=f"{snap.label} test acc." if multi else "test accuracy",
-                                     line={"color": color if multi else T.ACCURACY, "width": 1.2, "dash": "dot"}),
-                          secondary_y=True)
-    marks.add_to(fig, secondary_y=False)
-    _event_lines(fig, snaps, multi)
-    fig.update_yaxes(type="log", title_text="loss", secondary_y=False)
-    fig.update_yaxes(title_text="test accuracy", secondary_y=True, **T.PERCENT_AXIS)
-    return _finish(fig)
+            data.append(_scatter(px, py, mode="lines+markers", marker={"size": 4},
+                                 name=f"{snap.label} test acc." if multi else "test accuracy",
+                                 line={"color": color if multi else T.ACCURACY, "width": 1.2, "dash": "dot"},
+                                 **RIGHT))
+    data += marks.traces(**LEFT)
+    layout = _right_axis_layout("Loss and test accuracy", _yaxis("loss", type="log"),
+                                _yaxis("test accuracy", **T.PERCENT_AXIS))
+    data += _event_lines(layout, snaps, multi)
+    return _figure(data, layout)
 
 
 def grad_norm_figure(snaps: Sequence, colors: Sequence[str] | None = None) -> go.Figure:
@@ -199,31 +255,30 @@ def grad_norm_figure(snaps: Sequence, colors: Sequence[str] | None = None) -> go
     One run: pre-clip red, post-clip blue. Several: one colour per run, pre-clip solid, post-clip dotted.
     """
     multi, colors = len(snaps) > 1, _colors(len(snaps), colors)
-    fig = go.Figure(layout=T.base_layout("Gradient norm: before and after clipping"))
-    marks = _Marks()
+    data, marks = [], _Marks()
     x_end = max((int(s.view["step"][-1]) for s in snaps if len(s.view["step"])), default=1)
     for snap, color in zip(snaps, colors, strict=True):
         pre_c, post_c = (color, color) if multi else (T.PRE_CLIP, T.POST_CLIP)
         prefix = f"{snap.label} " if multi else ""
-        _band(fig, snap, "grad_norm_pre_clip", pre_c, marks)
+        data += _band(snap, "grad_norm_pre_clip", pre_c, marks)
         # Post-clip dashed on top of pre-clip: without clipping they coincide and both stay visible.
         for col, c, dash, width, name in (("grad_norm_pre_clip", pre_c, "solid", 2.5, "pre-clip"),
                                           ("grad_norm_post_clip", post_c, "dot" if multi else "dash", 1.8,
                                            "post-clip")):
             x, y = marks.line(*snap.series(col), label=prefix + name)
-            fig.add_trace(go.Scatter(x=x, y=y, mode="lines", name=prefix + name,
-                                     line={"color": c, "width": width, "dash": dash}))
+            data.append(_scatter(x, y, mode="lines", name=prefix + name,
+                                 line={"color": c, "width": width, "dash": dash}))
         mode, threshold, _ = live_clip(snap)
         if mode == "norm":
-            fig.add_trace(go.Scatter(x=[0, x_end], y=[threshold, threshold], mode="lines",
-                                     name=f"{prefix}clip threshold {threshold:g}",
-                                     line={"color": color if multi else T.THRESHOLD, "width": 1.2,
-                                           "dash": "longdashdot"},
-                                     hoverinfo="name"))
-    marks.add_to(fig)
-    _event_lines(fig, snaps, multi)
-    fig.update_yaxes(type="log", title_text="‖g‖ (global L2)")
-    return _finish(fig)
+            data.append(_scatter([0, x_end], [threshold, threshold], mode="lines",
+                                 name=f"{prefix}clip threshold {threshold:g}",
+                                 line={"color": color if multi else T.THRESHOLD, "width": 1.2, "dash": "longdashdot"},
+                                 hoverinfo="name"))
+    data += marks.traces()
+    layout = {**T.base_layout("Gradient norm: before and after clipping"),
+              "xaxis": _xaxis(), "yaxis": _yaxis("‖g‖ (global L2)", type="log")}
+    data += _event_lines(layout, snaps, multi)
+    return _figure(data, layout)
 
 
 def layer_heatmap(snap, max_cols: int = HEATMAP_MAX_COLS) -> go.Figure:
@@ -249,19 +304,19 @@ def layer_heatmap(snap, max_cols: int = HEATMAP_MAX_COLS) -> go.Figure:
     finite = z[np.isfinite(z)]  # one colour scale for every run, widened to fit: bright always means large
     zmin = min(HEATMAP_RANGE[0], float(finite.min())) if finite.size else HEATMAP_RANGE[0]
     zmax = max(HEATMAP_RANGE[1], float(finite.max())) if finite.size else HEATMAP_RANGE[1]
-    fig = go.Figure(layout=T.base_layout("Gradient norm per layer over time"))
-    fig.add_trace(go.Heatmap(x=steps, y=labels, z=z, zmin=zmin, zmax=zmax, colorscale=T.HEATMAP_SCALE,
-                             name="log10 ‖g‖",
-                             colorbar={"title": {"text": "log10 ‖g‖", "side": "right"}, "thickness": 12},
-                             hovertemplate="step %{x}<br>%{y}<br>log10 ‖g‖ = %{z:.2f}<extra></extra>"))
+    data = [{"type": "heatmap", "x": steps, "y": labels, "z": z, "zmin": zmin, "zmax": zmax,
+             "colorscale": T.HEATMAP_SCALE, "name": "log10 ‖g‖",
+             "colorbar": {"title": {"text": "log10 ‖g‖", "side": "right"}, "thickness": 12},
+             "hovertemplate": "step %{x}<br>%{y}<br>log10 ‖g‖ = %{z:.2f}<extra></extra>"}]
     rows, cols = np.nonzero(bad)
     if rows.size:
-        fig.add_trace(go.Scatter(x=steps[cols], y=[labels[r] for r in rows], mode="markers", name=NON_FINITE_NAME,
-                                 marker={"symbol": "x-thin-open", "size": 9, "line": {"width": 2},
-                                         "color": "#22D3EE"}, hoverinfo="x+y+name"))
-    _event_lines(fig, [snap], False)
-    fig.update_layout(hovermode="closest")
-    return _finish(fig)
+        data.append(_scatter(steps[cols], [labels[r] for r in rows], mode="markers", name=NON_FINITE_NAME,
+                             marker={"symbol": "x-thin-open", "size": 9, "line": {"width": 2}, "color": "#22D3EE"},
+                             hoverinfo="x+y+name"))
+    layout = {**T.base_layout("Gradient norm per layer over time"), "hovermode": "closest",
+              "xaxis": _xaxis(), "yaxis": _yaxis()}
+    data += _event_lines(layout, [snap], False)
+    return _figure(data, layout)
 
 
 def gradient_flow_figure(names: list[str], grad_norms: dict[str, np.ndarray], step: int | None = None,
@@ -277,8 +332,7 @@ def gradient_flow_figure(names: list[str], grad_norms: dict[str, np.ndarray], st
     labels = [short_name(p) for p in params]
     multi, colors = len(grad_norms) > 1, _colors(len(grad_norms), colors)
     title = "Gradient flow now, input → output" + (f" (step {step})" if step is not None else "")
-    fig = go.Figure(layout=T.base_layout(title))
-    marks = _Marks()
+    data, marks = [], _Marks()
     cleaned = {run: marks.line(labels, np.asarray(v, dtype=float)[idx])[1] for run, v in grad_norms.items()}
     _, top = marks.extent()
     for (run, y), color in zip(cleaned.items(), colors, strict=True):
@@ -286,18 +340,19 @@ def gradient_flow_figure(names: list[str], grad_norms: dict[str, np.ndarray], st
         bad = ~np.isfinite(raw)
         bar_colors = [T.NON_FINITE if b else (color if multi else c)
                       for b, c in zip(bad, T.layer_colors(len(labels)), strict=True)]
-        fig.add_trace(go.Bar(x=labels, y=np.where(bad, top, y), name=run, marker={"color": bar_colors},
-                             text=["✕ " + str(v) if b else "" for b, v in zip(bad, raw, strict=True)],
-                             textposition="inside", hovertemplate="%{x}: %{customdata}<extra>" + run + "</extra>",
-                             customdata=[f"{v:.3g}" for v in raw], showlegend=multi))
+        data.append({"type": "bar", "x": labels, "y": np.where(bad, top, y), "name": run,
+                     "marker": {"color": bar_colors},
+                     "text": ["✕ " + str(v) if b else "" for b, v in zip(bad, raw, strict=True)],
+                     "textposition": "inside", "hovertemplate": "%{x}: %{customdata}<extra>" + run + "</extra>",
+                     "customdata": [f"{v:.3g}" for v in raw], "showlegend": multi})
     marks.bad_x = []  # drawn as red bars above; zeros get "○ zero" markers at the bottom
-    marks.add_to(fig)
+    data += marks.traces()
     if any(not np.isfinite(np.asarray(v, dtype=float)[idx]).all() for v in grad_norms.values()):
-        fig.add_trace(go.Scatter(x=[None], y=[None], mode="markers", name=NON_FINITE_NAME,
-                                 marker={"symbol": "square", "color": T.NON_FINITE, "size": 10}))
-    fig.update_layout(barmode="group", hovermode="closest")
-    fig.update_yaxes(type="log", title_text="‖g‖ per weight matrix", range=_log_range(*marks.extent()))
-    return _finish(fig)
+        data.append(_scatter([None], [None], mode="markers", name=NON_FINITE_NAME,
+                             marker={"symbol": "square", "color": T.NON_FINITE, "size": 10}))
+    layout = {**T.base_layout(title), "barmode": "group", "hovermode": "closest", "xaxis": _xaxis(),
+              "yaxis": _yaxis("‖g‖ per weight matrix", type="log", range=_log_range(*marks.extent()))}
+    return _figure(data, layout)
 
 
 def weights_updates_figure(snap) -> go.Figure:
@@ -306,26 +361,25 @@ def weights_updates_figure(snap) -> go.Figure:
     Requires: ``weight_norm/<param>`` and ``update_ratio/<param>`` columns of the view, ``names``, ``events``.
     """
     params = weight_params(snap.names)
-    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.08)
-    fig.update_layout(**T.base_layout("Weight norms and update ratios", height=T.CHART_HEIGHT + 40))
     show_legend = len(params) <= 8
     x_end = int(snap.view["step"][-1]) if len(snap.view["step"]) else 1
-    for row, kind, log in ((1, "weight_norm", True), (2, "update_ratio", True)):
+    data = []
+    for where, kind, log in ((TOP, "weight_norm", True), (BOTTOM, "update_ratio", True)):
         marks = _Marks()
         for p, color in zip(params, T.layer_colors(len(params)), strict=True):
             x, y = marks.line(*snap.series(f"{kind}/{p}"), log=log, label=short_name(p))
-            fig.add_trace(go.Scatter(x=x, y=y, mode="lines", name=short_name(p), legendgroup=p,
-                                     showlegend=show_legend and row == 1, line={"color": color, "width": 1.3}),
-                          row=row, col=1)
-        if row == 2:
-            fig.add_trace(go.Scatter(x=[0, x_end], y=[1e-3, 1e-3], mode="lines", name="healthy ≈ 1e-3",
-                                     line={"color": T.REFERENCE, "dash": "dash", "width": 1.2}, hoverinfo="name"),
-                          row=2, col=1)
-        marks.add_to(fig, log=log, row=row, col=1)
-    _event_lines(fig, [snap], False)
-    fig.update_yaxes(type="log", title_text="‖w‖", row=1, col=1)
-    fig.update_yaxes(type="log", title_text="‖Δw‖/‖w‖", row=2, col=1)
-    return _finish(fig)
+            data.append(_scatter(x, y, mode="lines", name=short_name(p), legendgroup=p,
+                                 showlegend=show_legend and where is TOP, line={"color": color, "width": 1.3},
+                                 **where))
+        if where is BOTTOM:
+            data.append(_scatter([0, x_end], [1e-3, 1e-3], mode="lines", name="healthy ≈ 1e-3",
+                                 line={"color": T.REFERENCE, "dash": "dash", "width": 1.2}, hoverinfo="name",
+                                 **where))
+        data += marks.traces(log=log, **where)
+    layout = _two_rows_layout("Weight norms and update ratios", _yaxis("‖w‖", type="log"),
+                              _yaxis("‖Δw‖/‖w‖", type="log"))
+    data += _event_lines(layout, [snap], False)
+    return _figure(data, layout)
 
 
 def activation_figure(probe: dict) -> go.Figure:
@@ -334,21 +388,19 @@ def activation_figure(probe: dict) -> go.Figure:
     Requires: ``layers``, ``act_std``, ``act_stuck``, ``stuck_label``, ``step`` of a probe dict.
     """
     labels, label = list(probe["layers"]), probe.get("stuck_label", "stuck")
-    fig = make_subplots(specs=[[{"secondary_y": True}]])
-    fig.update_layout(**T.base_layout(f"Activations per layer, input → output (step {probe['step']})"))
     marks = _Marks()
     _, std = marks.line(labels, probe["act_std"], label="std")
-    fig.add_trace(go.Bar(x=labels, y=std, name="activation std", marker={"color": T.layer_colors(len(labels))}),
-                  secondary_y=False)
     _, stuck = _Marks().line(labels, probe["act_stuck"], log=False, label=label)
-    fig.add_trace(go.Scatter(x=labels, y=stuck, mode="lines+markers", name=f"{label} fraction",
-                             line={"color": T.PRE_CLIP, "width": 1.5}), secondary_y=True)
-    marks.add_to(fig, secondary_y=False)
-    fig.update_yaxes(type="log", title_text="std of activations", range=_log_range(*marks.extent()),
-                     secondary_y=False)
-    fig.update_yaxes(title_text=f"{label} fraction", secondary_y=True, **T.PERCENT_AXIS)
-    fig.update_layout(hovermode="x unified")
-    return _finish(fig)
+    data = [{"type": "bar", "x": labels, "y": std, "name": "activation std",
+             "marker": {"color": T.layer_colors(len(labels))}, **LEFT},
+            _scatter(labels, stuck, mode="lines+markers", name=f"{label} fraction",
+                     line={"color": T.PRE_CLIP, "width": 1.5}, **RIGHT),
+            *marks.traces(**LEFT)]
+    layout = _right_axis_layout(f"Activations per layer, input → output (step {probe['step']})",
+                                _yaxis("std of activations", type="log", range=_log_range(*marks.extent())),
+                                _yaxis(f"{label} fraction", **T.PERCENT_AXIS))
+    layout["hovermode"] = "x unified"
+    return _figure(data, layout)
 
 
 def time_figure(probe: dict) -> go.Figure:
@@ -361,25 +413,19 @@ def time_figure(probe: dict) -> go.Figure:
     rho = probe.get("spectral_radius")
     title = (f"Backward signal through time t (step {probe['step']}"
              + (f", ρ(W_hh) = {rho:.3g})" if rho else ")"))
-    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.08)
-    fig.update_layout(**T.base_layout(title, height=T.CHART_HEIGHT + 40))
-    top = _Marks()
+    top, bottom = _Marks(), _Marks()
     _, back = top.line(t, probe["time_backward_norm"], label="‖∂L/∂h_t‖")
-    fig.add_trace(go.Scatter(x=t, y=back, mode="lines+markers", marker={"size": 4}, name="‖∂L/∂h_t‖",
-                             line={"color": T.PRE_CLIP, "width": 1.6}), row=1, col=1)
-    top.add_to(fig, row=1, col=1)
-    bottom = _Marks()
     _, std = bottom.line(t, probe["time_act_std"], log=False, label="std(h_t)")
-    fig.add_trace(go.Scatter(x=t, y=std, mode="lines", name="std(h_t)", line={"color": T.POST_CLIP, "width": 1.4}),
-                  row=2, col=1)
     _, stuck = bottom.line(t, probe["time_stuck"], log=False, label="saturated")
-    fig.add_trace(go.Scatter(x=t, y=stuck, mode="lines", name="saturated fraction",
-                             line={"color": T.REFERENCE, "width": 1.2, "dash": "dot"}), row=2, col=1)
-    bottom.add_to(fig, log=False, row=2, col=1)
-    fig.update_yaxes(type="log", title_text="‖∂L/∂h_t‖", row=1, col=1)
-    fig.update_yaxes(title_text="std(h_t)", row=2, col=1)
-
-    return _finish(fig)
+    data = [_scatter(t, back, mode="lines+markers", marker={"size": 4}, name="‖∂L/∂h_t‖",
+                     line={"color": T.PRE_CLIP, "width": 1.6}, **TOP),
+            *top.traces(**TOP),
+            _scatter(t, std, mode="lines", name="std(h_t)", line={"color": T.POST_CLIP, "width": 1.4}, **BOTTOM),
+            _scatter(t, stuck, mode="lines", name="saturated fraction",
+                     line={"color": T.REFERENCE, "width": 1.2, "dash": "dot"}, **BOTTOM),
+            *bottom.traces(log=False, **BOTTOM)]
+    layout = _two_rows_layout(title, _yaxis("‖∂L/∂h_t‖", type="log"), _yaxis("std(h_t)"))
+    return _figure(data, layout)
 
 
 def probe_figure(probe: dict) -> go.Figure:
