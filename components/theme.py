@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
 from plotly.colors import sample_colorscale, sequential
 
@@ -29,9 +31,15 @@ def run_color(i: int) -> str:
 
 def layer_colors(n: int) -> list[str]:
     """One colour per layer, input (dark purple) to output (green); stops short of Viridis' pale yellow."""
+    return list(_layer_colors(n))
+
+
+@lru_cache(maxsize=64)
+def _layer_colors(n: int) -> tuple[str, ...]:
+    # Cached: sampling the colour scale costs ~1 ms, and three charts ask for the same colours every refresh.
     if n <= 1:
-        return sample_colorscale("Viridis", [0.0])
-    return sample_colorscale("Viridis", list(np.linspace(0.0, 0.82, n)))
+        return tuple(sample_colorscale("Viridis", [0.0]))
+    return tuple(sample_colorscale("Viridis", list(np.linspace(0.0, 0.82, n))))
 
 
 def base_layout(title: str, height: int = CHART_HEIGHT) -> dict:
