@@ -75,9 +75,12 @@ class StepRecord:
     applied: bool = True
     probe: dict | None = None
     events: list[dict] = field(default_factory=list)
+    flat: np.ndarray | None = field(default=None, repr=False)  # the row, when the arrays above are views of it
 
     def row(self) -> np.ndarray:
         """Flat row in ``Trainer.columns`` order."""
+        if self.flat is not None:
+            return self.flat
         head = [self.loss, self.lr, self.grad_norm_pre_clip, self.grad_norm_post_clip, float(self.clipped)]
         return np.concatenate([head, self.grad_norms, self.weight_norms, self.update_ratios])
 
@@ -137,8 +140,10 @@ class Trainer:
         probe: list | None = [] if probing else None
         if not self.model.training:  # only evaluate() leaves train mode; re-walking every module costs ~40 µs
             self.model.train()
-        # None, not zeros: backward then writes each gradient instead of adding it to a zero-filled buffer.
-        self.optimizer.zero_grad(set_to_none=True)
+        # None, not zeros: backward then writes each gradient instead of adding it to a zero-filled buffer. This is
+        # what optimizer.zero_grad() does, without its profiler scope and per-group loop (~50 µs after a step).
+        for p in self.params:
+            p.grad = None
         loss = self.loss_fn(self.model(x, probe), y)
         loss.backward()
         grads = [p.grad for p in self.params]
@@ -146,28 +151,27 @@ class Trainer:
         probe_out = self._probe(probe) if probing else None
 
         with torch.no_grad():
-            # Norms once, reused by the clipping (as clip_grad_norm_ computes them: per-tensor, then of the stack).
+            # Per-tensor norms once; the clipping reuses them (clip_grad_norm_ too takes the norm of these norms).
             gnorms = torch._foreach_norm(grads)
-            if self.clip == "norm" and self.clip_norm_type == "inf":
-                total = torch.stack(torch._foreach_norm(grads, math.inf)).max()
-            else:
-                total = torch.linalg.vector_norm(torch.stack(gnorms))
-            post, coef, post_norms = self._clip(grads, total)
-            wnorms = torch._foreach_norm(self.params)
-            # One flat row of 0-d tensors, one stack: loss, pre, post, coef, then n each of ‖g‖, ‖w‖, and ‖g‖ after
-            # a value clip or ‖Δw‖. A small op costs microseconds, as much as the arithmetic here.
-            head = [loss, total, post, total if coef is None else coef, *gnorms, *wnorms]
+            coef, post_norms = self._clip(grads, gnorms)
+            # One flat row of 0-d tensors, one stack, one transfer: loss, [inf-norm total, coef,] then n each of
+            # ‖g‖, ‖w‖, and ‖g‖ after a value clip or ‖Δw‖. A small op costs microseconds, as much as the arithmetic.
+            head = [loss, *(coef or ()), *gnorms, *torch._foreach_norm(self.params)]
+            coef = coef[-1] if coef else None
             if self._sgd_lr_only:
                 host, un, applied = self._look_then_update(grads, coef, head, post_norms)
             else:
-                host, un, applied = self._update_then_look(grads, coef, head)
+                host, un, applied = self._update_then_look(grads, coef, head, post_norms)
 
+        # The row in Trainer.columns order, built once from plain floats: after forward and backward have swept the
+        # caches, every numpy call here costs microseconds, so the few numbers are handled as Python floats.
         n = len(self.params)
         loss_v, pre_v, post_v = host[0], host[1], host[2]
         gn, wn = host[4:4 + n], host[4 + n:4 + 2 * n]
-        ratios = un / np.where(wn > 0, wn, np.nan) if applied else np.full(n, np.nan)
-        rec = StepRecord(self.step_idx, float(loss_v), self.lr, float(pre_v), float(post_v),
-                         bool(post_v < pre_v), gn, wn, ratios, applied)
+        ratios = [u / w if w > 0 else math.nan for u, w in zip(un, wn, strict=True)] if applied else [math.nan] * n
+        row = np.array([loss_v, self.lr, pre_v, post_v, float(post_v < pre_v), *gn, *wn, *ratios])
+        rec = StepRecord(self.step_idx, loss_v, self.lr, pre_v, post_v, post_v < pre_v, row[5:5 + n],
+                         row[5 + n:5 + 2 * n], row[5 + 2 * n:], applied, flat=row)
         if not applied:
             rec.events.append(self._explosion_event(rec))
         else:
@@ -177,25 +181,28 @@ class Trainer:
         self.step_idx += 1
         return rec
 
-    def _look_then_update(self, grads, coef, head, post_norms) -> tuple[np.ndarray, np.ndarray, bool]:
+    def _look_then_update(self, grads, coef, head, post_norms) -> tuple[list[float], list[float], bool]:
         """Plain SGD: every number of the row is known before the update, so read them first, then apply.
 
         The update is exactly -lr * g, so ‖Δw‖ = lr * ‖g‖ (post-clip) without a copy of the weights or a second
         pass over them; a non-finite step is simply not applied, so nothing needs rolling back.
         """
         n = len(grads)
-        host = _to_host([*head, *(post_norms or ())])
+        host = self._host([*head, *(post_norms or ())], n)
         applied = _finite_step(host, n)
         if coef is not None and (host[3] < 1.0 or not applied):  # a coefficient of 1.0 changes nothing: skip
             torch._foreach_mul_(grads, coef)
-        if applied:
-            self.optimizer.step()
         lr = self.optimizer.param_groups[0]["lr"]
+        if applied:
+            # What SGD.step() does for a group without momentum, weight decay or maximize (its foreach path; its
+            # per-tensor path runs the same kernel), bit for bit (tested), without ~100 µs of its bookkeeping.
+            torch._foreach_add_(self.params, grads, alpha=-lr)
         if post_norms:  # clip by value: measured after the clamp
-            return host, host[4 + 2 * n:] * lr, applied
-        return host, host[4:4 + n] * (lr * host[3] if coef is not None else lr), applied
+            return host, [lr * g for g in host[4 + 2 * n:]], applied
+        scale = lr * host[3] if coef is not None else lr
+        return host, [scale * g for g in host[4:4 + n]], applied
 
-    def _update_then_look(self, grads, coef, head) -> tuple[np.ndarray, np.ndarray, bool]:
+    def _update_then_look(self, grads, coef, head, post_norms) -> tuple[list[float], list[float], bool]:
         """Other optimizers: apply optimistically, measure ‖Δw‖ against a snapshot, roll back if non-finite.
 
         No host sync is needed before the update: on an accelerator the whole step stays queued.
@@ -206,28 +213,46 @@ class Trainer:
             self._before = [torch.empty_like(p) for p in self.params]
         torch._foreach_copy_(self._before, self.params)
         self.optimizer.step()
-        host = _to_host([*head, *torch._foreach_norm(torch._foreach_sub(self._before, self.params))])
         n = len(grads)
+        moved = torch._foreach_norm(torch._foreach_sub(self._before, self.params))
+        host = self._host([*head, *(post_norms or ()), *moved], n)
         applied = _finite_step(host, n)
         if not applied:
             torch._foreach_copy_(self.params, self._before)  # the update is not applied
-        return host, host[4 + 2 * n:], applied
+        return host, host[len(host) - n:], applied
+
+    def _host(self, scalars: list[torch.Tensor], n: int) -> list[float]:
+        """The row's numbers on the host as loss, pre, post, coef, then the per-tensor columns.
+
+        The L2 global norms are taken here, in float64, from the per-tensor norms (as clip_grad_norm_ takes them),
+        whatever the clipping: runs compared side by side show the same number for the same gradients. Only an
+        inf-norm clip sends its total, and a norm clip its coefficient (the device needs both to scale).
+        """
+        host = _to_host(scalars)
+        k = 3 if self.clip == "norm" else 1  # loss, [total, coef]
+        pre = math.sqrt(sum(g * g for g in host[k:k + n]))  # inf or NaN when one of them is
+        if self.clip == "norm":
+            pre = host[1] if self.clip_norm_type == "inf" else pre
+            return [host[0], pre, pre * host[2], host[2], *host[3:]]
+        post = math.sqrt(sum(g * g for g in host[1 + 2 * n:1 + 3 * n])) if self.clip == "value" else pre
+        return [host[0], pre, post, 1.0, *host[1:]]
 
     def _clip(self, grads: list[torch.Tensor],
-              total: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None, list[torch.Tensor] | None]:
-        """The post-clip global norm (L2, or inf for an inf-norm clip); for clip by norm the coefficient the caller
-        multiplies the gradients by; for clip by value, which clamps them in place here, the per-tensor norms after.
-        """
+              gnorms: list[torch.Tensor]) -> tuple[list[torch.Tensor] | None, list[torch.Tensor] | None]:
+        """For clip by norm, [total, coefficient] (the caller scales the gradients by it); for clip by value, which
+        clamps the gradients in place here, the per-tensor norms after."""
         if self.clip == "norm":
+            if self.clip_norm_type == "inf":
+                total = torch.stack(torch._foreach_norm(grads, math.inf)).max()
+            else:
+                total = torch.linalg.vector_norm(torch.stack(gnorms))
             # Same arithmetic as torch.nn.utils.clip_grad_norm_: scale by max_norm / (total + 1e-6), capped at 1.
-            coef = torch.clamp(self.clip_threshold / (total + 1e-6), max=1.0)
-            return total * coef, coef, None  # the norm scales linearly; equals re-measuring up to rounding (tested)
+            return [total, torch.clamp(self.clip_threshold / (total + 1e-6), max=1.0)], None
         if self.clip == "value":
             torch._foreach_clamp_min_(grads, -self.clip_threshold)
             torch._foreach_clamp_max_(grads, self.clip_threshold)
-            post_norms = torch._foreach_norm(grads)
-            return torch.linalg.vector_norm(torch.stack(post_norms)), None, post_norms
-        return total, None, None
+            return None, torch._foreach_norm(grads)
+        return None, None
 
     def _check_spike(self, rec: StepRecord) -> None:
         norm, recent = rec.grad_norm_pre_clip, self._recent_norms
@@ -297,15 +322,15 @@ def _moves_by_lr_times_grad(opt: torch.optim.Optimizer) -> bool:
             and all(not g["momentum"] and not g["weight_decay"] and not g["maximize"] for g in opt.param_groups))
 
 
-def _to_host(scalars: list[torch.Tensor]) -> np.ndarray:
-    """0-d tensors → one float64 array: one stack and one copy to the host (on the CPU, no copy at all)."""
-    return torch.stack(scalars).cpu().numpy().astype(np.float64)
+def _to_host(scalars: list[torch.Tensor]) -> list[float]:
+    """0-d tensors → Python floats (float32 values exactly): one stack and one copy to the host."""
+    return torch.stack(scalars).tolist()
 
 
-def _finite_step(host: np.ndarray, n: int) -> bool:
+def _finite_step(host: list[float], n: int) -> bool:
     """The loss, the pre-clip norm and every per-tensor gradient norm are finite (host: loss, pre, post, coef,
     grad norms, ...). Norms are >= 0 and below 1e39, so their float64 sum is finite exactly when each one is."""
-    return math.isfinite(host[0]) and math.isfinite(host[1]) and math.isfinite(host[4:4 + n].sum())
+    return math.isfinite(host[0]) and math.isfinite(host[1]) and math.isfinite(sum(host[4:4 + n]))
 
 
 def _grad_norm(h: torch.Tensor) -> torch.Tensor:
