@@ -235,9 +235,10 @@ def loss_figure(snaps: Sequence, colors: Sequence[str] | None = None) -> go.Figu
         data += _band(snap, "loss", c, marks, **LEFT)
         data.append(_scatter(x, y, mode="lines", name=f"{snap.label} loss" if multi else "loss",
                              line={"color": c, "width": 1.6}, **LEFT))
-        if snap.probes:
-            px = [p["step"] for p in snap.probes]
-            py = [p["test_accuracy"] for p in snap.probes]
+        evals = [p for p in snap.probes if p.get("test_accuracy") is not None]  # probes between evaluations: None
+        if evals:
+            px = [p["step"] for p in evals]
+            py = [p["test_accuracy"] for p in evals]
             data.append(_scatter(px, py, mode="lines+markers", marker={"size": 4},
                                  name=f"{snap.label} test acc." if multi else "test accuracy",
                                  line={"color": color if multi else T.ACCURACY, "width": 1.2, "dash": "dot"},

@@ -111,7 +111,11 @@ def training() -> None:
     with c2:
         _number("Seed", "seed", 1)
     _select("Device", "device", options=R.DEVICES, format_func=_device_label)
-    _number("Probe every (steps)", "probe_every", 1)
+    c1, c2 = st.columns(2)
+    with c1:
+        _number("Probe every (steps)", "probe_every", 1)
+    with c2:
+        _number("Test every (steps)", "eval_every", 10)
 
 
 def compare() -> None:

@@ -50,12 +50,17 @@ def status_line(snap, title: str | None = None, color: str | None = None) -> Non
                 f"{snap.steps_per_s:,.0f} steps/s · {snap.device} · {clip} · lr {live_lr(snap):g}",
                 unsafe_allow_html=bool(title))
     rec = snap.latest
-    acc = snap.probes[-1]["test_accuracy"] if snap.probes else None
+    acc = latest_test_accuracy(snap)
     cols = st.columns(4) if title is None else [c for row in (st.columns(2), st.columns(2)) for c in row]
     cols[0].metric("Loss", _fmt(rec.loss if rec else None))
     cols[1].metric("‖g‖ before clip", _fmt(rec.grad_norm_pre_clip if rec else None))
     cols[2].metric("‖g‖ after clip", _fmt(rec.grad_norm_post_clip if rec else None))
     cols[3].metric("Test accuracy", "–" if acc is None else f"{acc:.0%}")
+
+
+def latest_test_accuracy(snap) -> float | None:
+    """The latest evaluated test accuracy: probes between evaluations carry None."""
+    return next((p["test_accuracy"] for p in reversed(snap.probes) if p.get("test_accuracy") is not None), None)
 
 
 def outcome_banner(snap, who: str = "Training") -> None:
@@ -69,7 +74,7 @@ def outcome_banner(snap, who: str = "Training") -> None:
     elif snap.status == "error":
         st.error(f"**{who} stopped with an error** at step {snap.step}: {snap.error}", icon=":material/error:")
     elif snap.status == "finished":
-        acc = snap.probes[-1]["test_accuracy"] if snap.probes else None
+        acc = latest_test_accuracy(snap)
         loss = snap.latest.loss if snap.latest else float("nan")
         st.success(f"**{who} finished {snap.step:,} steps** without exploding: loss {_fmt(loss)}"
                    + (f", test accuracy {acc:.0%}" if acc is not None else "") + ".", icon=":material/check_circle:")

@@ -179,6 +179,8 @@ def test_probe_measures_activations_and_backward_signal():
     for block in model.blocks:
         block.fc.register_forward_hook(keep)
     t.loss_fn(model(batch[0]), batch[1]).backward()
+    with torch.no_grad():
+        out = copy.deepcopy(t.model).eval()(t.data.x_test)
     p = t.step(batch).probe
     assert p["layers"] == ["blocks.0", "blocks.1", "blocks.2"]
     for i, h in enumerate(outs):
@@ -187,8 +189,18 @@ def test_probe_measures_activations_and_backward_signal():
         assert p["act_std"][i] == pytest.approx(a.std().item(), rel=1e-5)
         assert p["act_stuck"][i] == pytest.approx((h <= 0).float().mean().item(), abs=1e-6)
         assert p["backward_norm"][i] == pytest.approx(h.grad.norm().item(), rel=1e-5)
-    assert p["hist_counts"].shape == (4, len(p["hist_edges"]) - 1)
-    assert p["hist_counts"].sum() > 0 and 0 <= p["test_accuracy"] <= 1
+    # Step 0 evaluates: the recorded test numbers are those of the weights before the update.
+    assert p["test_loss"] == pytest.approx(t.loss_fn(out, t.data.y_test).item(), rel=1e-6)
+    assert p["test_accuracy"] == pytest.approx((out.argmax(1) == t.data.y_test).float().mean().item())
+
+
+def test_test_set_is_evaluated_on_its_own_sparser_schedule():
+    t = Trainer(Config(**SMALL, probe_every=3, eval_every=7), "cpu")
+    probes = [rec.probe for rec in (t.step() for _ in range(30)) if rec.probe is not None]
+    assert [p["step"] for p in probes] == list(range(0, 30, 3))
+    evaluated = [p["step"] for p in probes if p["test_accuracy"] is not None]
+    assert evaluated == [0, 9, 18, 27]  # the first probe at least 7 steps after the last evaluation
+    assert all((p["test_loss"] is None) == (p["test_accuracy"] is None) for p in probes)
 
 
 def test_recurrent_probe_tracks_signal_through_time_and_spectral_radius():

@@ -3,12 +3,13 @@
 Per step the trainer records, as plain numbers: the loss, the learning rate, the global gradient norm
 before and after clipping, whether clipping fired, and for every parameter tensor its gradient norm,
 weight norm and update ratio ‖Δw‖/‖w‖. Row N holds the loss and gradients computed on the weights
-before update N. Every ``probe_every`` steps it also records per-layer activation statistics, the
-backward signal ‖∂L/∂h‖, gradient histograms and test accuracy.
+before update N. Every ``probe_every`` steps it also records per-layer activation statistics and the
+backward signal ‖∂L/∂h‖, and on a probe step at least ``eval_every`` steps after the last evaluation, the
+test loss and accuracy (the probe's ``test_accuracy`` is None in between).
 
 All of a step's numbers leave the device in one transfer, and a step whose loss or gradients are not
 finite is not applied. With plain SGD the update is -lr * g, so every number is known before it: the
-step reads them first and applies the update only if they are finite (no copy of the weights at all).
+step reads them first and applies the update itself only if they are finite (no copy of the weights at all).
 Other optimizers update optimistically and roll back from a snapshot when anything turned out non-finite,
 so no host sync is needed before the update. Beyond training itself, monitoring reads the gradients and the
 weights once each per step; other optimizers also copy the weights and read the difference (the costs are
@@ -29,7 +30,6 @@ import torch.nn.functional as F
 from . import registry as R
 from .config import Config
 
-HIST_EDGES = np.arange(-12.0, 6.5, 0.5)  # log10 |g| bins for gradient histograms
 SPIKE_FACTOR = 10.0  # a pre-clip norm above 10x the running median is a spike
 SPIKE_WINDOW = 100
 SPIKE_MIN_HISTORY = 10  # the median of fewer steps is too noisy to call spikes
@@ -113,6 +113,7 @@ class Trainer:
         self.stuck_label = R.ACTIVATIONS[self.probe_act].stuck_label
         self._sgd_lr_only = _moves_by_lr_times_grad(self.optimizer)
         self._before: list[torch.Tensor] | None = None  # the weights before an optimistic update (other optimizers)
+        self._last_eval: int | None = None  # the step of the last test-set evaluation
 
     # Live changes: take effect at the next step.
     def set_lr(self, lr: float) -> None:
@@ -276,14 +277,14 @@ class Trainer:
 
     @torch.no_grad()
     def _probe(self, probe: list) -> dict:
-        """Activation stats, backward signal ‖∂L/∂h‖, gradient histograms and test accuracy of this row."""
+        """Activation stats and backward signal ‖∂L/∂h‖ of this row; test loss and accuracy when one is due."""
         stuck = R.ACTIVATIONS[self.probe_act].stuck
-        weights = [(n, p.grad) for n, p in zip(self.names, self.params, strict=True) if p.dim() >= 2]
-        hists = [torch.histc(torch.log10(g.abs().float().flatten().clamp_min(1e-30)), bins=len(HIST_EDGES) - 1,
-                             min=float(HIST_EDGES[0]), max=float(HIST_EDGES[-1])) for _, g in weights]
-        test_loss, test_acc = self.evaluate()
+        test_loss = test_acc = None  # not evaluated at this probe
+        if self._last_eval is None or self.step_idx - self._last_eval >= self.cfg.eval_every:
+            test_loss, test_acc = self.evaluate()
+            self._last_eval = self.step_idx
         out = {"step": self.step_idx, "test_loss": test_loss, "test_accuracy": test_acc,
-               "stuck_label": self.stuck_label, "hist_params": [n for n, _ in weights], "hist_edges": HIST_EDGES}
+               "stuck_label": self.stuck_label}
         if self.cfg.model == "mlp":
             stats = torch.stack([torch.stack([a.mean(), a.std(), stuck(h, a).float().mean(), _grad_norm(h)])
                                  for h, a in probe]).cpu().double().numpy()
@@ -301,7 +302,6 @@ class Trainer:
             out.update(layers=["rnn"], act_mean=whole[:1], act_std=whole[1:2], act_stuck=whole[2:3],
                        backward_norm=np.sqrt((per_t[2:3] ** 2).sum(1)), time_act_std=per_t[0], time_stuck=per_t[1],
                        time_backward_norm=per_t[2], spectral_radius=float(whole[3]), max_singular_value=float(whole[4]))
-        out["hist_counts"] = torch.stack(hists).cpu().numpy() if hists else np.zeros((0, len(HIST_EDGES) - 1))
         return out
 
     @torch.no_grad()
