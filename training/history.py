@@ -22,6 +22,8 @@ class History:
     def __init__(self, columns: list[str], recent: int = 2048, buckets: int = 2048, chunk: int = CHUNK):
         if chunk < 1:
             raise ValueError(f"chunk must be at least 1, got {chunk}")
+        if buckets < 2 or buckets % 2:  # merging pairs of an odd count would drop the last bucket's rows
+            raise ValueError(f"buckets must be an even number of at least 2, got {buckets}")
         self.columns = list(columns)
         self.col = {c: i for i, c in enumerate(self.columns)}
         n = len(self.columns)
