@@ -50,7 +50,7 @@ def live_view(polling: bool) -> None:
         st.info(HOW_TO, icon=":material/lightbulb:")
         return
     S.watch(runner)
-    snaps = [runner.snapshot(i) for i in range(len(runner.runs))]
+    snaps = [runner.snapshot(i, history=False) for i in range(len(runner.runs))]  # the charts have their own
     with st.container(key="status"):
         if len(snaps) == 1:
             panels.status_line(snaps[0])

@@ -7,11 +7,13 @@ import streamlit as st
 from . import controls, live
 from . import session as S
 
-# Refresh periods while a run is alive. Each chart refresh is a full redraw (Streamlit remounts a Plotly chart
-# whose figure changed) and its figure is built on the server, beside the training thread: charts go slower.
-STATUS_REFRESH_S = 0.5  # status line and banners
-CHARTS_REFRESH_S = 1.5  # loss and gradient norm
-DETAIL_REFRESH_S = 3.0  # the four per-layer charts
+# Refresh periods while a run is alive. A step waits up to one status period to show, so that one is short (its
+# rerun reads no history). Charts go slower: Streamlit remounts a Plotly chart whose figure changed, and each
+# remount is a full redraw costing the browser ~0.1 s of a core that the training thread shares on a small machine
+# (measured in docs/benchmarks.md).
+STATUS_REFRESH_S = 0.3  # status line and banners
+CHARTS_REFRESH_S = 2.0  # loss and gradient norm
+DETAIL_REFRESH_S = 4.0  # the four per-layer charts and the theory panel
 
 
 def render() -> None:

@@ -161,3 +161,17 @@ def test_snapshot_is_a_copy_safe_to_read_while_training(runners):
     assert np.array_equal(s.view["value"], first)  # the trainer never writes into a snapshot
     steps, rows = r.runs[0].rows_since(5)
     assert steps[0] == 6 and rows.shape[1] == len(s.columns)
+
+
+def test_status_snapshot_has_the_status_without_the_history(runners):
+    r = Runner(Config(**SMALL, steps=40, probe_every=3, eval_every=10))
+    runners.append(r)
+    r.start()
+    assert r.wait(20)
+    full, light = r.snapshot(), r.snapshot(history=False)
+    assert light.view == {} and full.view["step"].size == 40
+    for f in ("id", "status", "step", "config", "events", "latest", "device"):
+        assert getattr(light, f) == getattr(full, f), f
+    # Probes every 3 steps, evaluations at 0, 12, 24, 36: the status line shows the one at 36, not the probe at 39.
+    assert full.probes[-1]["step"] == 39 and full.probes[-1]["test_accuracy"] is None
+    assert [p["step"] for p in light.probes] == [36] and light.probes[0]["test_accuracy"] is not None
