@@ -155,8 +155,9 @@ class Trainer:
             # Per-tensor norms once; the clipping reuses them (clip_grad_norm_ too takes the norm of these norms).
             gnorms = torch._foreach_norm(grads)
             coef, post_norms = self._clip(grads, gnorms)
-            # One flat row of 0-d tensors, one stack, one transfer: loss, [inf-norm total, coef,] then n each of
-            # ‖g‖, ‖w‖, and ‖g‖ after a value clip or ‖Δw‖. A small op costs microseconds, as much as the arithmetic.
+            # One flat row of 0-d tensors, one stack, one transfer: loss, [a norm clip's total and coefficient,] then
+            # n each of ‖g‖, ‖w‖, and ‖g‖ after a value clip and/or ‖Δw‖. A small op costs microseconds, as much as
+            # the arithmetic.
             head = [loss, *(coef or ()), *gnorms, *torch._foreach_norm(self.params)]
             coef = coef[-1] if coef else None
             if self._sgd_lr_only:
