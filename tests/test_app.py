@@ -16,6 +16,7 @@ from streamlit.testing.v1 import AppTest
 
 from components import charts as C
 from components import data as D
+from components import panels
 from components import theme as T
 from tests.apptest_helpers import poll
 from training.config import FIELDS, Config, from_preset, from_query
@@ -89,6 +90,16 @@ def test_loss_figure_marks_explosion_and_non_finite_loss_and_draws_accuracy():
     assert [s.x0 for s in fig.layout.shapes] == [2]
     assert any("exploded" in a.text for a in fig.layout.annotations)
     assert list(trace(fig, "test accuracy").y) == [0.5]
+
+
+def test_probes_between_evaluations_draw_no_accuracy_and_the_status_shows_the_last_evaluated():
+    probes = [{"step": 0, "test_accuracy": 0.5}, {"step": 10, "test_accuracy": None},
+              {"step": 50, "test_accuracy": 0.75}, {"step": 60, "test_accuracy": None}]
+    snap = make_snapshot({"loss": [2.3, 2.0, 1.5]}, probes=probes)
+    acc = trace(C.loss_figure([snap]), "test accuracy")
+    assert list(acc.x) == [0, 50] and list(acc.y) == [0.5, 0.75]
+    assert panels.latest_test_accuracy(snap) == 0.75
+    assert panels.latest_test_accuracy(make_snapshot({"loss": [1.0]}, probes=probes[1:2])) is None
 
 
 def test_decimated_buckets_draw_their_min_max_envelope():
@@ -221,12 +232,13 @@ def test_every_control_renders_and_changes_the_config(at):
     at.number_input(key="w_seed").set_value(7)
     at.selectbox(key="w_device").set_value("cpu")
     at.number_input(key="w_probe_every").set_value(5)
+    at.number_input(key="w_eval_every").set_value(20)
     at.run()
     assert not at.exception and not at.error
     assert config_in_url(at) == Config(
         clip="norm", clip_threshold=2.5, clip_norm_type="inf", activation="tanh", init="normal", init_std=0.5,
         norm="layer", residual=True, hidden_sizes=(64, 64), optimizer="momentum", momentum=0.8, lr=0.002,
-        batch_size=32, steps=50, dataset="gaussian", seed=7, device="cpu", probe_every=5)
+        batch_size=32, steps=50, dataset="gaussian", seed=7, device="cpu", probe_every=5, eval_every=20)
 
     at.number_input(key="w_depth").set_value(4)
     at.number_input(key="w_width").set_value(32)
