@@ -11,7 +11,7 @@ from __future__ import annotations
 import streamlit as st
 
 from training import registry as R
-from training.config import FIELDS, Config, ConfigError, from_preset, from_query, parse_value
+from training.config import FIELDS, Config, ConfigError, format_value, from_preset, from_query, parse_value
 from training.engine import available_devices
 from training.manager import CapacityError, get_manager
 
@@ -84,6 +84,12 @@ def init() -> None:
         if len(snaps) == 2:
             ss.w_compare = True
             write_controls(live_config(snaps[1]), B, B_FIELDS)
+    elif params.get("compare") == "1":  # a shared comparison that was not started yet
+        ss.w_compare = True
+        b_params = {k[len(B):]: v for k, v in params.items() if k.startswith(B) and k[len(B):] in B_FIELDS}
+        cfg_b, b_errors = from_query(b_params, b_default(cfg))
+        warnings += [f"URL parameter {B}{e} — using run B's default" for e in b_errors]
+        write_controls(cfg_b, B, B_FIELDS)
     write_controls(cfg)
     ss.w_preset = matching_preset(cfg) or CUSTOM
     ss.url_warnings = warnings
@@ -101,8 +107,19 @@ def keep_controls() -> None:
 
 
 def sync_url(cfg: Config | None) -> None:
-    """Keep the whole configuration (and the run id) in the URL; an invalid config leaves the URL as it was."""
+    """Keep the whole configuration (and the run id) in the URL; an invalid config leaves the URL as it was.
+
+    With Compare A/B on: ``compare=1`` and run B's settings as ``b_<field>``, every one of them (B starts from A
+    with clipping toggled, not from the defaults), so a comparison can be shared before it is started.
+    """
     want = cfg.to_query() if cfg is not None else {k: v for k, v in st.query_params.to_dict().items() if k != "run"}
+    if cfg is not None and ss.get("w_compare"):
+        want["compare"] = "1"
+        try:
+            cfg_b = read_config_b(cfg)
+            want.update({B + n: format_value(getattr(cfg_b, n)) for n in B_FIELDS})
+        except ConfigError:  # B's controls show the error; the link keeps A and the comparison
+            pass
     if ss.get("run_id"):
         want["run"] = ss.run_id
     if st.query_params.to_dict() != want:

@@ -409,3 +409,32 @@ def test_an_error_in_the_training_thread_shows_in_the_page_and_the_app_keeps_ser
     # The app keeps working: a normal run starts and trains after the failed one.
     runner = start(at, w_hidden_sizes="32,16", w_steps=30)
     assert runner.wait(30) and runner.snapshot().status == "finished"
+
+
+def test_a_comparison_not_started_yet_is_in_the_url_and_a_link_restores_it(at):
+    at.run()
+    at.selectbox(key="w_preset").set_value("watch it explode").run()
+    at.toggle(key="w_compare").set_value(True).run()
+    at.radio(key="b_clip").set_value("value").run()
+    at.number_input(key="b_clip_threshold").set_value(0.25)
+    at.selectbox(key="b_activation").set_value("tanh").run()
+    url = dict(at.query_params.items())
+    assert url["compare"] == "1" and url["b_clip"] == "value" and url["b_activation"] == "tanh"
+    assert config_in_url(at) == from_preset("watch it explode")  # A is unchanged
+
+    shared = AppTest.from_file(APP, default_timeout=30)
+    shared.query_params.update({k: (v[0] if isinstance(v, list) else v) for k, v in url.items()})
+    shared.run()
+    assert not shared.exception and shared.toggle(key="w_compare").value
+    assert shared.radio(key="b_clip").value == "value" and shared.number_input(key="b_clip_threshold").value == 0.25
+    assert shared.selectbox(key="b_activation").value == "tanh"
+    assert shared.selectbox(key="w_activation").value == from_preset("watch it explode").activation
+
+
+def test_a_bad_run_b_parameter_warns_and_falls_back_to_b_s_default(at):
+    at.query_params.update({"compare": "1", "b_clip_threshold": "-3", "b_model": "rnn"})
+    at.run()
+    assert not at.exception and at.toggle(key="w_compare").value
+    assert any("b_clip_threshold: -3.0 is not allowed" in w.value for w in at.warning)
+    assert at.radio(key="b_clip").value == "norm" and at.number_input(key="b_clip_threshold").value == 1.0
+    assert "b_model" not in at.session_state  # only the settings run B may change are read
