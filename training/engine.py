@@ -154,12 +154,12 @@ class Trainer:
         with torch.no_grad():
             # Per-tensor norms once; the clipping reuses them (clip_grad_norm_ too takes the norm of these norms).
             gnorms = torch._foreach_norm(grads)
-            coef, post_norms = self._clip(grads, gnorms)
+            clip_scalars, post_norms = self._clip(grads, gnorms)
             # One flat row of 0-d tensors, one stack, one transfer: loss, [a norm clip's total and coefficient,] then
             # n each of ‖g‖, ‖w‖, and ‖g‖ after a value clip and/or ‖Δw‖. A small op costs microseconds, as much as
             # the arithmetic.
-            head = [loss, *(coef or ()), *gnorms, *torch._foreach_norm(self.params)]
-            coef = coef[-1] if coef else None
+            head = [loss, *(clip_scalars or ()), *gnorms, *torch._foreach_norm(self.params)]
+            coef = clip_scalars[1] if clip_scalars else None
             if self._sgd_lr_only:
                 host, un, applied = self._look_then_update(grads, coef, head, post_norms)
             else:
