@@ -27,6 +27,9 @@ COPY --chown=lab:lab . .
 
 USER lab
 
+# The live charts load plotly.js from the app's static folder; put it there now rather than on first use.
+RUN python -c "from components.plot import ensure_plotly_js; raise SystemExit(0 if ensure_plotly_js() else 1)"
+
 # Runs are saved in a SQLite store; /app belongs to root, so the store lives in the user's home.
 # Mount a volume there to keep runs across containers.
 ENV GEL_DATA_DIR=/home/lab/data

@@ -33,11 +33,6 @@ def _overlay_snapshots(exclude: set[str]) -> list:
     return out
 
 
-def _training(runner) -> bool:
-    """Steps are being taken now (not paused, not ended): the charts change at every refresh."""
-    return runner.alive and not runner.paused
-
-
 def _short(run_id: str) -> str:
     return run_id.split("-")[0]
 
@@ -61,8 +56,6 @@ def live_view(polling: bool) -> None:
     with st.container(key="banner"):
         for snap in snaps:
             panels.outcome_banner(snap, who=f"Run {snap.label}" if len(snaps) > 1 else "Training")
-    if _training(runner):
-        st.caption("While it trains the charts redraw as static pictures; Pause or Stop to hover and zoom.")
     if polling and not runner.alive:
         st.rerun(scope="app")
 
@@ -78,7 +71,7 @@ def overlay_view() -> None:
         return
     snaps = [runner.snapshot(i) for i in range(len(runner.runs))]
     with st.container(key="charts"):
-        panels.overlay_charts(snaps + _overlay_snapshots({s.id for s in snaps}), live=_training(runner))
+        panels.overlay_charts(snaps + _overlay_snapshots({s.id for s in snaps}))
 
 
 def detail_view() -> None:
@@ -94,8 +87,8 @@ def detail_view() -> None:
                         key="w_inspect")
         detail = next(s for s in snaps if s.label == pick)
     with st.container(key="detail"):
-        panels.detail_charts(detail, live=_training(runner))
-        theory_panel.theory_panel(detail, live=_training(runner))
+        panels.detail_charts(detail)
+        theory_panel.theory_panel(detail)
 
 
 def runs_section() -> None:

@@ -4,7 +4,7 @@ snapshots), then the runs of this session. Training runs on background threads o
 
 import streamlit as st
 
-from . import controls, live
+from . import controls, live, plot
 from . import session as S
 
 # Refresh periods while a run is alive. A step waits up to one status period to show, so that one is short (its
@@ -36,4 +36,5 @@ def render() -> None:
     st.fragment(run_every=CHARTS_REFRESH_S if polling else None)(live.overlay_view)()
     st.fragment(run_every=DETAIL_REFRESH_S if polling else None)(live.detail_view)()
     live.runs_section()
+    plot.preload()
     S.sync_url(cfg)

@@ -12,6 +12,7 @@ import pandas as pd
 import streamlit as st
 
 from . import charts as C
+from . import plot
 from .data import describe, explosion, full_resolution_start, live_clip, live_lr, suggestion
 
 STATE_BADGE = {"idle": "gray", "running": "blue", "paused": "orange", "finished": "green", "exploded": "red",
@@ -80,42 +81,39 @@ def outcome_banner(snap, who: str = "Training") -> None:
                    + (f", test accuracy {acc:.0%}" if acc is not None else "") + ".", icon=":material/check_circle:")
 
 
-def chart(fig, key: str, caption: str, live: bool = False) -> None:
-    """One chart and its caption. ``live``: drawn static (no hover, no zoom), which is cheaper to redraw;
-    Streamlit remounts a chart whose figure changed, so a zoom would not survive a live refresh anyway."""
-    config = {"displaylogo": False, "displayModeBar": "hover", "staticPlot": live}
-    # theme=None: our own colours and log axes, the same in every chart, instead of Streamlit's restyling.
-    st.plotly_chart(fig, key=key, theme=None, config=config)
+def chart(fig, key: str, caption: str) -> None:
+    """One chart and its caption. The chart updates in place at each live refresh, so it stays interactive
+    while the run trains: hover, zoom and hidden legend entries survive the refresh."""
+    plot.plotly_figure(fig, key)
     st.caption(caption)
 
 
-def overlay_charts(snaps: Sequence, live: bool = False) -> None:
+def overlay_charts(snaps: Sequence) -> None:
     """Loss and gradient norm, every run in ``snaps`` overlaid (A and B, plus any earlier runs picked)."""
     left, right = st.columns(2, gap="medium")
     with left:
-        chart(C.loss_figure(snaps), "chart_loss", CAPTIONS["loss"], live)
+        chart(C.loss_figure(snaps), "chart_loss", CAPTIONS["loss"])
     with right:
-        chart(C.grad_norm_figure(snaps), "chart_grad", CAPTIONS["grad_multi" if len(snaps) > 1 else "grad"], live)
+        chart(C.grad_norm_figure(snaps), "chart_grad", CAPTIONS["grad_multi" if len(snaps) > 1 else "grad"])
 
 
-def detail_charts(snap, live: bool = False) -> None:
+def detail_charts(snap) -> None:
     """Per-layer charts of one run: heatmap over time, gradient flow now, weights and updates, activations."""
     left, right = st.columns(2, gap="medium")
     with left:
-        chart(C.layer_heatmap(snap), "chart_heatmap", CAPTIONS["heatmap"], live)
+        chart(C.layer_heatmap(snap), "chart_heatmap", CAPTIONS["heatmap"])
     with right:
         rec = snap.latest
         if rec is not None:
             chart(C.gradient_flow_figure(snap.names, {snap.label: rec.grad_norms}, rec.step), "chart_flow",
-                  CAPTIONS["flow"], live)
+                  CAPTIONS["flow"])
     left, right = st.columns(2, gap="medium")
     with left:
-        chart(C.weights_updates_figure(snap), "chart_weights", CAPTIONS["weights"], live)
+        chart(C.weights_updates_figure(snap), "chart_weights", CAPTIONS["weights"])
     with right:
         if snap.probes:
             probe = snap.probes[-1]
-            chart(C.probe_figure(probe), "chart_acts", CAPTIONS["time" if "time_backward_norm" in probe else "acts"],
-                  live)
+            chart(C.probe_figure(probe), "chart_acts", CAPTIONS["time" if "time_backward_norm" in probe else "acts"])
 
 
 def runs_table(snaps: Sequence, current_ids: Sequence[str]) -> None:

@@ -34,17 +34,17 @@ def _pascanu(activation: str) -> tuple[float, str]:
     return theory.pascanu_condition(activation)
 
 
-def theory_panel(snap, live: bool = False) -> None:
+def theory_panel(snap) -> None:
     """MLP: predicted vs measured ‖∂L/∂h‖ per hidden layer; recurrent: the recurrent matrix's spectrum."""
     cfg = snap.config
     with st.expander("Why it explodes", expanded=True, icon=":material/functions:"):
         if cfg.is_recurrent:
-            _recurrent(snap, cfg, live)
+            _recurrent(snap, cfg)
         else:
-            _mlp(snap, cfg, live)
+            _mlp(snap, cfg)
 
 
-def _mlp(snap, cfg: Config, live: bool) -> None:
+def _mlp(snap, cfg: Config) -> None:
     why_not = explain.not_applicable(cfg)
     pred = None if why_not else _mlp_theory(cfg)
     probes = [p for p in snap.probes if len(p.get("backward_norm", []))]
@@ -56,7 +56,7 @@ def _mlp(snap, cfg: Config, live: bool) -> None:
                 icon=":material/info:")
     fig = TH.backward_signal_figure(pred["hidden_backward_profile"] if pred else None,
                                     probes[0] if probes else None, probes[-1] if len(probes) > 1 else None, grads)
-    chart(fig, "chart_theory", FLAT_NOTE, live)
+    chart(fig, "chart_theory", FLAT_NOTE)
     if grads_step is not None and snap.latest is not None and grads_step != snap.latest.step:
         st.caption(f"‖∂L/∂W‖ on the right: step {grads_step}, the last step whose gradients were all finite.")
 
@@ -76,7 +76,7 @@ def last_finite_weight_grads(snap) -> tuple[np.ndarray | None, int | None]:
     return (hidden[ok[-1]], int(steps[ok[-1]])) if len(ok) else (now, snap.latest.step)
 
 
-def _recurrent(snap, cfg: Config, live: bool) -> None:
+def _recurrent(snap, cfg: Config) -> None:
     act = "tanh" if cfg.model in ("lstm", "gru") else cfg.activation
     gamma, sentence = _pascanu(act)
     if cfg.model in ("lstm", "gru"):
@@ -85,4 +85,4 @@ def _recurrent(snap, cfg: Config, live: bool) -> None:
     steps, pre_clip = snap.series("grad_norm_pre_clip")
     fig = TH.spectral_figure(snap.probes, steps, pre_clip, bound=1.0 / gamma)
     chart(fig, "chart_spectral", "Above the dashed line the recurrent matrix can amplify the backward signal at "
-                                 "every time step; the gradient norm (right axis) follows.", live)
+                                 "every time step; the gradient norm (right axis) follows.")

@@ -6,7 +6,6 @@ in teardown, so no training thread outlives its test.
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 
@@ -18,7 +17,7 @@ from components import charts as C
 from components import data as D
 from components import panels
 from components import theme as T
-from tests.apptest_helpers import poll
+from tests.apptest_helpers import live_figures, poll
 from training.config import FIELDS, Config, from_preset, from_query
 from training.manager import get_manager
 from training.runner import RunSnapshot
@@ -269,7 +268,8 @@ def test_start_uses_the_controls_and_the_run_buttons_drive_the_runner(at):
     assert at.selectbox(key="w_preset").value == "custom"
     assert at.query_params["run"] == runner.runs[0].id
     poll(at, lambda at: status_step(at) > 20)
-    assert len(at.get("plotly_chart")) == 7  # six live charts and the theory panel
+    assert set(live_figures(at)) == {"chart_loss", "chart_grad", "chart_heatmap", "chart_flow", "chart_weights",
+                                     "chart_acts", "chart_theory"}  # six live charts and the theory panel
     at.button(key="btn_pause").click().run()
     poll(at, lambda at: runner.snapshot().status == "paused")
     paused_at = runner.snapshot().step
@@ -378,7 +378,7 @@ def test_compare_trains_a_and_b_and_applies_b_changes_to_b_only(at):
     poll(at, lambda at: any(e["kind"] == "config_change" for e in runner.snapshot(1).events))
     assert not [e for e in runner.snapshot(0).events if e["kind"] == "config_change"]
     assert sum("Run A" in m.value or "Run B" in m.value for m in at.markdown) == 2
-    loss = json.loads(at.get("plotly_chart")[0].proto.spec)
+    loss = live_figures(at)["chart_loss"]
     assert {"A loss", "B loss"} <= {t.get("name") for t in loss["data"]}
 
 
@@ -389,7 +389,7 @@ def test_earlier_runs_stay_listed_and_can_be_overlaid(at):
     second = start(at, "watch it explode", w_clip="norm")
     at.multiselect(key="w_overlay").select(first.runs[0].id).run()
     poll(at, lambda at: not second.alive)
-    names = {t.get("name") for t in json.loads(at.get("plotly_chart")[0].proto.spec)["data"]}
+    names = {t.get("name") for t in live_figures(at)["chart_loss"]["data"]}
     assert f"{first.runs[0].id.split('-')[0]} #1 loss" in names
     assert len(at.dataframe[0].value) == 2
 

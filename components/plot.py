@@ -1,0 +1,162 @@
+"""Plotly charts that update in place.
+
+``st.plotly_chart`` gives a chart a new element identity whenever its figure changes, so every live refresh
+tears the chart down and draws it again from nothing: about 0.1 s of browser time per chart, on a core the
+training thread shares on a small machine (docs/benchmarks.md, P2 and P3). This element keeps one chart per key
+mounted for the life of the page and hands each new figure to ``Plotly.react``, which redraws only what
+changed and keeps the user's zoom, pan and hidden traces (the figures set ``layout.uirevision``).
+
+plotly.js is the copy that ships inside the ``plotly`` Python package, so the figures and the library that
+draws them always come from the same release. It is served from the app's static folder (Streamlit's
+``server.enableStaticServing``), copied there on first use; the browser loads it once per page.
+
+When that is not possible (static serving switched off, a read-only app folder) charts fall back to
+``st.plotly_chart``: they still show the same figures, redrawn from scratch at each refresh.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import plotly
+import streamlit as st
+from plotly.offline import get_plotlyjs_version
+
+STATIC_DIR = Path(__file__).resolve().parent.parent / "static"  # Streamlit serves <app dir>/static at /app/static
+PLOTLY_JS_SOURCE = Path(plotly.__file__).resolve().parent / "package_data" / "plotly.min.js"
+# The version in the name: a browser holding an older copy in its cache fetches the new one after an upgrade.
+PLOTLY_JS_NAME = f"plotly-{get_plotlyjs_version()}.min.js"
+DEFAULT_HEIGHT = 450  # plotly.js's own default, used when a figure sets no height
+
+# Runs in the page (no iframe, no shadow root: plotly.js puts its hover and mode-bar styles in the document
+# head). Streamlit calls the default export at every rerun that sends this element, with the same parentElement
+# while the element stays mounted, and calls the returned function once, when it is removed.
+JS = r"""
+// One queue for every chart of the page: a figure waits until its chart is on screen, then charts are drawn one
+// per task, at background priority. A burst of figures (the per-layer charts arrive together) never holds the
+// page for longer than one chart's draw, so the status line's updates get through in between.
+const state = window.__gelPlot || (window.__gelPlot = {loading: null, queue: new Map(), busy: false, seen: null});
+
+function loadPlotly(src) {
+  if (window.Plotly) return Promise.resolve(window.Plotly);
+  if (!state.loading) {
+    state.loading = new Promise((resolve, reject) => {
+      const script = document.createElement('script');
+      script.src = src;
+      script.onload = () => resolve(window.Plotly);
+      script.onerror = () => { state.loading = null; reject(new Error('could not load ' + src)); };
+      document.head.appendChild(script);
+    });
+  }
+  return state.loading;
+}
+
+const later = (fn) => (window.scheduler && scheduler.postTask)
+  ? scheduler.postTask(fn, {priority: 'background'}) : setTimeout(fn, 0);
+
+function pump() {
+  if (state.busy) return;
+  const next = [...state.queue.keys()].find((div) => div.isConnected && div.__visible);
+  for (const div of [...state.queue.keys()]) if (!div.isConnected) state.queue.delete(div);
+  if (!next) return;
+  const data = state.queue.get(next);
+  state.queue.delete(next);
+  state.busy = true;
+  later(() => loadPlotly(data.src).then((Plotly) => {
+    const fig = JSON.parse(data.figure);
+    return Plotly.react(next, fig.data, fig.layout, data.config);
+  }).then(() => { next.dataset.drawn = String(data.revision); }, (err) => {
+    next.textContent = 'The chart could not be drawn: ' + err.message;
+  }).finally(() => { state.busy = false; later(pump); }));
+}
+
+// Off-screen charts are not drawn: their latest figure waits and is drawn when they scroll into view.
+function watch(div) {
+  if (!state.seen) {
+    state.seen = new IntersectionObserver((entries) => {
+      for (const e of entries) e.target.__visible = e.isIntersecting;
+      pump();
+    }, {rootMargin: '200px'});
+  }
+  state.seen.observe(div);
+}
+
+export default function ({ data, parentElement }) {
+  if (data.preload) {  // opened with the page, so the first chart of a run does not wait for plotly.js
+    loadPlotly(data.src).catch(() => {});
+    return;
+  }
+  let div = parentElement.querySelector(':scope > .gel-plot');
+  if (!div) {
+    div = document.createElement('div');
+    div.className = 'gel-plot';
+    div.style.width = '100%';
+    parentElement.appendChild(div);
+    watch(div);
+  }
+  div.style.height = data.height + 'px';  // hold the space before the first draw: the page does not jump
+  div.dataset.revision = String(data.revision);
+  state.queue.set(div, data);  // only the latest figure of a chart is kept
+  pump();
+  return () => {
+    state.queue.delete(div);
+    if (state.seen) state.seen.unobserve(div);
+    if (window.Plotly) window.Plotly.purge(div);
+  };
+}
+"""
+
+_element = st.components.v2.component("gel_plot", html="", js=JS, isolate_styles=False)
+
+
+def ensure_plotly_js(static_dir: Path = STATIC_DIR) -> bool:
+    """Put plotly.js in the app's static folder (once; a complete copy is left alone). False if it cannot."""
+    target = static_dir / PLOTLY_JS_NAME
+    try:
+        if target.is_file() and target.stat().st_size == PLOTLY_JS_SOURCE.stat().st_size:
+            return True
+        static_dir.mkdir(parents=True, exist_ok=True)
+        partial = target.with_name(f".{target.name}.{os.getpid()}")
+        shutil.copyfile(PLOTLY_JS_SOURCE, partial)
+        os.replace(partial, target)  # atomic: two sessions copying at once never serve half a file
+        return True
+    except OSError:
+        return False
+
+
+def preload() -> None:
+    """Start loading plotly.js when the page opens (an element that draws nothing)."""
+    if in_place_available():
+        _element(key="gel_plot_preload", data={"preload": True, "src": plotly_js_url()})
+
+
+def plotly_js_url() -> str:
+    base = (st.get_option("server.baseUrlPath") or "").strip("/")
+    return f"{'/' + base if base else ''}/app/static/{PLOTLY_JS_NAME}"
+
+
+def in_place_available() -> bool:
+    return bool(st.get_option("server.enableStaticServing")) and ensure_plotly_js()
+
+
+def plotly_figure(fig, key: str, config: dict | None = None) -> None:
+    """Draw ``fig`` under ``key``, updating the chart already on the page when there is one."""
+    config = {"displaylogo": False, "displayModeBar": "hover", "responsive": True, **(config or {})}
+    if not in_place_available():
+        # theme=None: our own colours and log axes, as in the in-place chart.
+        st.plotly_chart(fig, key=key, theme=None, config=config)
+        return
+    figure = fig.to_json()
+    height = (fig.layout.height or DEFAULT_HEIGHT)
+    _element(key=key, data={"figure": figure, "config": config, "height": height, "src": plotly_js_url(),
+                            "revision": _revision(key)})
+
+
+def _revision(key: str) -> int:
+    """Counts the figures sent under ``key`` in this session: the page marks which one it has drawn."""
+    counts = st.session_state.setdefault("_gel_plot_revisions", {})
+    counts[key] = counts.get(key, 0) + 1
+    return counts[key]
+

@@ -1,0 +1,60 @@
+"""The live charts in a real Chromium: each one is updated in place while the run trains (the same chart on the
+page, redrawn with the new figure), a zoom survives the refresh, and a chart below the fold is drawn when it is
+scrolled into view.
+"""
+
+from __future__ import annotations
+
+import pytest
+from test_browser import click_button, el, set_number, wait_until
+
+pytestmark = pytest.mark.browser
+
+# The chart's own plot div (components/plot.py), reached from the element Streamlit keys by our chart key.
+PLOT = "document.querySelector('.st-key-{key}:not([data-stale=\"true\"]) .gel-plot')"
+
+
+def plot_eval(page, key: str, body: str):
+    """Evaluate ``body`` with ``d`` bound to the chart's plot div (null when it is not on the page)."""
+    return page.evaluate(f"(() => {{ const d = {PLOT.format(key=key)}; return {body}; }})()")
+
+
+def drawn(page, key: str) -> int:
+    return int(plot_eval(page, key, "d && d.dataset.drawn ? Number(d.dataset.drawn) : 0"))
+
+
+def last_step_drawn(page, key: str, trace: str = "loss") -> float:
+    """The largest x of the chart's trace named ``trace``, as plotly.js decoded it for drawing."""
+    xs = f"Array.from(d._fullData.find(t => t.name === '{trace}').x)"
+    return float(plot_eval(page, key, f"d && d._fullData ? Math.max(...{xs}.filter(Number.isFinite)) : -1"))
+
+
+def test_live_charts_update_in_place_keep_the_zoom_and_draw_when_scrolled_to(streamlit_server, browser_page):
+    page = browser_page
+    page.goto(streamlit_server)
+    el(page, "btn_start").wait_for(timeout=60_000)
+    set_number(page, "w_steps", "100000", url_has="steps=100000")
+    click_button(page, "btn_start")
+    wait_until(lambda: drawn(page, "chart_loss") >= 1, what="the loss chart's first drawing")
+
+    # Tag the chart's div: a remount would replace it with a new, untagged one.
+    plot_eval(page, "chart_loss", "(d.__tag = 'first', true)")
+    first_revision, first_x = drawn(page, "chart_loss"), last_step_drawn(page, "chart_loss")
+    wait_until(lambda: drawn(page, "chart_loss") >= first_revision + 2, timeout=30, what="two more refreshes")
+    assert plot_eval(page, "chart_loss", "d.__tag") == "first"  # the same chart, updated
+    assert last_step_drawn(page, "chart_loss") > first_x  # ... with the new steps
+
+    # Zoom into the first 50 steps, as a drag on the chart would; the next refreshes keep that range.
+    plot_eval(page, "chart_loss", "(Plotly.relayout(d, {'xaxis.range': [0, 50]}), true)")
+    zoomed = drawn(page, "chart_loss")
+    wait_until(lambda: drawn(page, "chart_loss") >= zoomed + 2, timeout=30, what="refreshes after the zoom")
+    assert plot_eval(page, "chart_loss", "d._fullLayout.xaxis.range") == [0, 50]
+    assert last_step_drawn(page, "chart_loss") > 50  # the data kept growing behind the zoomed view
+
+    # The activation statistics sit below the fold of a 1000-pixel-high window: not drawn until scrolled to.
+    el(page, "chart_acts").wait_for(state="attached", timeout=30_000)
+    assert drawn(page, "chart_acts") == 0
+    el(page, "chart_acts").scroll_into_view_if_needed()
+    wait_until(lambda: drawn(page, "chart_acts") >= 1, timeout=20, what="the scrolled-to chart to draw")
+    assert plot_eval(page, "chart_acts", "d.querySelectorAll('.main-svg').length") > 0
+    click_button(page, "btn_stop")
