@@ -42,7 +42,7 @@ run: $(RUNTIME_STAMP)
 	@echo ""
 	@echo "  Gradient Explosion Lab: open http://localhost:$(PORT)  (Ctrl+C to stop)"
 	@echo ""
-	$(PY) -m streamlit run app.py --server.port $(PORT)
+	$(PY) -m streamlit run serve.py --server.port $(PORT)
 
 lint: $(DEV_STAMP)
 	$(PY) -m ruff check .

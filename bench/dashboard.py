@@ -1,6 +1,6 @@
 """P2 and P3: the trainer's speed while the dashboard is open and refreshing, and how stale the page is.
 
-P2 alternates two blocks. Dashboard: ``app.py`` served by ``streamlit run`` (through ``bench.traced``, which
+P2 alternates two blocks. Dashboard: ``serve.py`` served by ``streamlit run`` (through ``bench.traced``, which
 timestamps every recorded step), a fresh page in headless Chromium, Start pressed, the step rate measured
 from the server's timestamps over a window after a warm-up, then Stop. CLI: ``python -m training run`` of
 the same configuration headless, in its own process, its step rate measured the same way over the middle
@@ -138,7 +138,7 @@ def _descendants(procs: dict[int, tuple[int, float]], root: int) -> set[int]:
 
 
 class Dashboard:
-    """``app.py`` served with step timestamps, and a headless Chromium to open it."""
+    """The app (``serve.py``) served with step timestamps, and a headless Chromium to open it."""
 
     def __init__(self, tmp: Path):
         self.tmp = tmp
@@ -148,7 +148,7 @@ class Dashboard:
         self.log = tmp / "server.log"
         env = {**os.environ, "PYTHONUNBUFFERED": "1", "GEL_DATA_DIR": str(tmp / "data")}
         # No file watcher: an edit elsewhere in the tree must not reload the app mid-run.
-        cmd = [sys.executable, "-m", "bench.traced", "serve", str(self.trace), "--", "app.py",
+        cmd = [sys.executable, "-m", "bench.traced", "serve", str(self.trace), "--", "serve.py",
                "--server.headless", "true", "--server.port", str(self.port), "--server.address", "127.0.0.1",
                "--server.fileWatcherType", "none", *EXTRA]
         with open(self.log, "wb") as log:

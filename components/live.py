@@ -10,10 +10,9 @@ import dataclasses
 
 import streamlit as st
 
-from . import panels, theory_panel
+from . import live_status, panels, theory_panel
 from . import session as S
 from .data import describe, table_csv, table_parquet
-from .theme import run_color
 
 ss = st.session_state
 HOW_TO = ("**Try this first:** pick the preset *watch it explode* and press **Start**: the loss and gradient "
@@ -38,24 +37,20 @@ def _short(run_id: str) -> str:
 
 
 def live_view(polling: bool) -> None:
-    """Status and banners of this tab's run; reruns the whole app once when a polled run ends (so the buttons
-    and the URL catch up and the polling stops)."""
+    """Status line and banners of this tab's run; reruns the whole app once when a polled run ends (so the
+    buttons and the URL catch up and the polling stops). The status line keeps itself current in between."""
     runner = S.current_runner()
     if runner is None:
         st.info(HOW_TO, icon=":material/lightbulb:")
         return
     S.watch(runner)
-    snaps = [runner.snapshot(i, history=False) for i in range(len(runner.runs))]  # the charts have their own
     with st.container(key="status"):
-        if len(snaps) == 1:
-            panels.status_line(snaps[0])
-        else:
-            for i, (col, snap) in enumerate(zip(st.columns(len(snaps), border=True), snaps, strict=True)):
-                with col:
-                    panels.status_line(snap, title=snap.label, color=run_color(i))
+        live_status.status_line(runner)
     with st.container(key="banner"):
-        for snap in snaps:
-            panels.outcome_banner(snap, who=f"Run {snap.label}" if len(snaps) > 1 else "Training")
+        multi = len(runner.runs) > 1
+        for i in range(len(runner.runs)):
+            snap = runner.snapshot(i, history=False)
+            panels.outcome_banner(snap, who=f"Run {snap.label}" if multi else "Training")
     if polling and not runner.alive:
         st.rerun(scope="app")
 

@@ -4,14 +4,14 @@ snapshots), then the runs of this session. Training runs on background threads o
 
 import streamlit as st
 
-from . import controls, live, plot
+from . import controls, live, live_api, plot
 from . import session as S
 
-# Refresh periods while a run is alive. A step waits up to one status period to show, so that one is short (its
-# rerun reads no history). Charts go slower: Streamlit remounts a Plotly chart whose figure changed, and each
-# remount is a full redraw costing the browser ~0.1 s of a core that the training thread shares on a small machine
-# (measured in docs/benchmarks.md).
-STATUS_REFRESH_S = 0.3  # status line and banners
+# Refresh periods while a run is alive. The status line polls its own numbers four times a second and triggers
+# a rerun when the run ends (components/live_status.py), so its fragment needs no timer where serve.py serves
+# the route it polls. Charts go slower: each refresh builds and sends every figure, on a server whose training
+# thread shares the GIL and, on a small machine, the cores with the browser (measured in docs/benchmarks.md).
+STATUS_REFRESH_S = 1.0  # status fragment, only without the live route: banners, end of run, the status line
 CHARTS_REFRESH_S = 2.0  # loss and gradient norm
 DETAIL_REFRESH_S = 4.0  # the four per-layer charts and the theory panel
 
@@ -32,7 +32,8 @@ def render() -> None:
 
     runner = S.current_runner()
     polling = runner is not None and runner.alive
-    st.fragment(run_every=STATUS_REFRESH_S if polling else None)(live.live_view)(polling)
+    status_timer = polling and not live_api.SERVED
+    st.fragment(run_every=STATUS_REFRESH_S if status_timer else None)(live.live_view)(polling)
     st.fragment(run_every=CHARTS_REFRESH_S if polling else None)(live.overlay_view)()
     st.fragment(run_every=DETAIL_REFRESH_S if polling else None)(live.detail_view)()
     live.runs_section()

@@ -1,4 +1,4 @@
-"""Panels rendered with Streamlit: status line, banners, the chart grid, the runs table, downloads.
+"""Panels rendered with Streamlit: banners, the chart grid, the runs table, downloads.
 
 Each takes plain data (RunSnapshots, a Config) and draws; none of them reads session state or a runner.
 """
@@ -13,7 +13,7 @@ import streamlit as st
 
 from . import charts as C
 from . import plot
-from .data import describe, explosion, full_resolution_start, live_clip, live_lr, suggestion
+from .data import describe, explosion, full_resolution_start, suggestion
 
 STATE_BADGE = {"idle": "gray", "running": "blue", "paused": "orange", "finished": "green", "exploded": "red",
                "error": "red", "stopped": "gray"}
@@ -35,28 +35,11 @@ CAPTIONS = {  # one line each: what to look for
 }
 
 
-def _fmt(v: float | None, spec: str = ".3g") -> str:
+def fmt(v: float | None, spec: str = ".3g") -> str:
+    """3 significant digits; inf and NaN as ✕ inf / ✕ nan, never blank."""
     if v is None:
         return "–"
     return format(v, spec) if math.isfinite(v) else f"✕ {v}"
-
-
-def status_line(snap, title: str | None = None, color: str | None = None) -> None:
-    """State badge, step, speed and device of one run, then its latest loss, gradient norms and accuracy."""
-    mode, threshold, _ = live_clip(snap)
-    clip = {"none": "clipping off", "norm": f"clip ‖g‖ ≤ {threshold:g}", "value": f"clip ±{threshold:g}"}[mode]
-    badge = STATE_BADGE.get(snap.status, "gray")
-    head = f'<span style="color:{color}">■</span> **Run {title}** · ' if title else ""
-    st.markdown(f"{head}:{badge}-badge[{snap.status}] · step **{snap.step:,}** / {snap.config.steps:,} · "
-                f"{snap.steps_per_s:,.0f} steps/s · {snap.device} · {clip} · lr {live_lr(snap):g}",
-                unsafe_allow_html=bool(title))
-    rec = snap.latest
-    acc = latest_test_accuracy(snap)
-    cols = st.columns(4) if title is None else [c for row in (st.columns(2), st.columns(2)) for c in row]
-    cols[0].metric("Loss", _fmt(rec.loss if rec else None))
-    cols[1].metric("‖g‖ before clip", _fmt(rec.grad_norm_pre_clip if rec else None))
-    cols[2].metric("‖g‖ after clip", _fmt(rec.grad_norm_post_clip if rec else None))
-    cols[3].metric("Test accuracy", "–" if acc is None else f"{acc:.0%}")
 
 
 def latest_test_accuracy(snap) -> float | None:
@@ -70,14 +53,14 @@ def outcome_banner(snap, who: str = "Training") -> None:
         e = explosion(snap) or {}
         where = f"first non-finite gradient in `{e['param']}`" if e.get("param") else "the loss went non-finite"
         st.error(f"**{who} exploded at step {e.get('step', snap.step)}**: {where}; last finite gradient norm "
-                 f"{_fmt(e.get('last_finite_grad_norm'))}. Try: {suggestion(snap.config)}.",
+                 f"{fmt(e.get('last_finite_grad_norm'))}. Try: {suggestion(snap.config)}.",
                  icon=":material/local_fire_department:")
     elif snap.status == "error":
         st.error(f"**{who} stopped with an error** at step {snap.step}: {snap.error}", icon=":material/error:")
     elif snap.status == "finished":
         acc = latest_test_accuracy(snap)
         loss = snap.latest.loss if snap.latest else float("nan")
-        st.success(f"**{who} finished {snap.step:,} steps** without exploding: loss {_fmt(loss)}"
+        st.success(f"**{who} finished {snap.step:,} steps** without exploding: loss {fmt(loss)}"
                    + (f", test accuracy {acc:.0%}" if acc is not None else "") + ".", icon=":material/check_circle:")
 
 

@@ -27,3 +27,11 @@ def live_figures(at) -> dict[str, dict]:
     for el in at.get("plotly_chart"):
         figures[el.proto.id.rsplit("-", 1)[-1]] = json.loads(el.proto.spec)
     return figures
+
+
+def live_status(at) -> dict | None:
+    """What the status line element was given at the last rerun (components/live_status.py), or None."""
+    for el in at.get("bidi_component"):
+        if el.proto.component_name == "gel_status":
+            return json.loads(el.proto.json)
+    return None

@@ -94,12 +94,13 @@ def chromium_path() -> str:
 
 @pytest.fixture(scope="session")
 def streamlit_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """Serve app.py with `streamlit run` on a free loopback port; yield its base URL."""
+    """Serve the app (serve.py: app.py plus its live route) with `streamlit run` on a free loopback port; yield
+    its base URL."""
     port = _free_port()
     base_url = f"http://127.0.0.1:{port}"
     log_path = tmp_path_factory.mktemp("streamlit") / "server.log"
     cmd = [
-        sys.executable, "-m", "streamlit", "run", "app.py",
+        sys.executable, "-m", "streamlit", "run", "serve.py",
         "--server.headless", "true",
         "--server.port", str(port),
         "--server.address", "127.0.0.1",

@@ -6,7 +6,6 @@ in teardown, so no training thread outlives its test.
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +16,7 @@ from components import charts as C
 from components import data as D
 from components import panels
 from components import theme as T
-from tests.apptest_helpers import live_figures, poll
+from tests.apptest_helpers import live_figures, live_status, poll
 from training.config import FIELDS, Config, from_preset, from_query
 from training.manager import get_manager
 from training.runner import RunSnapshot
@@ -189,11 +188,8 @@ def runner_of(at):
 
 
 def status_step(at) -> int:
-    for md in at.markdown:
-        m = re.search(r"step \*\*([\d,]+)\*\*", md.value)
-        if m:
-            return int(m.group(1).replace(",", ""))
-    return -1
+    line = live_status(at)
+    return line["status"]["runs"][0]["step"] if line else -1
 
 
 def start(at, preset=None, **widgets):
@@ -377,7 +373,7 @@ def test_compare_trains_a_and_b_and_applies_b_changes_to_b_only(at):
     at.select_slider(key="b_lr").set_value(0.0005).run()
     poll(at, lambda at: any(e["kind"] == "config_change" for e in runner.snapshot(1).events))
     assert not [e for e in runner.snapshot(0).events if e["kind"] == "config_change"]
-    assert sum("Run A" in m.value or "Run B" in m.value for m in at.markdown) == 2
+    assert [r["title"] for r in live_status(at)["status"]["runs"]] == ["A", "B"]
     loss = live_figures(at)["chart_loss"]
     assert {"A loss", "B loss"} <= {t.get("name") for t in loss["data"]}
 

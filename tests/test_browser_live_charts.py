@@ -1,12 +1,14 @@
-"""The live charts in a real Chromium: each one is updated in place while the run trains (the same chart on the
-page, redrawn with the new figure), a zoom survives the refresh, and a chart below the fold is drawn when it is
-scrolled into view.
+"""The live view in a real Chromium: the status line polls the live route and moves several times a second,
+each chart is updated in place while the run trains (the same chart on the page, redrawn with the new figure),
+a zoom survives the refresh, and a chart below the fold is drawn when it is scrolled into view.
 """
 
 from __future__ import annotations
 
+import time
+
 import pytest
-from test_browser import click_button, el, set_number, wait_until
+from test_browser import click_button, el, set_number, steps, wait_until
 
 pytestmark = pytest.mark.browser
 
@@ -31,10 +33,21 @@ def last_step_drawn(page, key: str, trace: str = "loss") -> float:
 
 def test_live_charts_update_in_place_keep_the_zoom_and_draw_when_scrolled_to(streamlit_server, browser_page):
     page = browser_page
+    polls = []
+    page.on("response", lambda r: polls.append(r.status) if "/api/live/" in r.url else None)
     page.goto(streamlit_server)
     el(page, "btn_start").wait_for(timeout=60_000)
     set_number(page, "w_steps", "100000", url_has="steps=100000")
     click_button(page, "btn_start")
+
+    # The status line: between two of its fragment's reruns (1 s apart) it shows several new step counts.
+    wait_until(lambda: bool(steps(page)) and steps(page)[0] > 0, what="the first step count")
+    shown, t0 = set(), time.monotonic()
+    while time.monotonic() - t0 < 2.0:
+        shown.add(steps(page)[0])
+        time.sleep(0.05)
+    assert len(shown) >= 5, f"the status line showed only {sorted(shown)} in 2 s"
+    assert polls.count(200) >= 5 and set(polls) == {200}
     wait_until(lambda: drawn(page, "chart_loss") >= 1, what="the loss chart's first drawing")
 
     # Tag the chart's div: a remount would replace it with a new, untagged one.

@@ -1,0 +1,171 @@
+"""The status line of the live run: state, step, speed, clipping and learning rate, then loss, gradient norms
+and test accuracy, for each run of the tab.
+
+A Streamlit fragment rerun costs the page ~60 ms of browser time and the server a script run, even when it
+draws nothing (docs/benchmarks.md, P2): rerunning one every 0.3 s to move a step counter cost the training
+thread ~10% of its speed. So the line is an element that keeps itself current: while the run is alive it
+fetches its numbers from ``GET /api/live/<run id>`` (served beside the app, see ``serve.py``) four times a
+second and rewrites its own text; every rerun of the page also hands it a fresh copy. The
+numbers are formatted here, in Python, for both paths, so the page shows the same text either way. When the
+poll sees a run change state, the element triggers one rerun, which brings the banners and the buttons up to
+date.
+Where the route is missing (the app served by a bare ``streamlit run app.py``), the status fragment ticks once
+a second instead and the line moves at that pace.
+"""
+
+from __future__ import annotations
+
+import time
+
+import streamlit as st
+
+from .data import live_clip, live_lr
+from .panels import STATE_BADGE, fmt, latest_test_accuracy
+from .theme import run_color
+
+POLL_S = 0.25  # a step waits at most this long (plus the fetch) to show
+API_PREFIX = "/api/live/"
+
+CSS = """
+.gel-status { display: grid; gap: 1rem; font-family: inherit; }
+.gel-status.gel-multi { grid-template-columns: repeat(auto-fit, minmax(18rem, 1fr)); }
+.gel-status.gel-multi .gel-run { border: 1px solid rgba(49, 51, 63, 0.2); border-radius: 0.5rem; padding: 1rem; }
+.gel-head { line-height: 1.6; margin-bottom: 0.75rem; }
+.gel-badge { border-radius: 0.5rem; padding: 0.1em 0.4em; font-size: 0.875em; }
+.gel-badge-gray { background: rgba(49, 51, 63, 0.1); color: rgb(49, 51, 63); }
+.gel-badge-blue { background: rgba(28, 131, 225, 0.1); color: rgb(0, 66, 128); }
+.gel-badge-orange { background: rgba(255, 164, 33, 0.1); color: rgb(146, 74, 0); }
+.gel-badge-green { background: rgba(33, 195, 84, 0.1); color: rgb(23, 114, 51); }
+.gel-badge-red { background: rgba(255, 43, 43, 0.09); color: rgb(125, 53, 59); }
+.gel-metrics { display: grid; grid-template-columns: repeat(4, minmax(0, 1fr)); gap: 1rem; }
+.gel-multi .gel-metrics { grid-template-columns: repeat(2, minmax(0, 1fr)); }
+.gel-label { font-size: 0.875rem; color: rgba(49, 51, 63, 0.8); }
+.gel-value { font-size: 2.25rem; line-height: 1.3; white-space: nowrap; overflow: hidden; text-overflow: ellipsis; }
+"""
+
+# Built with textContent only: nothing from the server is parsed as HTML.
+JS = r"""
+function el(tag, cls, text) {
+  const e = document.createElement(tag);
+  if (cls) e.className = cls;
+  if (text !== undefined) e.textContent = text;
+  return e;
+}
+
+function draw(root, status) {
+  const runs = status.runs;
+  root.className = 'gel-status' + (runs.length > 1 ? ' gel-multi' : '');
+  root.replaceChildren(...runs.map((r) => {
+    const box = el('div', 'gel-run');
+    const head = el('div', 'gel-head');
+    if (r.title) {
+      const sq = el('span', '', '■ ');
+      sq.style.color = r.color;
+      head.append(sq, el('b', '', 'Run ' + r.title), ' · ');
+    }
+    head.append(el('span', 'gel-badge gel-badge-' + r.badge, r.state), ' · step ', el('b', '', r.step_text),
+                ' / ' + r.steps_text + ' · ' + r.detail);
+    const metrics = el('div', 'gel-metrics');
+    for (const [label, value] of r.metrics) {
+      const m = el('div', 'gel-metric');
+      m.append(el('div', 'gel-label', label), el('div', 'gel-value', value));
+      metrics.append(m);
+    }
+    box.append(head, metrics);
+    return box;
+  }));
+}
+
+const states = (status) => status.alive + ':' + status.runs.map((r) => r.state).join(',');
+
+function show(s, status) {
+  if (!status || status.t < s.shown) return;  // an older copy (a slow fetch, or the fragment's) never wins
+  s.shown = status.t;
+  draw(s.root, status);
+  s.root.dataset.step = String(status.runs.map((r) => r.step).join(','));
+}
+
+// One loop per status line: a fetch in flight or a timer set means the loop is running.
+function poll(s) {
+  s.timer = null;
+  if (s.stopped || !s.url) return;
+  s.inflight = true;
+  fetch(s.url, {cache: 'no-store'}).then((r) => {
+    if (r.status === 404) { s.url = null; return null; }  // no such route or run: the fragment keeps the line
+    return r.ok ? r.json() : null;
+  }).catch(() => null).then((status) => {
+    s.inflight = false;
+    if (s.stopped) return;
+    show(s, status);
+    if (status && !status.alive) s.url = null;
+    // A run of the tab ended, exploded or stopped: one rerun brings its banner, the buttons and the URL.
+    if (status && states(status) !== s.rendered && states(status) !== s.asked) {
+      s.asked = states(status);
+      s.changed(true);
+    }
+    schedule(s);
+  });
+}
+
+function schedule(s) {
+  if (s.url && !s.timer && !s.inflight && !s.stopped) s.timer = setTimeout(() => poll(s), s.every);
+}
+
+export default function ({ data, parentElement, setTriggerValue }) {
+  let s = parentElement.__gelStatus;
+  if (!s) {
+    s = parentElement.__gelStatus = {shown: -Infinity, timer: null, inflight: false, stopped: false, url: null};
+    s.root = el('div', 'gel-status');
+    parentElement.appendChild(s.root);
+  }
+  show(s, data.status);
+  s.every = data.every_ms;
+  s.rendered = states(data.status);  // what the page's banners were drawn from
+  s.changed = (v) => setTriggerValue('changed', v);
+  const url = data.status.alive ? data.url : null;
+  if (url !== s.url) { clearTimeout(s.timer); s.timer = null; s.url = url; }
+  schedule(s);
+  return () => { s.stopped = true; clearTimeout(s.timer); };
+}
+"""
+
+_element = st.components.v2.component("gel_status", html="", css=CSS, js=JS, isolate_styles=False)
+
+
+def run_status(snap, title: str | None = None, color: str | None = None) -> dict:
+    """One run's line as display text (plain strings and ints, JSON-safe: inf and NaN arrive as text)."""
+    mode, threshold, _ = live_clip(snap)
+    clip = {"none": "clipping off", "norm": f"clip ‖g‖ ≤ {threshold:g}", "value": f"clip ±{threshold:g}"}[mode]
+    rec = snap.latest
+    acc = latest_test_accuracy(snap)
+    return {
+        "title": title, "color": color, "state": snap.status, "badge": STATE_BADGE.get(snap.status, "gray"),
+        "step": snap.step, "step_text": f"{snap.step:,}", "steps_text": f"{snap.config.steps:,}",
+        "detail": f"{snap.steps_per_s:,.0f} steps/s · {snap.device} · {clip} · lr {live_lr(snap):g}",
+        "metrics": [["Loss", fmt(rec.loss if rec else None)],
+                    ["‖g‖ before clip", fmt(rec.grad_norm_pre_clip if rec else None)],
+                    ["‖g‖ after clip", fmt(rec.grad_norm_post_clip if rec else None)],
+                    ["Test accuracy", "–" if acc is None else f"{acc:.0%}"]],
+    }
+
+
+def status_of(runner) -> dict:
+    """The whole status of a runner (every run of the tab), stamped so the page keeps the newest copy."""
+    t = time.monotonic()  # before the snapshots: a copy is never stamped newer than what it holds
+    snaps = [runner.snapshot(i, history=False) for i in range(len(runner.runs))]
+    multi = len(snaps) > 1
+    return {"t": t, "alive": runner.alive,
+            "runs": [run_status(s, s.label if multi else None, run_color(i) if multi else None)
+                     for i, s in enumerate(snaps)]}
+
+
+def status_line(runner) -> None:
+    """Draw the status line of ``runner``; it polls the live route by itself while the runner is alive, and
+    when it sees a run change state (explode, finish, stop) it triggers a rerun of the fragment holding it,
+    which draws the banners (and reruns the app once the runner has ended)."""
+    _element(key="status_line", data={"status": status_of(runner), "url": API_PREFIX + runner.runs[0].id,
+                                      "every_ms": int(POLL_S * 1000)}, on_changed_change=_changed)
+
+
+def _changed() -> None:
+    """Nothing to do here: the rerun this trigger causes is the point."""

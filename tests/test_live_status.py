@@ -1,0 +1,103 @@
+"""The status line's numbers: what the live route answers and what the status element is given are the run's
+own values, formatted once in Python, JSON-safe when the run has gone non-finite."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from starlette.routing import Router
+from streamlit.testing.v1 import AppTest
+
+from components import live_api, live_status
+from tests.apptest_helpers import live_status as element_status
+from training.config import Config, from_preset
+from training.manager import get_manager
+
+
+@pytest.fixture(autouse=True)
+def _served_flag_restored(monkeypatch):
+    """routes() marks the process as serving the route; the AppTests of other modules must not see that."""
+    monkeypatch.setattr(live_api, "SERVED", live_api.SERVED)
+
+
+def get(path: str) -> tuple[int, dict, dict]:
+    """GET ``path`` from the live routes, as the ASGI server would call them: (status, JSON body, headers)."""
+    sent = []
+
+    async def receive():
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message):
+        sent.append(message)
+
+    scope = {"type": "http", "method": "GET", "path": path, "raw_path": path.encode(), "headers": [],
+             "query_string": b"", "root_path": "", "scheme": "http", "server": ("127.0.0.1", 80)}
+    # On a thread of its own: the browser tests' Playwright keeps an event loop running on this one.
+    with ThreadPoolExecutor(1) as pool:
+        pool.submit(asyncio.run, Router(routes=live_api.routes())(scope, receive, send)).result()
+    headers = {k.decode(): v.decode() for k, v in sent[0]["headers"]}
+    return sent[0]["status"], json.loads(b"".join(m.get("body", b"") for m in sent[1:])), headers
+
+
+def test_the_route_answers_the_runs_own_numbers():
+    runner = get_manager().start(Config(steps=25, hidden_sizes=(16,)))
+    assert runner.wait(timeout=60)
+    code, body, headers = get(live_api.API_PREFIX + runner.runs[0].id)
+    assert code == 200 and headers["cache-control"] == "no-store"
+    snap = runner.snapshot(history=False)
+    (run,) = body["runs"]
+    assert body["alive"] is False and run["state"] == snap.status == "finished"
+    assert run["step"] == snap.step == 25 and run["step_text"] == "25" and run["steps_text"] == "25"
+    metrics = dict(run["metrics"])
+    assert metrics["Loss"] == format(snap.latest.loss, ".3g")
+    assert metrics["‖g‖ before clip"] == format(snap.latest.grad_norm_pre_clip, ".3g")
+    assert "clipping off" in run["detail"] and "lr 0.01" in run["detail"]
+
+
+def test_a_run_gone_non_finite_answers_valid_json_with_its_inf_and_nan_shown():
+    runner = get_manager().start(from_preset("watch it explode", steps=300))
+    assert runner.wait(timeout=60)
+    snap = runner.snapshot(history=False)
+    assert snap.status == "exploded" and not math.isfinite(snap.latest.grad_norm_pre_clip)
+    code, body, _ = get(live_api.API_PREFIX + runner.runs[0].id)  # Starlette refuses NaN in JSON: it would raise
+    assert code == 200
+    metrics = dict(body["runs"][0]["metrics"])
+    assert metrics["‖g‖ before clip"] == f"✕ {snap.latest.grad_norm_pre_clip}" == "✕ inf"
+    assert metrics["Loss"] == format(snap.latest.loss, ".3g")  # 1.25e+27: huge, still finite
+
+
+def test_an_unknown_run_answers_404_with_a_reason():
+    code, body, _ = get(live_api.API_PREFIX + "r9-doesnotexist")
+    assert code == 404 and "no live run" in body["error"]
+
+
+def test_copies_are_stamped_in_order_so_the_page_keeps_the_newest():
+    runner = get_manager().start(Config(steps=10, hidden_sizes=(8,)))
+    assert runner.wait(timeout=60)
+    stamps = [live_status.status_of(runner)["t"] for _ in range(3)]
+    assert stamps == sorted(stamps) and len(set(stamps)) == 3
+
+
+def _compare_page():
+    from components import live_status
+    from training.config import Config
+    from training.manager import get_manager
+
+    runner = get_manager().start([Config(steps=5, hidden_sizes=(8,)), Config(steps=5, hidden_sizes=(8,),
+                                                                            clip="norm")], labels=["A", "B"])
+    runner.wait(timeout=60)
+    live_status.status_line(runner)
+
+
+def test_the_element_gets_every_run_its_title_colour_and_the_route_to_poll():
+    at = AppTest.from_function(_compare_page).run(timeout=60)
+    assert not at.exception
+    data = element_status(at)
+    runs = data["status"]["runs"]
+    assert [r["title"] for r in runs] == ["A", "B"] and runs[0]["color"] != runs[1]["color"]
+    assert "clip ‖g‖ ≤ 1" in runs[1]["detail"] and "clipping off" in runs[0]["detail"]
+    assert data["url"].startswith(live_api.API_PREFIX + "r") and data["every_ms"] == 250
