@@ -14,13 +14,14 @@ wait up to one period.
 
 A third row, without browser or Streamlit, says how much of P2 is the server's own refresh work: a trainer
 thread stepping alone, alternated with the same thread while another thread of the same process does the live
-view's figure work on the lab page's schedule (a snapshot per status refresh; the two overlay charts and the
-four per-layer charts, built and JSON-encoded, at their own periods). Both threads share the GIL, as the app's
-training thread and its script thread do.
+view's work on the lab page's schedule (the status line's poll: a light snapshot and its text as JSON; the
+two overlay charts and the four per-layer charts, built and JSON-encoded, at their own periods). Both threads
+share the GIL, as the app's training thread and its script thread do.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -237,11 +238,12 @@ def cli_block(tmp: Path, steps: int) -> float | None:
 
 
 def refresh_schedule() -> tuple[float, float, float]:
-    """The lab page's refresh periods: status line, overlay charts, per-layer charts (seconds)."""
+    """The lab page's refresh periods: status line's poll, overlay charts, per-layer charts (seconds)."""
     try:
+        from components import live_status
         from components import page_lab as L
 
-        return L.STATUS_REFRESH_S, L.CHARTS_REFRESH_S, L.DETAIL_REFRESH_S
+        return live_status.POLL_S, L.CHARTS_REFRESH_S, L.DETAIL_REFRESH_S
     except (ImportError, AttributeError):
         return (FALLBACK_REFRESH_S,) * 3
 
@@ -251,6 +253,7 @@ def server_refresh_vs_alone(pairs: int, block_s: float) -> tuple[list[float], st
     import plotly.io as pio
     import torch
 
+    from components.live_status import run_status
     from training.config import Config
     from training.runner import Run
 
@@ -269,7 +272,8 @@ def server_refresh_vs_alone(pairs: int, block_s: float) -> tuple[list[float], st
         return n / (time.perf_counter() - t0)
 
     def views(tick: int) -> None:
-        snap = run.snapshot()  # the status line's
+        snap = run.snapshot(history=False)  # the status line's poll: a light snapshot, its text as JSON
+        json.dumps(run_status(snap))
         figs = overlay_figures(run.snapshot()) if tick % round(charts_s / status_s) == 0 else []
         figs += detail_figures(run.snapshot()) if tick % round(detail_s / status_s) == 0 else []
         for f in figs:
@@ -299,7 +303,7 @@ def server_refresh_vs_alone(pairs: int, block_s: float) -> tuple[list[float], st
         run.record(run.trainer.step())
     views(0)  # warm: imports, plotly validators
     ratios = [b / a for a, b in alternate(train, with_refresh, pairs)]
-    return ratios, f"status every {status_s:g} s, 2 charts every {charts_s:g} s, 4 every {detail_s:g} s"
+    return ratios, f"status polled every {status_s:g} s, 2 charts every {charts_s:g} s, 4 every {detail_s:g} s"
 
 
 def _diag(pairs: int, block_s: float) -> tuple[list[float], str, str, str]:

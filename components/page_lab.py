@@ -12,8 +12,8 @@ from . import session as S
 # the route it polls. Charts go slower: each refresh builds and sends every figure, on a server whose training
 # thread shares the GIL and, on a small machine, the cores with the browser (measured in docs/benchmarks.md).
 STATUS_REFRESH_S = 1.0  # status fragment, only without the live route: banners, end of run, the status line
-CHARTS_REFRESH_S = 2.0  # loss and gradient norm
-DETAIL_REFRESH_S = 4.0  # the four per-layer charts and the theory panel
+CHARTS_REFRESH_S = 3.0  # loss and gradient norm
+DETAIL_REFRESH_S = 6.0  # the four per-layer charts and the theory panel
 
 
 def render() -> None:

@@ -14,7 +14,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from components import map_chart as M
-from tests.apptest_helpers import poll
+from tests.apptest_helpers import live_figures, poll
 from training import sweep as SW
 from training.manager import get_manager
 
@@ -143,7 +143,8 @@ def start_preset(at, preset):
 
 
 def chart_titles(at) -> list[str]:
-    return [json.loads(c.proto.spec)["layout"]["title"]["text"] for c in at.get("plotly_chart")]
+    """Titles of the charts on the page: Plotly charts and the lab's live charts alike."""
+    return [fig["layout"]["title"]["text"] for fig in live_figures(at).values()]
 
 
 def test_theory_panel_explains_the_exploding_mlp(lab_at):
