@@ -52,9 +52,11 @@ function el(tag, cls, text) {
   return e;
 }
 
-function draw(root, status) {
-  const runs = status.runs;
+// The line's nodes are built once per set of runs and then only their text changes: rebuilding them four
+// times a second would cost the page a style, layout and paint pass each time.
+function build(root, runs) {
   root.className = 'gel-status' + (runs.length > 1 ? ' gel-multi' : '');
+  root.__refs = [];
   root.replaceChildren(...runs.map((r) => {
     const box = el('div', 'gel-run');
     const head = el('div', 'gel-head');
@@ -63,17 +65,38 @@ function draw(root, status) {
       sq.style.color = r.color;
       head.append(sq, el('b', '', 'Run ' + r.title), ' · ');
     }
-    head.append(el('span', 'gel-badge gel-badge-' + r.badge, r.state), ' · step ', el('b', '', r.step_text),
-                ' / ' + r.steps_text + ' · ' + r.detail);
+    const refs = {badge: el('span'), step: el('b'), rest: el('span'), values: []};
+    head.append(refs.badge, ' · step ', refs.step, refs.rest);
     const metrics = el('div', 'gel-metrics');
-    for (const [label, value] of r.metrics) {
+    for (const [label] of r.metrics) {
+      const value = el('div', 'gel-value');
       const m = el('div', 'gel-metric');
-      m.append(el('div', 'gel-label', label), el('div', 'gel-value', value));
+      m.append(el('div', 'gel-label', label), value);
       metrics.append(m);
+      refs.values.push(value);
     }
     box.append(head, metrics);
+    root.__refs.push(refs);
     return box;
   }));
+}
+
+const setText = (node, text) => { if (node.textContent !== text) node.textContent = text; };
+
+function draw(root, status) {
+  const shape = status.runs.map((r) => r.title + ' ' + r.color + ' ' + r.metrics.length).join(',');
+  if (root.__shape !== shape) {
+    build(root, status.runs);
+    root.__shape = shape;
+  }
+  status.runs.forEach((r, i) => {
+    const refs = root.__refs[i];
+    setText(refs.badge, r.state);
+    refs.badge.className = 'gel-badge gel-badge-' + r.badge;
+    setText(refs.step, r.step_text);
+    setText(refs.rest, ' / ' + r.steps_text + ' · ' + r.detail);
+    r.metrics.forEach(([, value], j) => setText(refs.values[j], value));
+  });
 }
 
 const states = (status) => status.alive + ':' + status.runs.map((r) => r.state).join(',');

@@ -62,6 +62,25 @@ def set_number(page, key: str, value: str, url_has: str) -> None:
     raise AssertionError(f"{key} never took {value}")
 
 
+# The chart's own plot div (components/plot.py), reached from the element Streamlit keys by our chart key.
+PLOT = "document.querySelector('.st-key-{key}:not([data-stale=\"true\"]) .gel-plot')"
+
+
+def plot_eval(page, key: str, body: str):
+    """Evaluate ``body`` with ``d`` bound to the chart's plot div (null when it is not on the page)."""
+    return page.evaluate(f"(() => {{ const d = {PLOT.format(key=key)}; return {body}; }})()")
+
+
+def drawn(page, key: str) -> int:
+    return int(plot_eval(page, key, "d && d.dataset.drawn ? Number(d.dataset.drawn) : 0"))
+
+
+def last_step_drawn(page, key: str, trace: str = "loss") -> float:
+    """The largest x of the chart's trace named ``trace``, as plotly.js decoded it for drawing."""
+    xs = f"Array.from((d._fullData.find(t => t.name === '{trace}') || {{x: []}}).x)"
+    return float(plot_eval(page, key, f"d && d._fullData ? Math.max(...{xs}.filter(Number.isFinite)) : -1"))
+
+
 SETTLED = """() => ![...document.querySelectorAll('[data-testid="stMain"] [data-stale="true"]')]
     .some(e => e.offsetHeight > 0)"""  # no visible element is waiting for its refresh (drawn faded)
 
@@ -71,8 +90,8 @@ def all_drawn(page) -> bool:
 
 
 def screenshot_when_drawn(page, path) -> None:
-    """A live chart is remounted (briefly blank) when its figure changes, and elements fade while their
-    fragment reruns: keep a picture taken between two checks that everything was drawn and settled."""
+    """Elements fade while their fragment reruns: keep a picture taken between two checks that every chart was
+    drawn and everything settled."""
     for _ in range(40):
         if all_drawn(page):
             page.screenshot(path=str(path))
@@ -125,7 +144,11 @@ def test_explode_clip_compare_and_stop(streamlit_server, browser_page, repo_root
     click_button(page, "btn_start")
     wait_until(lambda: len(steps(page)) == 2 and "Run B exploded" in text(page, "banner")
                and steps(page)[0] > 100, timeout=45, what="A to train and B to explode")
-    page.mouse.move(1300, 700)  # over blank page, and nothing focused: no tooltip in the picture
+    # The charts' first refresh after Start: the picture shows them with the runs' steps, not just step 0.
+    wait_until(lambda: last_step_drawn(page, "chart_loss", "A loss") > 50, what="the charts' first refresh")
+    wait_until(lambda: int(re.search(r"step (\d+)", plot_eval(page, "chart_flow", "d.layout.title.text"))[1]) > 50,
+               what="the per-layer charts' first refresh")
+    page.mouse.move(700, 40)  # over the blank header, and nothing focused: no tooltip in the picture
     page.evaluate("document.activeElement && document.activeElement.blur()")
     # The README's picture is refreshed on request only, so a test run leaves the tracked file alone.
     shot = repo_root / "docs" / "screenshot.png" if os.environ.get("UPDATE_SCREENSHOT") else tmp_path / "shot.png"

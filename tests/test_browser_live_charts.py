@@ -8,28 +8,9 @@ from __future__ import annotations
 import time
 
 import pytest
-from test_browser import click_button, el, set_number, steps, wait_until
+from test_browser import click_button, drawn, el, last_step_drawn, plot_eval, set_number, steps, wait_until
 
 pytestmark = pytest.mark.browser
-
-# The chart's own plot div (components/plot.py), reached from the element Streamlit keys by our chart key.
-PLOT = "document.querySelector('.st-key-{key}:not([data-stale=\"true\"]) .gel-plot')"
-
-
-def plot_eval(page, key: str, body: str):
-    """Evaluate ``body`` with ``d`` bound to the chart's plot div (null when it is not on the page)."""
-    return page.evaluate(f"(() => {{ const d = {PLOT.format(key=key)}; return {body}; }})()")
-
-
-def drawn(page, key: str) -> int:
-    return int(plot_eval(page, key, "d && d.dataset.drawn ? Number(d.dataset.drawn) : 0"))
-
-
-def last_step_drawn(page, key: str, trace: str = "loss") -> float:
-    """The largest x of the chart's trace named ``trace``, as plotly.js decoded it for drawing."""
-    xs = f"Array.from(d._fullData.find(t => t.name === '{trace}').x)"
-    return float(plot_eval(page, key, f"d && d._fullData ? Math.max(...{xs}.filter(Number.isFinite)) : -1"))
-
 
 def test_live_charts_update_in_place_keep_the_zoom_and_draw_when_scrolled_to(streamlit_server, browser_page):
     page = browser_page
