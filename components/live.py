@@ -6,13 +6,13 @@ never touches Streamlit.
 
 from __future__ import annotations
 
-import dataclasses
-
 import streamlit as st
 
-from . import live_status, panels, theory_panel
+from . import live_api, live_status, panels, theory_panel
+from . import live_figures as LF
 from . import session as S
 from .data import describe, table_csv, table_parquet
+from .plot import Source
 
 ss = st.session_state
 HOW_TO = ("**Try this first:** pick the preset *watch it explode* and press **Start**: the loss and gradient "
@@ -23,17 +23,20 @@ HOW_TO = ("**Try this first:** pick the preset *watch it explode* and press **St
 def _overlay_snapshots(exclude: set[str]) -> list:
     """Earlier runs picked in the overlay list, relabelled with their run id so legends stay unambiguous."""
     picked = set(ss.get("w_overlay", []))
-    out = []
-    for runner in S.session_runners():
-        for i, run in enumerate(runner.runs):
-            if run.id in picked and run.id not in exclude:
-                snap = runner.snapshot(i)
-                out.append(dataclasses.replace(snap, label=f"{_short(snap.id)} {snap.label}"))
-    return out
+    return [LF.as_overlay(runner.snapshot(i)) for runner in S.session_runners()
+            for i, run in enumerate(runner.runs) if run.id in picked and run.id not in exclude]
+
+
+def _sources(runner, runs: list[str], extra: list[str], every_s: float):
+    """Chart key -> where the chart refreshes itself while the run trains: the live chart route, when this
+    server has it (serve.py); otherwise None and the chart's fragment reruns on a timer instead."""
+    if not (live_api.SERVED and runner.alive):
+        return None
+    return lambda key: Source(live_api.chart_url(key, runs, extra), every_s)
 
 
 def _short(run_id: str) -> str:
-    return run_id.split("-")[0]
+    return LF.short(run_id)
 
 
 def live_view(polling: bool) -> None:
@@ -55,7 +58,7 @@ def live_view(polling: bool) -> None:
         st.rerun(scope="app")
 
 
-def overlay_view() -> None:
+def overlay_view(every_s: float) -> None:
     """Loss and gradient norm of every run of this tab, with the earlier runs picked for overlay.
 
     Its own fragment, refreshed a little slower than the status line: Streamlit remounts a Plotly chart
@@ -65,11 +68,13 @@ def overlay_view() -> None:
     if runner is None:
         return
     snaps = [runner.snapshot(i) for i in range(len(runner.runs))]
+    extra = _overlay_snapshots({s.id for s in snaps})
+    source = _sources(runner, [s.id for s in snaps], [s.id for s in extra], every_s)
     with st.container(key="charts"):
-        panels.overlay_charts(snaps + _overlay_snapshots({s.id for s in snaps}))
+        panels.overlay_charts(snaps + extra, source)
 
 
-def detail_view() -> None:
+def detail_view(every_s: float) -> None:
     """Per-layer charts of one run (pick A or B when comparing). A fragment of its own, refreshed less often:
     they change more slowly, and four more figures per refresh would cost the training thread real time."""
     runner = S.current_runner()
@@ -81,9 +86,10 @@ def detail_view() -> None:
         pick = st.radio("Per-layer charts below are for run", [s.label for s in snaps], horizontal=True,
                         key="w_inspect")
         detail = next(s for s in snaps if s.label == pick)
+    source = _sources(runner, [detail.id], [], every_s)
     with st.container(key="detail"):
-        panels.detail_charts(detail)
-        theory_panel.theory_panel(detail)
+        panels.detail_charts(detail, source)
+        theory_panel.theory_panel(detail, source)
 
 
 def runs_section() -> None:

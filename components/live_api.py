@@ -1,19 +1,31 @@
-"""The one HTTP route beside the app: ``GET /api/live/<run id>``, the status line's numbers as JSON.
+"""The HTTP routes beside the app, served by ``serve.py``; they let the live view stay current without a
+Streamlit rerun.
 
-Served by ``serve.py``. It reads a light snapshot of a live run (no history) and answers in well under a
-millisecond, which lets the status line stay current without a Streamlit rerun (components/live_status.py).
-Run ids are the ones already in the page's address; a run that is not live in this process answers 404.
+- ``GET /api/live/<run id>``: the status line's numbers as JSON, from a light snapshot of a live runner (no
+  history); well under a millisecond (components/live_status.py).
+- ``GET /api/chart/<chart key>?runs=<ids>&extra=<ids>``: the newest figure of one live chart, as Plotly JSON,
+  built by the same function a rerun would use (components/live_figures.py). ``runs`` are the runs it draws,
+  ``extra`` earlier runs overlaid on the loss and gradient-norm charts. A chart fetches it only while it is
+  on screen, so charts nobody looks at cost the server nothing.
+
+Run ids are the ones already in the page's address. A run that is not in this process answers 404.
 """
 
 from __future__ import annotations
 
+from urllib.parse import urlencode
+
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from training.manager import get_manager
 
+from . import live_figures as LF
 from .live_status import API_PREFIX, status_of
+
+CHART_PREFIX = "/api/chart/"
+NO_STORE = {"Cache-Control": "no-store"}
 
 # True once serve.py has mounted the route in this process. The lab page then has no timed status fragment:
 # the status line polls the route. Under a bare `streamlit run app.py` it stays False and the fragment ticks.
@@ -26,12 +38,48 @@ async def live_status(request: Request) -> JSONResponse:
     runner = manager.get(run_id)
     if runner is None:
         return JSONResponse({"error": "no live run with this id in this server"}, status_code=404,
-                            headers={"Cache-Control": "no-store"})
+                            headers=NO_STORE)
     manager.touch(run_id)  # a page polling the run is watching it: it does not pause for idleness
-    return JSONResponse(status_of(runner), headers={"Cache-Control": "no-store"})
+    return JSONResponse(status_of(runner), headers=NO_STORE)
+
+
+def chart_url(key: str, runs: list[str], extra: list[str] = ()) -> str:
+    query = {"runs": ",".join(runs)}
+    if extra:
+        query["extra"] = ",".join(extra)
+    return f"{CHART_PREFIX}{key}?{urlencode(query)}"
+
+
+def _snapshot(run_id: str):
+    """The full snapshot of run ``run_id`` (any run of any runner in this process), or None."""
+    for runner in get_manager().runners():
+        for i, run in enumerate(runner.runs):
+            if run.id == run_id:
+                return runner.snapshot(i)
+    return None
+
+
+def _ids(value: str | None) -> list[str]:
+    return [x for x in (value or "").split(",") if x]
+
+
+def live_chart(request: Request) -> Response:
+    """A plain function: Starlette runs it on a worker thread, so building the figure never holds up the
+    event loop that serves the page."""
+    key = request.path_params["key"]
+    if key not in LF.KEYS:
+        return JSONResponse({"error": f"no live chart {key!r}; known: {', '.join(LF.KEYS)}"}, status_code=404,
+                            headers=NO_STORE)
+    runs = [_snapshot(i) for i in _ids(request.query_params.get("runs"))]
+    if not runs or any(s is None for s in runs):
+        return JSONResponse({"error": "runs: no such run in this server"}, status_code=404, headers=NO_STORE)
+    extra = [LF.as_overlay(s) for s in map(_snapshot, _ids(request.query_params.get("extra"))) if s is not None]
+    fig = LF.figure(key, runs + extra)
+    return Response(fig.to_json(), media_type="application/json", headers=NO_STORE)
 
 
 def routes() -> list[Route]:
     global SERVED
     SERVED = True
-    return [Route(API_PREFIX + "{run_id}", live_status, methods=["GET"])]
+    return [Route(API_PREFIX + "{run_id}", live_status, methods=["GET"]),
+            Route(CHART_PREFIX + "{key}", live_chart, methods=["GET"])]

@@ -8,9 +8,9 @@ from . import controls, live, live_api, plot
 from . import session as S
 
 # Refresh periods while a run is alive. The status line polls its own numbers four times a second and triggers
-# a rerun when the run ends (components/live_status.py), so its fragment needs no timer where serve.py serves
-# the route it polls. Charts go slower: each refresh builds and sends every figure, on a server whose training
-# thread shares the GIL and, on a small machine, the cores with the browser (measured in docs/benchmarks.md).
+# a rerun when a run changes state (components/live_status.py). Charts go slower: each refresh builds a figure
+# on a server whose training thread shares the GIL and, on a small machine, the cores with the browser
+# (measured in docs/benchmarks.md).
 STATUS_REFRESH_S = 1.0  # status fragment, only without the live route: banners, end of run, the status line
 CHARTS_REFRESH_S = 3.0  # loss and gradient norm
 DETAIL_REFRESH_S = 6.0  # the four per-layer charts and the theory panel
@@ -32,10 +32,12 @@ def render() -> None:
 
     runner = S.current_runner()
     polling = runner is not None and runner.alive
-    status_timer = polling and not live_api.SERVED
-    st.fragment(run_every=STATUS_REFRESH_S if status_timer else None)(live.live_view)(polling)
-    st.fragment(run_every=CHARTS_REFRESH_S if polling else None)(live.overlay_view)()
-    st.fragment(run_every=DETAIL_REFRESH_S if polling else None)(live.detail_view)()
+    # Where serve.py serves the live routes, the status line and the charts refresh themselves from them while
+    # the run trains, and no fragment reruns on a timer; under a bare `streamlit run app.py` the fragments do.
+    timers = polling and not live_api.SERVED
+    st.fragment(run_every=STATUS_REFRESH_S if timers else None)(live.live_view)(polling)
+    st.fragment(run_every=CHARTS_REFRESH_S if timers else None)(live.overlay_view)(CHARTS_REFRESH_S)
+    st.fragment(run_every=DETAIL_REFRESH_S if timers else None)(live.detail_view)(DETAIL_REFRESH_S)
     live.runs_section()
     plot.preload()
     S.sync_url(cfg)

@@ -11,9 +11,9 @@ from collections.abc import Callable, Sequence
 import pandas as pd
 import streamlit as st
 
-from . import charts as C
-from . import plot
+from . import live_figures as LF
 from .data import describe, explosion, full_resolution_start, suggestion
+from .plot import Source, chart
 
 STATE_BADGE = {"idle": "gray", "running": "blue", "paused": "orange", "finished": "green", "exploded": "red",
                "error": "red", "stopped": "gray"}
@@ -64,39 +64,26 @@ def outcome_banner(snap, who: str = "Training") -> None:
                    + (f", test accuracy {acc:.0%}" if acc is not None else "") + ".", icon=":material/check_circle:")
 
 
-def chart(fig, key: str, caption: str) -> None:
-    """One chart and its caption. The chart updates in place at each live refresh, so it stays interactive
-    while the run trains: hover, zoom and hidden legend entries survive the refresh."""
-    plot.plotly_figure(fig, key)
-    st.caption(caption)
-
-
-def overlay_charts(snaps: Sequence) -> None:
-    """Loss and gradient norm, every run in ``snaps`` overlaid (A and B, plus any earlier runs picked)."""
+def overlay_charts(snaps: Sequence, source: Callable[[str], Source | None] | None = None) -> None:
+    """Loss and gradient norm, every run in ``snaps`` overlaid (A and B, plus any earlier runs picked).
+    ``source``: chart key -> the URL the chart refreshes itself from while the run trains (None: it does not)."""
+    source = source or (lambda key: None)
     left, right = st.columns(2, gap="medium")
     with left:
-        chart(C.loss_figure(snaps), "chart_loss", CAPTIONS["loss"])
+        chart(LF.figure("chart_loss", snaps), "chart_loss", CAPTIONS["loss"], source("chart_loss"))
     with right:
-        chart(C.grad_norm_figure(snaps), "chart_grad", CAPTIONS["grad_multi" if len(snaps) > 1 else "grad"])
+        chart(LF.figure("chart_grad", snaps), "chart_grad", CAPTIONS["grad_multi" if len(snaps) > 1 else "grad"],
+              source("chart_grad"))
 
 
-def detail_charts(snap) -> None:
+def detail_charts(snap, source: Callable[[str], Source | None] | None = None) -> None:
     """Per-layer charts of one run: heatmap over time, gradient flow now, weights and updates, activations."""
-    left, right = st.columns(2, gap="medium")
-    with left:
-        chart(C.layer_heatmap(snap), "chart_heatmap", CAPTIONS["heatmap"])
-    with right:
-        rec = snap.latest
-        if rec is not None:
-            chart(C.gradient_flow_figure(snap.names, {snap.label: rec.grad_norms}, rec.step), "chart_flow",
-                  CAPTIONS["flow"])
-    left, right = st.columns(2, gap="medium")
-    with left:
-        chart(C.weights_updates_figure(snap), "chart_weights", CAPTIONS["weights"])
-    with right:
-        if snap.probes:
-            probe = snap.probes[-1]
-            chart(C.probe_figure(probe), "chart_acts", CAPTIONS["time" if "time_backward_norm" in probe else "acts"])
+    source = source or (lambda key: None)
+    acts = CAPTIONS["time" if snap.config.is_recurrent else "acts"]
+    for pair in (("chart_heatmap", "chart_flow"), ("chart_weights", "chart_acts")):
+        for col, key in zip(st.columns(2, gap="medium"), pair, strict=True):
+            with col:
+                chart(LF.figure(key, [snap]), key, acts if key == "chart_acts" else CAPTIONS[key[6:]], source(key))
 
 
 def runs_table(snaps: Sequence, current_ids: Sequence[str]) -> None:

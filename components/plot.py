@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
 import plotly
@@ -67,7 +68,7 @@ function pump() {
   later(() => loadPlotly(data.src).then((Plotly) => {
     const fig = JSON.parse(data.figure);
     return Plotly.react(next, fig.data, fig.layout, data.config);
-  }).then(() => { next.dataset.drawn = String(data.revision); }, (err) => {
+  }).then(() => { next.dataset.drawn = String((next.__draws = (next.__draws || 0) + 1)); }, (err) => {
     next.textContent = 'The chart could not be drawn: ' + err.message;
   }).finally(() => { state.busy = false; later(pump); }));
 }
@@ -81,6 +82,34 @@ function watch(div) {
     }, {rootMargin: '200px'});
   }
   state.seen.observe(div);
+}
+
+// A chart with a source fetches its newest figure on its period, but only while it is on screen: a chart
+// nobody looks at costs neither the server nor the page anything. One loop per chart (a timer or a fetch in
+// flight), whatever the number of reruns that hand it new data.
+function refresh(div) {
+  div.__timer = null;
+  const source = div.__source;
+  if (!source || !div.isConnected) return;
+  if (!div.__visible) { schedule(div); return; }
+  div.__inflight = true;
+  fetch(source, {cache: 'no-store'}).then((r) => {
+    if (r.status === 404) { if (div.__source === source) div.__source = null; return null; }  // run gone
+    return r.ok ? r.text() : null;
+  }).catch(() => null).then((figure) => {
+    div.__inflight = false;
+    if (figure && div.__source === source) {
+      state.queue.set(div, {...div.__base, figure});
+      pump();
+    }
+    schedule(div);
+  });
+}
+
+function schedule(div) {
+  if (div.__source && !div.__timer && !div.__inflight && div.isConnected) {
+    div.__timer = setTimeout(() => refresh(div), div.__every);
+  }
 }
 
 export default function ({ data, parentElement }) {
@@ -97,10 +126,15 @@ export default function ({ data, parentElement }) {
     watch(div);
   }
   div.style.height = data.height + 'px';  // hold the space before the first draw: the page does not jump
-  div.dataset.revision = String(data.revision);
   state.queue.set(div, data);  // only the latest figure of a chart is kept
   pump();
+  div.__base = data;
+  div.__every = data.every_ms;
+  if (div.__source !== data.source) { clearTimeout(div.__timer); div.__timer = null; div.__source = data.source; }
+  schedule(div);
   return () => {
+    div.__source = null;
+    clearTimeout(div.__timer);
     state.queue.delete(div);
     if (state.seen) state.seen.unobserve(div);
     if (window.Plotly) window.Plotly.purge(div);
@@ -141,8 +175,9 @@ def in_place_available() -> bool:
     return bool(st.get_option("server.enableStaticServing")) and ensure_plotly_js()
 
 
-def plotly_figure(fig, key: str, config: dict | None = None) -> None:
-    """Draw ``fig`` under ``key``, updating the chart already on the page when there is one."""
+def plotly_figure(fig, key: str, config: dict | None = None, source: Source | None = None) -> None:
+    """Draw ``fig`` under ``key``, updating the chart already on the page when there is one; with ``source``,
+    the chart then fetches its newest figure from there, on its period, while it is on screen."""
     config = {"displaylogo": False, "displayModeBar": "hover", "responsive": True, **(config or {})}
     if not in_place_available():
         # theme=None: our own colours and log axes, as in the in-place chart.
@@ -151,12 +186,21 @@ def plotly_figure(fig, key: str, config: dict | None = None) -> None:
     figure = fig.to_json()
     height = (fig.layout.height or DEFAULT_HEIGHT)
     _element(key=key, data={"figure": figure, "config": config, "height": height, "src": plotly_js_url(),
-                            "revision": _revision(key)})
+                            "source": source.url if source else None,
+                            "every_ms": int(source.every_s * 1000) if source else None})
 
 
-def _revision(key: str) -> int:
-    """Counts the figures sent under ``key`` in this session: the page marks which one it has drawn."""
-    counts = st.session_state.setdefault("_gel_plot_revisions", {})
-    counts[key] = counts.get(key, 0) + 1
-    return counts[key]
+@dataclass(frozen=True)
+class Source:
+    """Where a live chart fetches its newest figure (the live chart route), and how often."""
 
+    url: str
+    every_s: float
+
+
+def chart(fig, key: str, caption: str, source: Source | None = None) -> None:
+    """One live chart and its caption. It updates in place, so it stays interactive while the run trains:
+    hover, zoom and hidden legend entries survive the refresh. With a ``source`` the chart refreshes itself
+    from it while it is on screen."""
+    plotly_figure(fig, key, source=source)
+    st.caption(caption)

@@ -8,13 +8,14 @@ from __future__ import annotations
 from functools import lru_cache
 
 import numpy as np
+import plotly.graph_objects as go
 import streamlit as st
 
 from training import explain, theory
 from training.config import Config
 
 from . import theory as TH
-from .panels import chart
+from .plot import Source, chart
 
 FLAT_NOTE = ("Why the right panel looks flat while the left one compounds: ‖∂L/∂W_l‖ = ‖∂L/∂h_l‖ × the size of "
              "layer l's input, and a growing (or shrinking) forward signal cancels most of the backward signal's "
@@ -34,31 +35,40 @@ def _pascanu(activation: str) -> tuple[float, str]:
     return theory.pascanu_condition(activation)
 
 
-def theory_panel(snap) -> None:
-    """MLP: predicted vs measured ‖∂L/∂h‖ per hidden layer; recurrent: the recurrent matrix's spectrum."""
+def theory_panel(snap, source=None) -> None:
+    """MLP: predicted vs measured ‖∂L/∂h‖ per hidden layer; recurrent: the recurrent matrix's spectrum.
+    ``source``: chart key -> the URL its chart refreshes itself from while the run trains (or None)."""
     cfg = snap.config
+    source = source or (lambda key: None)
     with st.expander("Why it explodes", expanded=True, icon=":material/functions:"):
         if cfg.is_recurrent:
-            _recurrent(snap, cfg)
+            _recurrent(snap, cfg, source("chart_spectral"))
         else:
-            _mlp(snap, cfg)
+            _mlp(snap, cfg, source("chart_theory"))
 
 
-def _mlp(snap, cfg: Config) -> None:
+def _mlp(snap, cfg: Config, source: Source | None) -> None:
     why_not = explain.not_applicable(cfg)
     pred = None if why_not else _mlp_theory(cfg)
-    probes = [p for p in snap.probes if len(p.get("backward_norm", []))]
-    grads, grads_step = last_finite_weight_grads(snap)
     if pred is not None:
         st.markdown(pred["reading"])
     else:
         st.info(f"No mean-field prediction here: {why_not}. The measured profile is still shown.",
                 icon=":material/info:")
-    fig = TH.backward_signal_figure(pred["hidden_backward_profile"] if pred else None,
-                                    probes[0] if probes else None, probes[-1] if len(probes) > 1 else None, grads)
-    chart(fig, "chart_theory", FLAT_NOTE)
+    chart(mlp_figure(snap), "chart_theory", FLAT_NOTE, source)
+    _, grads_step = last_finite_weight_grads(snap)
     if grads_step is not None and snap.latest is not None and grads_step != snap.latest.step:
         st.caption(f"‖∂L/∂W‖ on the right: step {grads_step}, the last step whose gradients were all finite.")
+
+
+def mlp_figure(snap) -> go.Figure:
+    """Predicted and measured ‖∂L/∂h‖ per hidden layer, and ‖∂L/∂W‖ at the last finite step."""
+    cfg = snap.config
+    pred = None if explain.not_applicable(cfg) else _mlp_theory(cfg)
+    probes = [p for p in snap.probes if len(p.get("backward_norm", []))]
+    grads, _ = last_finite_weight_grads(snap)
+    return TH.backward_signal_figure(pred["hidden_backward_profile"] if pred else None,
+                                     probes[0] if probes else None, probes[-1] if len(probes) > 1 else None, grads)
 
 
 def last_finite_weight_grads(snap) -> tuple[np.ndarray | None, int | None]:
@@ -76,13 +86,22 @@ def last_finite_weight_grads(snap) -> tuple[np.ndarray | None, int | None]:
     return (hidden[ok[-1]], int(steps[ok[-1]])) if len(ok) else (now, snap.latest.step)
 
 
-def _recurrent(snap, cfg: Config) -> None:
-    act = "tanh" if cfg.model in ("lstm", "gru") else cfg.activation
-    gamma, sentence = _pascanu(act)
+def _recurrent(snap, cfg: Config, source: Source | None) -> None:
+    gamma, sentence = _pascanu(_recurrent_activation(cfg))
     if cfg.model in ("lstm", "gru"):
         st.markdown(GATED_NOTE)
     st.markdown(sentence)
+    chart(spectral(snap), "chart_spectral", "Above the dashed line the recurrent matrix can amplify the backward "
+                                            "signal at every time step; the gradient norm (right axis) follows.",
+          source)
+
+
+def _recurrent_activation(cfg: Config) -> str:
+    return "tanh" if cfg.model in ("lstm", "gru") else cfg.activation
+
+
+def spectral(snap) -> go.Figure:
+    """The recurrent matrix's spectral norm over the probes, the gradient norm, and the 1/gamma bound."""
+    gamma, _ = _pascanu(_recurrent_activation(snap.config))
     steps, pre_clip = snap.series("grad_norm_pre_clip")
-    fig = TH.spectral_figure(snap.probes, steps, pre_clip, bound=1.0 / gamma)
-    chart(fig, "chart_spectral", "Above the dashed line the recurrent matrix can amplify the backward signal at "
-                                 "every time step; the gradient norm (right axis) follows.")
+    return TH.spectral_figure(snap.probes, steps, pre_clip, bound=1.0 / gamma)

@@ -14,8 +14,10 @@ pytestmark = pytest.mark.browser
 
 def test_live_charts_update_in_place_keep_the_zoom_and_draw_when_scrolled_to(streamlit_server, browser_page):
     page = browser_page
-    polls = []
+    polls, charts = [], []
     page.on("response", lambda r: polls.append(r.status) if "/api/live/" in r.url else None)
+    page.on("response", lambda r: charts.append((r.url.split("/api/chart/")[1].split("?")[0], r.status))
+            if "/api/chart/" in r.url else None)
     page.goto(streamlit_server)
     el(page, "btn_start").wait_for(timeout=60_000)
     set_number(page, "w_steps", "100000", url_has="steps=100000")
@@ -45,10 +47,15 @@ def test_live_charts_update_in_place_keep_the_zoom_and_draw_when_scrolled_to(str
     assert plot_eval(page, "chart_loss", "d._fullLayout.xaxis.range") == [0, 50]
     assert last_step_drawn(page, "chart_loss") > 50  # the data kept growing behind the zoomed view
 
-    # The activation statistics sit below the fold of a 1000-pixel-high window: not drawn until scrolled to.
+    # The refreshes came from the live chart route. The activation statistics sit below the fold of a
+    # 1000-pixel-high window: never fetched nor drawn until scrolled to.
+    assert ("chart_loss", 200) in charts and {status for _, status in charts} == {200}
     el(page, "chart_acts").wait_for(state="attached", timeout=30_000)
-    assert drawn(page, "chart_acts") == 0
+    assert drawn(page, "chart_acts") == 0 and "chart_acts" not in {key for key, _ in charts}
     el(page, "chart_acts").scroll_into_view_if_needed()
     wait_until(lambda: drawn(page, "chart_acts") >= 1, timeout=20, what="the scrolled-to chart to draw")
+    # Playwright delivers the page's events while it is called: wait through it, not beside it.
+    wait_until(lambda: page.wait_for_timeout(100) or ("chart_acts", 200) in charts, timeout=20,
+               what="the scrolled-to chart's own refresh")
     assert plot_eval(page, "chart_acts", "d.querySelectorAll('.main-svg').length") > 0
     click_button(page, "btn_stop")

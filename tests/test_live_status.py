@@ -1,5 +1,6 @@
-"""The status line's numbers: what the live route answers and what the status element is given are the run's
-own values, formatted once in Python, JSON-safe when the run has gone non-finite."""
+"""The live routes. The status line's numbers, in the route's answer and in the status element's data, are the
+run's own values, formatted once in Python and JSON-safe when the run has gone non-finite; a chart's refresh is
+the figure a rerun would draw."""
 
 from __future__ import annotations
 
@@ -34,8 +35,9 @@ def get(path: str) -> tuple[int, dict, dict]:
     async def send(message):
         sent.append(message)
 
+    path, _, query = path.partition("?")
     scope = {"type": "http", "method": "GET", "path": path, "raw_path": path.encode(), "headers": [],
-             "query_string": b"", "root_path": "", "scheme": "http", "server": ("127.0.0.1", 80)}
+             "query_string": query.encode(), "root_path": "", "scheme": "http", "server": ("127.0.0.1", 80)}
     # On a thread of its own: the browser tests' Playwright keeps an event loop running on this one.
     with ThreadPoolExecutor(1) as pool:
         pool.submit(asyncio.run, Router(routes=live_api.routes())(scope, receive, send)).result()
@@ -101,3 +103,28 @@ def test_the_element_gets_every_run_its_title_colour_and_the_route_to_poll():
     assert [r["title"] for r in runs] == ["A", "B"] and runs[0]["color"] != runs[1]["color"]
     assert "clip ‖g‖ ≤ 1" in runs[1]["detail"] and "clipping off" in runs[0]["detail"]
     assert data["url"].startswith(live_api.API_PREFIX + "r") and data["every_ms"] == 250
+
+
+def test_the_chart_route_answers_the_figure_a_rerun_would_draw():
+    from components import live_figures as LF
+
+    first = get_manager().start(Config(steps=30, hidden_sizes=(16,)))
+    earlier = get_manager().start(Config(steps=20, hidden_sizes=(16,), clip="norm"))
+    assert first.wait(timeout=60) and earlier.wait(timeout=60)
+    snap, other = first.snapshot(), earlier.snapshot()
+    for key in LF.OVERLAY_KEYS + LF.DETAIL_KEYS + ("chart_theory",):
+        code, body, headers = get(live_api.chart_url(key, [snap.id]))
+        assert code == 200 and headers["cache-control"] == "no-store"
+        assert body == json.loads(LF.figure(key, [snap]).to_json()), key
+    code, body, _ = get(live_api.chart_url("chart_loss", [snap.id], [other.id]))
+    assert body == json.loads(LF.figure("chart_loss", [snap, LF.as_overlay(other)]).to_json())
+    assert f"{other.id.split('-')[0]} {other.label} loss" in {t.get("name") for t in body["data"]}
+
+
+def test_the_chart_route_names_what_it_does_not_know():
+    runner = get_manager().start(Config(steps=5, hidden_sizes=(8,)))
+    assert runner.wait(timeout=60)
+    code, body, _ = get(live_api.chart_url("chart_nope", [runner.runs[0].id]))
+    assert code == 404 and "chart_loss" in body["error"]
+    code, body, _ = get(live_api.chart_url("chart_loss", ["r9-gone"]))
+    assert code == 404 and "no such run" in body["error"]
