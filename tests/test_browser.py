@@ -81,6 +81,13 @@ def last_step_drawn(page, key: str, trace: str = "loss") -> float:
     return float(plot_eval(page, key, f"d && d._fullData ? Math.max(...{xs}.filter(Number.isFinite)) : -1"))
 
 
+def title_step(page, key: str) -> int:
+    """The step a chart's title names ("... (step 877)"), or -1 (not drawn yet, or still waiting for data)."""
+    title = plot_eval(page, key, "d && d.layout && d.layout.title ? d.layout.title.text : ''") or ""
+    m = re.search(r"step (\d+)", title)
+    return int(m[1]) if m else -1
+
+
 SETTLED = """() => ![...document.querySelectorAll('[data-testid="stMain"] [data-stale="true"]')]
     .some(e => e.offsetHeight > 0)"""  # no visible element is waiting for its refresh (drawn faded)
 
@@ -146,8 +153,7 @@ def test_explode_clip_compare_and_stop(streamlit_server, browser_page, repo_root
                and steps(page)[0] > 100, timeout=45, what="A to train and B to explode")
     # The charts' first refresh after Start: the picture shows them with the runs' steps, not just step 0.
     wait_until(lambda: last_step_drawn(page, "chart_loss", "A loss") > 50, what="the charts' first refresh")
-    wait_until(lambda: int(re.search(r"step (\d+)", plot_eval(page, "chart_flow", "d.layout.title.text"))[1]) > 50,
-               what="the per-layer charts' first refresh")
+    wait_until(lambda: title_step(page, "chart_flow") > 50, what="the per-layer charts' first refresh")
     page.mouse.move(700, 40)  # over the blank header, and nothing focused: no tooltip in the picture
     page.evaluate("document.activeElement && document.activeElement.blur()")
     # The README's picture is refreshed on request only, so a test run leaves the tracked file alone.
