@@ -35,10 +35,6 @@ def _sources(runner, runs: list[str], extra: list[str], every_s: float):
     return lambda key: Source(live_api.chart_url(key, runs, extra), every_s)
 
 
-def _short(run_id: str) -> str:
-    return LF.short(run_id)
-
-
 def live_view(polling: bool) -> None:
     """Status line and banners of this tab's run; reruns the whole app once when a polled run ends (so the
     buttons and the URL catch up and the polling stops). The status line keeps itself current in between."""
@@ -48,12 +44,10 @@ def live_view(polling: bool) -> None:
         return
     S.watch(runner)
     with st.container(key="status"):
-        live_status.status_line(runner)
+        snaps = live_status.status_line(runner)
     with st.container(key="banner"):
-        multi = len(runner.runs) > 1
-        for i in range(len(runner.runs)):
-            snap = runner.snapshot(i, history=False)
-            panels.outcome_banner(snap, who=f"Run {snap.label}" if multi else "Training")
+        for snap in snaps:
+            panels.outcome_banner(snap, who=f"Run {snap.label}" if len(snaps) > 1 else "Training")
     if polling and not runner.alive:
         st.rerun(scope="app")
 
@@ -105,7 +99,7 @@ def runs_section() -> None:
     others = [rid for rid in snaps if rid not in current_ids]
     if others:
         st.multiselect("Overlay earlier runs on the loss and gradient-norm charts", others, key="w_overlay",
-                       format_func=lambda rid: f"{_short(rid)} {snaps[rid].label} · {snaps[rid].status} at "
+                       format_func=lambda rid: f"{LF.short(rid)} {snaps[rid].label} · {snaps[rid].status} at "
                                                f"{snaps[rid].step} · {describe(snaps[rid].config)}")
     panels.runs_table(list(snaps.values()), current_ids)
     if current is not None:

@@ -174,20 +174,27 @@ def run_status(snap, title: str | None = None, color: str | None = None) -> dict
 
 def status_of(runner) -> dict:
     """The whole status of a runner (every run of the tab), stamped so the page keeps the newest copy."""
+    return _status(runner)[0]
+
+
+def _status(runner) -> tuple[dict, list]:
     t = time.monotonic()  # before the snapshots: a copy is never stamped newer than what it holds
     snaps = [runner.snapshot(i, history=False) for i in range(len(runner.runs))]
     multi = len(snaps) > 1
     return {"t": t, "alive": runner.alive,
             "runs": [run_status(s, s.label if multi else None, run_color(i) if multi else None)
-                     for i, s in enumerate(snaps)]}
+                     for i, s in enumerate(snaps)]}, snaps
 
 
-def status_line(runner) -> None:
+def status_line(runner) -> list:
     """Draw the status line of ``runner``; it polls the live route by itself while the runner is alive, and
     when it sees a run change state (explode, finish, stop) it triggers a rerun of the fragment holding it,
-    which draws the banners (and reruns the app once the runner has ended)."""
-    _element(key="status_line", data={"status": status_of(runner), "url": API_PREFIX + runner.runs[0].id,
+    which draws the banners (and reruns the app once the runner has ended). Returns the snapshots it drew
+    (without history), for the banners."""
+    status, snaps = _status(runner)
+    _element(key="status_line", data={"status": status, "url": API_PREFIX + runner.runs[0].id,
                                       "every_ms": int(POLL_S * 1000)}, on_changed_change=_changed)
+    return snaps
 
 
 def _changed() -> None:

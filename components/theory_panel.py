@@ -55,20 +55,26 @@ def _mlp(snap, cfg: Config, source: Source | None) -> None:
     else:
         st.info(f"No mean-field prediction here: {why_not}. The measured profile is still shown.",
                 icon=":material/info:")
-    chart(mlp_figure(snap), "chart_theory", FLAT_NOTE, source)
-    _, grads_step = last_finite_weight_grads(snap)
+    fig, grads_step = _mlp_figure(snap)
+    chart(fig, "chart_theory", FLAT_NOTE, source)
     if grads_step is not None and snap.latest is not None and grads_step != snap.latest.step:
         st.caption(f"‖∂L/∂W‖ on the right: step {grads_step}, the last step whose gradients were all finite.")
 
 
 def mlp_figure(snap) -> go.Figure:
     """Predicted and measured ‖∂L/∂h‖ per hidden layer, and ‖∂L/∂W‖ at the last finite step."""
+    return _mlp_figure(snap)[0]
+
+
+def _mlp_figure(snap) -> tuple[go.Figure, int | None]:
+    """The figure, and the step its ‖∂L/∂W‖ comes from."""
     cfg = snap.config
     pred = None if explain.not_applicable(cfg) else _mlp_theory(cfg)
     probes = [p for p in snap.probes if len(p.get("backward_norm", []))]
-    grads, _ = last_finite_weight_grads(snap)
-    return TH.backward_signal_figure(pred["hidden_backward_profile"] if pred else None,
-                                     probes[0] if probes else None, probes[-1] if len(probes) > 1 else None, grads)
+    grads, grads_step = last_finite_weight_grads(snap)
+    fig = TH.backward_signal_figure(pred["hidden_backward_profile"] if pred else None,
+                                    probes[0] if probes else None, probes[-1] if len(probes) > 1 else None, grads)
+    return fig, grads_step
 
 
 def last_finite_weight_grads(snap) -> tuple[np.ndarray | None, int | None]:
