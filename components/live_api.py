@@ -23,6 +23,7 @@ from training.manager import get_manager
 
 from . import live_figures as LF
 from .live_status import API_PREFIX, status_of
+from .plot import base_path
 
 CHART_PREFIX = "/api/chart/"
 NO_STORE = {"Cache-Control": "no-store"}
@@ -47,7 +48,7 @@ def chart_url(key: str, runs: list[str], extra: list[str] = ()) -> str:
     query = {"runs": ",".join(runs)}
     if extra:
         query["extra"] = ",".join(extra)
-    return f"{CHART_PREFIX}{key}?{urlencode(query)}"
+    return f"{base_path()}{CHART_PREFIX}{key}?{urlencode(query)}"
 
 
 def _snapshot(run_id: str):
@@ -79,7 +80,10 @@ def live_chart(request: Request) -> Response:
 
 
 def routes() -> list[Route]:
+    """The routes, under the server's ``baseUrlPath`` like Streamlit's own (read when serve.py is loaded,
+    after `streamlit run` has read the config)."""
     global SERVED
     SERVED = True
-    return [Route(API_PREFIX + "{run_id}", live_status, methods=["GET"]),
-            Route(CHART_PREFIX + "{key}", live_chart, methods=["GET"])]
+    base = base_path()
+    return [Route(base + API_PREFIX + "{run_id}", live_status, methods=["GET"]),
+            Route(base + CHART_PREFIX + "{key}", live_chart, methods=["GET"])]

@@ -21,6 +21,7 @@ import streamlit as st
 
 from .data import live_clip, live_lr
 from .panels import STATE_BADGE, fmt, latest_test_accuracy
+from .plot import base_path
 from .theme import run_color
 
 POLL_S = 0.25  # a step waits at most this long (plus the fetch) to show
@@ -192,7 +193,7 @@ def status_line(runner) -> list:
     which draws the banners (and reruns the app once the runner has ended). Returns the snapshots it drew
     (without history), for the banners."""
     status, snaps = _status(runner)
-    _element(key="status_line", data={"status": status, "url": API_PREFIX + runner.runs[0].id,
+    _element(key="status_line", data={"status": status, "url": base_path() + API_PREFIX + runner.runs[0].id,
                                       "every_ms": int(POLL_S * 1000)}, on_changed_change=_changed)
     return snaps
 

@@ -166,9 +166,14 @@ def preload() -> None:
         _element(key="gel_plot_preload", data={"preload": True, "src": plotly_js_url()})
 
 
-def plotly_js_url() -> str:
+def base_path() -> str:
+    """The server's ``baseUrlPath`` as a path prefix ("" or "/lab"): every URL the page fetches starts with it."""
     base = (st.get_option("server.baseUrlPath") or "").strip("/")
-    return f"{'/' + base if base else ''}/app/static/{PLOTLY_JS_NAME}"
+    return f"/{base}" if base else ""
+
+
+def plotly_js_url() -> str:
+    return f"{base_path()}/app/static/{PLOTLY_JS_NAME}"
 
 
 def in_place_available() -> bool:

@@ -13,7 +13,7 @@ import pytest
 from starlette.routing import Router
 from streamlit.testing.v1 import AppTest
 
-from components import live_api, live_status
+from components import live_api, live_status, plot
 from tests.apptest_helpers import live_status as element_status
 from training.config import Config, from_preset
 from training.manager import get_manager
@@ -128,3 +128,9 @@ def test_the_chart_route_names_what_it_does_not_know():
     assert code == 404 and "chart_loss" in body["error"]
     code, body, _ = get(live_api.chart_url("chart_loss", ["r9-gone"]))
     assert code == 404 and "no such run" in body["error"]
+
+
+def test_routes_and_urls_follow_the_base_url_path(monkeypatch):
+    monkeypatch.setattr(plot.st, "get_option", lambda name: "/lab/" if name == "server.baseUrlPath" else None)
+    assert [r.path for r in live_api.routes()] == ["/lab/api/live/{run_id}", "/lab/api/chart/{key}"]
+    assert live_api.chart_url("chart_loss", ["r1-a"], ["r2-b"]) == "/lab/api/chart/chart_loss?runs=r1-a&extra=r2-b"
