@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from . import live_api, live_status, panels, theory_panel
+from . import live_api, live_status, panels, plot, theory_panel
 from . import live_figures as LF
 from . import session as S
 from .data import describe, table_csv, table_parquet
@@ -27,10 +27,15 @@ def _overlay_snapshots(exclude: set[str]) -> list:
             for i, run in enumerate(runner.runs) if run.id in picked and run.id not in exclude]
 
 
+def charts_fetch_themselves() -> bool:
+    """The live charts can refresh from the live chart route: this server has it (serve.py) and the charts are
+    the in-place element (a fallback `st.plotly_chart` cannot fetch). Otherwise their fragments rerun on timers."""
+    return live_api.SERVED and plot.in_place_available()
+
+
 def _sources(runner, runs: list[str], extra: list[str], every_s: float):
-    """Chart key -> where the chart refreshes itself while the run trains: the live chart route, when this
-    server has it (serve.py); otherwise None and the chart's fragment reruns on a timer instead."""
-    if not (live_api.SERVED and runner.alive):
+    """Chart key -> where the chart refreshes itself while the run trains, or None (see above)."""
+    if not (runner.alive and charts_fetch_themselves()):
         return None
     return lambda key: Source(live_api.chart_url(key, runs, extra), every_s)
 
@@ -53,11 +58,9 @@ def live_view(polling: bool) -> None:
 
 
 def overlay_view(every_s: float) -> None:
-    """Loss and gradient norm of every run of this tab, with the earlier runs picked for overlay.
-
-    Its own fragment, refreshed a little slower than the status line: Streamlit remounts a Plotly chart
-    whenever its figure changes, and each remount is a full redraw in the browser.
-    """
+    """Loss and gradient norm of every run of this tab, with the earlier runs picked for overlay. Its own
+    fragment; while the run trains the two charts refresh every ``every_s`` seconds (from the live chart route,
+    or by rerunning the fragment where there is none)."""
     runner = S.current_runner()
     if runner is None:
         return
@@ -69,8 +72,9 @@ def overlay_view(every_s: float) -> None:
 
 
 def detail_view(every_s: float) -> None:
-    """Per-layer charts of one run (pick A or B when comparing). A fragment of its own, refreshed less often:
-    they change more slowly, and four more figures per refresh would cost the training thread real time."""
+    """Per-layer charts of one run (pick A or B when comparing), and the theory panel. A fragment of its own, so
+    picking A or B reruns only this; the charts refresh every ``every_s`` seconds, slower than the overlay:
+    they change more slowly, and each figure costs the training thread time."""
     runner = S.current_runner()
     if runner is None:
         return

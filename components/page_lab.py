@@ -34,10 +34,11 @@ def render() -> None:
     polling = runner is not None and runner.alive
     # Where serve.py serves the live routes, the status line and the charts refresh themselves from them while
     # the run trains, and no fragment reruns on a timer; under a bare `streamlit run app.py` the fragments do.
-    timers = polling and not live_api.SERVED
-    st.fragment(run_every=STATUS_REFRESH_S if timers else None)(live.live_view)(polling)
-    st.fragment(run_every=CHARTS_REFRESH_S if timers else None)(live.overlay_view)(CHARTS_REFRESH_S)
-    st.fragment(run_every=DETAIL_REFRESH_S if timers else None)(live.detail_view)(DETAIL_REFRESH_S)
+    status_timer = polling and not live_api.SERVED
+    chart_timer = polling and not live.charts_fetch_themselves()
+    st.fragment(run_every=STATUS_REFRESH_S if status_timer else None)(live.live_view)(polling)
+    st.fragment(run_every=CHARTS_REFRESH_S if chart_timer else None)(live.overlay_view)(CHARTS_REFRESH_S)
+    st.fragment(run_every=DETAIL_REFRESH_S if chart_timer else None)(live.detail_view)(DETAIL_REFRESH_S)
     live.runs_section()
     plot.preload()
     S.sync_url(cfg)

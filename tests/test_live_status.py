@@ -134,3 +134,22 @@ def test_routes_and_urls_follow_the_base_url_path(monkeypatch):
     monkeypatch.setattr(plot.st, "get_option", lambda name: "/lab/" if name == "server.baseUrlPath" else None)
     assert [r.path for r in live_api.routes()] == ["/lab/api/live/{run_id}", "/lab/api/chart/{key}"]
     assert live_api.chart_url("chart_loss", ["r1-a"], ["r2-b"]) == "/lab/api/chart/chart_loss?runs=r1-a&extra=r2-b"
+
+
+def test_charts_fetch_from_the_route_only_when_served_and_drawn_in_place(monkeypatch):
+    from components import live
+
+    runner = get_manager().start(Config(steps=100_000, hidden_sizes=(8,)))
+    try:
+        monkeypatch.setattr(live_api, "SERVED", True)
+        monkeypatch.setattr(plot, "in_place_available", lambda: True)
+        source = live._sources(runner, [runner.runs[0].id], [], 3.0)
+        assert source("chart_loss") == plot.Source(live_api.chart_url("chart_loss", [runner.runs[0].id]), 3.0)
+        # st.plotly_chart (the fallback) cannot fetch: its fragment must rerun on a timer instead
+        monkeypatch.setattr(plot, "in_place_available", lambda: False)
+        assert live._sources(runner, [runner.runs[0].id], [], 3.0) is None and not live.charts_fetch_themselves()
+        monkeypatch.setattr(live_api, "SERVED", False)
+        monkeypatch.setattr(plot, "in_place_available", lambda: True)
+        assert live._sources(runner, [runner.runs[0].id], [], 3.0) is None
+    finally:
+        runner.stop(timeout=5)
