@@ -175,3 +175,20 @@ def test_status_snapshot_has_the_status_without_the_history(runners):
     # Probes every 3 steps, evaluations at 0, 12, 24, 36: the status line shows the one at 36, not the probe at 39.
     assert full.probes[-1]["step"] == 39 and full.probes[-1]["test_accuracy"] is None
     assert [p["step"] for p in light.probes] == [36] and light.probes[0]["test_accuracy"] is not None
+
+
+def test_compare_run_b_equals_b_alone_for_the_whole_run_after_a_explodes(runners):
+    # A explodes within a few steps; B (clipped) must go on with its own batch stream, not restart A's or B's.
+    a = from_preset("watch it explode", device="cpu")
+    b = from_preset("clip it", device="cpu")
+    pair, alone = Runner([a, b], labels=["A", "B"]), Runner(b)
+    runners += [pair, alone]
+    pair.start()
+    alone.start()
+    assert pair.wait(120) and alone.wait(120)
+    sa, sb, s1 = pair.snapshot(0), pair.snapshot(1), alone.snapshot()
+    assert sa.status == EXPLODED and sa.step < b.steps // 2
+    assert sb.status == s1.status == FINISHED and sb.step == s1.step == b.steps
+    assert sb.columns == s1.columns and np.array_equal(sb.view["step"], s1.view["step"])
+    assert np.array_equal(sb.view["value"], s1.view["value"], equal_nan=True)  # every step, bit for bit
+    assert [p["test_loss"] for p in sb.probes] == [p["test_loss"] for p in s1.probes]

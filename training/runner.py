@@ -8,8 +8,9 @@ Event checked between steps, so it lands within one step's time.
 
 from __future__ import annotations
 
-import itertools
+import ctypes
 import secrets
+import sys
 import threading
 import time
 import traceback
@@ -29,7 +30,7 @@ LIVE = (IDLE, RUNNING, PAUSED)
 MAX_PROBES = 512
 MAX_EVENTS = 10_000
 
-_ids = itertools.count(1)
+ID_BYTES = 12  # 96 random bits: an id is all it takes to read a live run through the server's routes
 _runners: weakref.WeakSet[Runner] = weakref.WeakSet()
 _helpers: weakref.WeakSet[threading.Thread] = weakref.WeakSet()  # the store's writer, the manager's watchdog
 
@@ -69,14 +70,37 @@ class RunSnapshot:
         return self.view["step"], self.view[which][:, self.columns.index(column)]
 
 
+def new_run_id() -> str:
+    """``r`` and 96 random bits in hex: unique across the processes that write one store (no counter that
+    restarts with each process) and not guessable from another run's id."""
+    return "r" + secrets.token_hex(ID_BYTES)
+
+
+@dataclass(frozen=True)
+class EndedTrainer:
+    """What a run keeps of its trainer once it has ended: names and settings, no model, optimizer or data
+    (those can be gigabytes; the history and events hold everything the charts and the store read)."""
+
+    cfg: Config
+    device: object
+    names: list[str]
+    columns: list[str]
+    stuck_label: str
+    step_idx: int
+
+    @classmethod
+    def of(cls, t: Trainer | EndedTrainer) -> EndedTrainer:
+        return t if isinstance(t, EndedTrainer) else cls(t.cfg, t.device, list(t.names), list(t.columns),
+                                                         t.stuck_label, t.step_idx)
+
+
 class Run:
     """One trainer's live record; written by the runner thread, read by anyone through snapshot()."""
 
     def __init__(self, cfg: Config, device=None, label: str = "", recent: int = 2048, buckets: int = 2048):
-        # Random part: several processes may write runs into one store.
-        self.id = f"r{next(_ids)}-{secrets.token_hex(4)}"
+        self.id = new_run_id()
         self.label = label or self.id
-        self.trainer = Trainer(cfg, device)
+        self.trainer: Trainer | EndedTrainer = Trainer(cfg, device)  # an EndedTrainer once the run has ended
         self.cfg = cfg
         self.history = History(self.trainer.columns, recent, buckets)
         self.events: list[dict] = []
@@ -163,6 +187,18 @@ class Run:
                 self.steps_per_s(), str(self.trainer.device), list(self.trainer.names), list(self.history.columns),
                 view, list(self.events), probes, self.latest, self.trainer.stuck_label)
 
+    def release(self) -> None:
+        """The run has ended: drop its model, optimizer, data and weight snapshot, keep history and events."""
+        with self._lock:
+            self.trainer = EndedTrainer.of(self.trainer)
+
+    def held_bytes(self) -> int:
+        """About what this run holds in memory once released: its history arrays, events and probes."""
+        with self._lock:
+            arrays = sum(v.nbytes for v in vars(self.history).values() if isinstance(v, np.ndarray))
+            probes = sum(v.nbytes for p in self.probes for v in p.values() if isinstance(v, np.ndarray))
+            return arrays + probes + 300 * (len(self.events) + len(self.probes))  # ~300 B a small dict
+
     def rows_since(self, step: int) -> tuple[np.ndarray, np.ndarray]:
         """Full-resolution rows with step > ``step`` still in the recent window."""
         with self._lock:
@@ -170,7 +206,7 @@ class Run:
 
 
 class Runner:
-    """Steps its runs in lockstep on one thread; runs that share data settings share each batch."""
+    """Steps its runs in lockstep on one thread; each run owns its data stream, so it equals the same run alone."""
 
     def __init__(self, configs: Config | list[Config], device=None, labels: list[str] | None = None,
                  recent: int = 2048, buckets: int = 2048):
@@ -226,6 +262,7 @@ class Runner:
             for r in self.runs:
                 if r.status in LIVE:
                     r.set_status(STOPPED)
+                r.release()
             return True
         self._thread.join(timeout)
         return not self._thread.is_alive()
@@ -300,13 +337,11 @@ class Runner:
                 active = [r for r in self.runs if r.status in (RUNNING, PAUSED)]
                 if not active:
                     break
-                shared: dict[tuple, tuple] = {}
+                # Each run draws from its own batch stream (seeded by its config), never a neighbour's: runs with
+                # the same seed and data settings still see identical batches, and a run that ends early (A exploding)
+                # does not shift the stream of the others. Sampling a batch costs ~1% of a step.
                 for current in active:
-                    t = current.trainer
-                    key = (t.cfg.dataset, t.cfg.batch_size, t.cfg.seq_len, str(t.device))
-                    if key not in shared:
-                        shared[key] = t.sample()
-                    current.record(t.step(shared[key]))
+                    current.record(current.trainer.step())
                 current = None
         except Exception as exc:  # never lost: the run says what went wrong and the thread ends cleanly
             msg = f"{type(exc).__name__}: {exc}"
@@ -319,6 +354,18 @@ class Runner:
             for r in self.runs:
                 if r.status in LIVE:
                     r.set_status(STOPPED)
+                r.release()
+            _trim_heap()
+
+
+def _trim_heap() -> None:
+    """Hand freed memory back to the OS. glibc keeps freed blocks under its mmap threshold (up to 32 MB) in the
+    heap, so the optimizer state and data of a released run would otherwise stay in the server's RSS."""
+    if sys.platform.startswith("linux"):
+        try:
+            ctypes.CDLL(None).malloc_trim(0)
+        except (OSError, AttributeError):  # not glibc (musl): nothing to trim
+            pass
 
 
 def _clip_text(mode: str, threshold: float, norm_type: str) -> str:
