@@ -48,18 +48,19 @@ def _reference_step(t: Trainer, batch, clip: str, threshold: float, norm_type: s
     grad_norms = [p.grad.norm().item() for p in params]
     before = [p.detach().clone() for p in params]
     nt = math.inf if norm_type == "inf" else 2.0
+    # The recorded columns are the L2 norm whatever the clip's norm type; the clip's own norm is returned apart.
+    pre = torch.nn.utils.get_total_norm([p.grad for p in params], 2.0).item()
+    clip_norm = None
     if clip == "norm":
-        pre = torch.nn.utils.clip_grad_norm_(params, threshold, norm_type=nt).item()
-    else:
-        pre = torch.nn.utils.get_total_norm([p.grad for p in params], 2.0).item()
-        if clip == "value":
-            torch.nn.utils.clip_grad_value_(params, threshold)
-    post = torch.nn.utils.get_total_norm([p.grad for p in params], nt if clip == "norm" else 2.0).item()
+        clip_norm = torch.nn.utils.clip_grad_norm_(params, threshold, norm_type=nt).item()
+    elif clip == "value":
+        torch.nn.utils.clip_grad_value_(params, threshold)
+    post = torch.nn.utils.get_total_norm([p.grad for p in params], 2.0).item()
     opt.step()
     # Undefined (NaN) for a tensor whose norm is zero, e.g. zero-initialised biases at step 0.
     ratios = [((p.detach() - b).norm() / b.norm()).item() if b.norm() > 0 else math.nan
               for p, b in zip(params, before, strict=True)]
-    return loss.item(), pre, post, grad_norms, [b.norm().item() for b in before], ratios, params
+    return loss.item(), pre, post, grad_norms, [b.norm().item() for b in before], ratios, params, clip_norm
 
 
 @pytest.mark.parametrize("clip,threshold,norm_type,optimizer", [
@@ -74,16 +75,21 @@ def test_recorded_numbers_equal_pytorch(clip, threshold, norm_type, optimizer):
         batch = t.sample()
         ref = _reference_step(t, batch, clip, threshold, norm_type)
         rec = t.step(batch)
-        loss, pre, post, gn, wn, ur, ref_params = ref
+        loss, pre, post, gn, wn, ur, ref_params, clip_norm = ref
         assert rec.loss == pytest.approx(loss, rel=1e-6)
-        assert rec.grad_norm_pre_clip == pytest.approx(pre, rel=1e-6)  # what clip_grad_norm_ returns
+        assert rec.grad_norm_pre_clip == pytest.approx(pre, rel=1e-6)  # L2, whatever the clip's norm type
         assert rec.grad_norm_post_clip == pytest.approx(post, rel=1e-5)
+        if clip == "norm":
+            assert rec.clip_norm == pytest.approx(clip_norm, rel=1e-6)  # what clip_grad_norm_ returns
+        else:
+            assert rec.clip_norm is None
         np.testing.assert_allclose(rec.grad_norms, gn, rtol=1e-5)
         np.testing.assert_allclose(rec.weight_norms, wn, rtol=1e-6)
         np.testing.assert_allclose(rec.update_ratios, ur, rtol=1e-4)
-        if clip == "norm":
+        if clip == "norm" and norm_type == "2":
             assert rec.grad_norm_post_clip <= threshold * (1 + 1e-6)
-            assert rec.clipped == (pre > threshold)
+        if clip == "norm":
+            assert rec.clipped == (clip_norm > threshold)
         # The trained weights equal the reference's bit for bit: the engine applied the same update (for plain
         # SGD it applies it itself instead of calling SGD.step()).
         for p, q in zip(t.params, ref_params, strict=True):
@@ -264,3 +270,97 @@ def test_gated_models_label_tanh_saturation_whatever_the_activation_field(model)
     t = Trainer(Config(model=model, activation="relu", dataset="adding", seq_len=6, hidden_size=8, probe_every=1),
                 "cpu")
     assert t.stuck_label == "saturated" and t.step().probe["stuck_label"] == "saturated"
+
+
+SEED_NET_N01 = Config(init="normal", init_std=1.0, lr=0.01, seed=0, probe_every=1000, steps=50)
+
+
+def _plain_loop_float64(cfg: Config, steps: int) -> list[tuple[float, float, bool]]:
+    """(loss, global L2 gradient norm in float64, finite) per step of a textbook SGD loop on the engine's initial
+    model and batch stream; a step whose loss or a gradient element is non-finite is not applied."""
+    src = Trainer(cfg, "cpu")
+    model = copy.deepcopy(src.model)
+    params = list(model.parameters())
+    out = []
+    for _ in range(steps):
+        x, y = src.sample()
+        model.zero_grad(set_to_none=True)
+        loss = src.loss_fn(model(x), y)
+        loss.backward()
+        finite = bool(torch.isfinite(loss)) and all(bool(torch.isfinite(p.grad).all()) for p in params)
+        norm = math.sqrt(sum(float(p.grad.double().pow(2).sum()) for p in params))
+        out.append((loss.item(), norm, finite))
+        if finite:
+            with torch.no_grad():
+                for p in params:
+                    p -= cfg.lr * p.grad
+    return out
+
+
+def test_seed_net_overflowing_float32_norm_is_not_an_explosion():
+    """784-512-256-128-10 ReLU at N(0, 1), SGD lr 0.01, seed 0: step 4's gradients are finite with an L2 norm of
+    ~5.9e23 (per-tensor float32 norms overflow above ~1.8e19); the run goes non-finite at step 5."""
+    ref = _plain_loop_float64(SEED_NET_N01, 6)
+    t = Trainer(SEED_NET_N01, "cpu")
+    recs = [t.step() for _ in range(6)]
+    assert [r.applied for r in recs] == [f for _, _, f in ref] == [True] * 5 + [False]
+    for rec, (loss, norm, _) in zip(recs[:5], ref[:5], strict=True):
+        assert rec.loss == pytest.approx(loss, rel=1e-5)
+        assert rec.grad_norm_pre_clip == pytest.approx(norm, rel=1e-5)
+    assert recs[4].grad_norm_pre_clip == pytest.approx(5.9e23, rel=0.01)
+    assert np.isfinite(recs[4].grad_norms).all() and recs[4].grad_norms.max() > 1e19  # float32 would say inf
+    ev = next(e for e in recs[5].events if e["kind"] == "explosion")
+    assert ev["step"] == 5 and ev["last_finite_step"] == 4
+    assert ev["last_finite_grad_norm"] == pytest.approx(ref[4][1], rel=1e-5)
+    assert t.outcome().explosion_step == 5 and t.outcome().words == "exploded at step 5"
+
+
+def test_exploding_at_step_0_says_no_finite_step():
+    t = Trainer(Config(hidden_sizes=(128,) * 40, init="normal", init_std=1.0, probe_every=1000), "cpu")
+    rec = t.step()
+    assert not rec.applied
+    ev = next(e for e in rec.events if e["kind"] == "explosion")
+    assert ev["last_finite_grad_norm"] is None and ev["last_finite_step"] is None
+    assert "no finite step" in ev["message"] and "nan" not in ev["message"].split(";")[-1]
+
+
+@pytest.mark.parametrize("inject_inf", [False, True])
+def test_non_finite_element_is_found_even_where_the_float32_norm_overflows(inject_inf):
+    """A gradient scaled to ~1e25 overflows its float32 norm: finite elements make a finite step with its true
+    norm; one inf element among them makes a non-finite step, named by that parameter."""
+    t = Trainer(Config(**SMALL, probe_every=1000), "cpu")
+    w = dict(zip(t.names, t.params, strict=True))["blocks.0.fc.weight"]
+
+    def huge(g):
+        g = g * 1e25
+        if inject_inf:
+            g[0, 0] = math.inf
+        return g
+
+    w.register_hook(huge)
+    batch = t.sample()
+    rec = t.step(batch)
+    assert rec.applied != inject_inf
+    i = t.names.index("blocks.0.fc.weight")
+    if inject_inf:
+        assert next(e for e in rec.events if e["kind"] == "explosion")["param"] == "blocks.0.fc.weight"
+    else:
+        assert rec.grad_norms[i] == pytest.approx(w.grad.double().norm().item(), rel=1e-6)
+        assert rec.grad_norms[i] > 1e24 and math.isfinite(rec.grad_norm_pre_clip)
+
+
+def test_clip_by_inf_norm_records_l2_norms_and_the_clip_norm_apart():
+    cfg = SEED_NET_N01.replace(clip="norm", clip_threshold=1.0, clip_norm_type="inf")
+    t = Trainer(cfg, "cpu")
+    batch = t.sample()
+    model = copy.deepcopy(t.model)
+    t.loss_fn(model(batch[0]), batch[1]).backward()
+    grads = [p.grad for p in model.parameters()]
+    l2 = torch.nn.utils.get_total_norm(grads, 2.0).item()
+    max_abs = torch.nn.utils.get_total_norm(grads, math.inf).item()
+    coef = min(1.0, 1.0 / (max_abs + 1e-6))
+    rec = t.step(batch)
+    assert rec.grad_norm_pre_clip == pytest.approx(l2, rel=1e-6)  # ~43100, not the max-abs ~7345
+    assert rec.grad_norm_post_clip == pytest.approx(l2 * coef, rel=1e-5)  # ~5.87, not 1
+    assert rec.clip_norm == pytest.approx(max_abs, rel=1e-6)
+    assert rec.grad_norm_pre_clip > 1e4 > rec.clip_norm > 1e3 and 1 < rec.grad_norm_post_clip < 10

@@ -27,6 +27,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from . import outcome as O
 from . import registry as R
 from .config import Config
 
@@ -72,10 +73,11 @@ class StepRecord:
     # ‖Δw‖/‖w‖; NaN where undefined (‖w‖ = 0) or not applied (a non-finite step). Plain SGD: lr·‖g‖/‖w‖, the update
     # it applies, which the stored float32 weights follow to ~1e-5 unless it is below their resolution (~1e-7 ‖w‖).
     update_ratios: np.ndarray
-    applied: bool = True
+    applied: bool = True  # False: the loss or a gradient element was non-finite, and the update was not applied
     probe: dict | None = None
     events: list[dict] = field(default_factory=list)
     flat: np.ndarray | None = field(default=None, repr=False)  # the row, when the arrays above are views of it
+    clip_norm: float | None = None  # the norm a norm clip compared with its threshold (its own norm type); not a column
 
     def row(self) -> np.ndarray:
         """Flat row in ``Trainer.columns`` order."""
@@ -105,7 +107,12 @@ class Trainer:
         self.clip, self.clip_threshold, self.clip_norm_type = cfg.clip, cfg.clip_threshold, cfg.clip_norm_type
         self.step_idx = 0
         self._recent_norms: deque[float] = deque(maxlen=SPIKE_WINDOW)
-        self.last_finite_norm = float("nan")
+        self.last_finite_norm = float("nan")  # pre-clip L2 norm of the last finite step; NaN before any
+        self.last_finite_step: int | None = None
+        self.trajectory = O.Trajectory()  # what the outcome classifier reads, O(1) per step
+        self._signal_ratio = math.nan  # backward signal first/last hidden layer, from the step-0 probe
+        self.references = O.reference_losses(self.data)  # all-zero and best-constant output losses, for outcome()
+        self._clip_total = math.nan
         self.columns = (SCALAR_COLUMNS + [f"grad_norm/{n}" for n in self.names]
                         + [f"weight_norm/{n}" for n in self.names] + [f"update_ratio/{n}" for n in self.names])
         # The nonlinearity the probe measures: lstm and gru ignore cfg.activation, their h_t is tanh-squashed.
@@ -164,6 +171,7 @@ class Trainer:
                 host, un, applied = self._look_then_update(grads, coef, head, post_norms)
             else:
                 host, un, applied = self._update_then_look(grads, coef, head, post_norms)
+            clip_norm = self._clip_total if clip_scalars else None
 
         # The row in Trainer.columns order, built once from plain floats: after forward and backward have swept the
         # caches, every numpy call here costs microseconds, so the few numbers are handled as Python floats.
@@ -173,15 +181,25 @@ class Trainer:
         ratios = [u / w if w > 0 else math.nan for u, w in zip(un, wn, strict=True)] if applied else [math.nan] * n
         row = np.array([loss_v, self.lr, pre_v, post_v, float(post_v < pre_v), *gn, *wn, *ratios])
         rec = StepRecord(self.step_idx, loss_v, self.lr, pre_v, post_v, post_v < pre_v, row[5:5 + n],
-                         row[5 + n:5 + 2 * n], row[5 + 2 * n:], applied, flat=row)
+                         row[5 + n:5 + 2 * n], row[5 + 2 * n:], applied, flat=row,
+                         clip_norm=clip_norm)
         if not applied:
             rec.events.append(self._explosion_event(rec))
         else:
             self._check_spike(rec)
-            self.last_finite_norm = rec.grad_norm_pre_clip
+            self.last_finite_norm, self.last_finite_step = rec.grad_norm_pre_clip, rec.step
         rec.probe = probe_out
+        if probe_out is not None and self.step_idx == 0:
+            self._signal_ratio = O.signal_ratio(probe_out)
+        self.trajectory.add(loss_v, applied)
+        if not applied or self.step_idx + 1 >= self.cfg.steps:  # the run's last step: the runner ends it here
+            rec.events.append(self.outcome().event(self.step_idx))
         self.step_idx += 1
         return rec
+
+    def outcome(self) -> O.Outcome:
+        """How the run went so far, by the one classifier (training/outcome.py); at the last step, how it ended."""
+        return O.classify(self.trajectory, *self.references, signal_ratio=self._signal_ratio)
 
     def _look_then_update(self, grads, coef, head, post_norms) -> tuple[list[float], list[float], bool]:
         """Plain SGD: every number of the row is known before the update, so read them first, then apply.
@@ -190,8 +208,7 @@ class Trainer:
         pass over them; a non-finite step is simply not applied, so nothing needs rolling back.
         """
         n = len(grads)
-        host = self._host([*head, *(post_norms or ())], n)
-        applied = _finite_step(host, n)
+        host, applied = self._host([*head, *(post_norms or ())], n, grads)
         if coef is not None and (host[3] < 1.0 or not applied):  # a coefficient of 1.0 changes nothing: skip
             torch._foreach_mul_(grads, coef)
         lr = self.optimizer.param_groups[0]["lr"]
@@ -217,34 +234,40 @@ class Trainer:
         self.optimizer.step()
         n = len(grads)
         moved = torch._foreach_norm(torch._foreach_sub(self._before, self.params))
-        host = self._host([*head, *(post_norms or ()), *moved], n)
-        applied = _finite_step(host, n)
+        host, applied = self._host([*head, *(post_norms or ()), *moved], n, grads, self._before,
+                                   scaled=coef is not None)
         if not applied:
             torch._foreach_copy_(self.params, self._before)  # the update is not applied
         return host, host[len(host) - n:], applied
 
-    def _host(self, scalars: list[torch.Tensor], n: int) -> list[float]:
-        """The row's numbers on the host as loss, pre, post, coef, then the per-tensor columns.
+    def _host(self, scalars: list[torch.Tensor], n: int, grads: list[torch.Tensor],
+              weights: list[torch.Tensor] | None = None, scaled: bool = False) -> tuple[list[float], bool]:
+        """The row's numbers on the host as loss, pre, post, coef, then the per-tensor columns; and whether the
+        step is finite (its loss and every gradient element).
 
         The L2 global norms are taken here, in float64, from the per-tensor norms (as clip_grad_norm_ takes them),
-        whatever the clipping: runs compared side by side show the same number for the same gradients. Only an
-        inf-norm clip sends its total, and a norm clip its coefficient (the device needs both to scale).
+        whatever the clipping and its norm type: runs compared side by side show the same number for the same
+        gradients. A norm clip also sends its total (its own norm type, kept apart in ``_clip_total``) and its
+        coefficient (the device needs both to scale). ``weights``: the weights the norms were taken of, when the
+        parameters have moved since; ``scaled``: the gradients were multiplied by the clip coefficient since.
         """
         host = _to_host(scalars)
         k = 3 if self.clip == "norm" else 1  # loss, [total, coef]
+        finite = math.isfinite(host[0]) and _exact_norms(
+            host, k, n, grads, self.params if weights is None else weights, host[2] if scaled else None)
         pre = math.sqrt(sum(g * g for g in host[k:k + n]))  # inf or NaN when one of them is
         if self.clip == "norm":
-            pre = host[1] if self.clip_norm_type == "inf" else pre
-            return [host[0], pre, pre * host[2], host[2], *host[3:]]
+            self._clip_total = host[1]
+            return [host[0], pre, pre * host[2], host[2], *host[3:]], finite
         post = math.sqrt(sum(g * g for g in host[1 + 2 * n:1 + 3 * n])) if self.clip == "value" else pre
-        return [host[0], pre, post, 1.0, *host[1:]]
+        return [host[0], pre, post, 1.0, *host[1:]], finite
 
     def _clip(self, grads: list[torch.Tensor],
               gnorms: list[torch.Tensor]) -> tuple[list[torch.Tensor] | None, list[torch.Tensor] | None]:
         """For clip by norm, [total, coefficient] (the caller scales the gradients by it); for clip by value, which
         clamps the gradients in place here, the per-tensor norms after."""
         if self.clip == "norm":
-            if self.clip_norm_type == "inf":
+            if self.clip_norm_type == "inf":  # the clip's own norm; the recorded columns stay L2
                 total = torch.stack(torch._foreach_norm(grads, math.inf)).max()
             else:
                 total = torch.linalg.vector_norm(torch.stack(gnorms))
@@ -272,9 +295,12 @@ class Trainer:
         bad = [name for name, v in zip(self.names, rec.grad_norms, strict=True) if not math.isfinite(v)]
         first = bad[-1] if bad else None
         where = f"first non-finite gradient in {first}" if first else "the loss is non-finite"
+        last = (f"last finite gradient norm {self.last_finite_norm:.3g} (step {self.last_finite_step})"
+                if self.last_finite_step is not None else "no finite step")
         return {"step": rec.step, "kind": "explosion", "param": first, "loss": rec.loss,
-                "last_finite_grad_norm": self.last_finite_norm,
-                "message": f"step {rec.step}: {where} (loss {rec.loss:.3g})"}
+                "last_finite_grad_norm": self.last_finite_norm if self.last_finite_step is not None else None,
+                "last_finite_step": self.last_finite_step,
+                "message": f"step {rec.step}: {where} (loss {rec.loss:.3g}); {last}"}
 
     @torch.no_grad()
     def _probe(self, probe: list) -> dict:
@@ -328,10 +354,32 @@ def _to_host(scalars: list[torch.Tensor]) -> list[float]:
     return torch.stack(scalars).tolist()
 
 
-def _finite_step(host: list[float], n: int) -> bool:
-    """The loss, the pre-clip norm and every per-tensor gradient norm are finite (host: loss, pre, post, coef,
-    grad norms, ...). Norms are >= 0 and below 1e39, so their float64 sum is finite exactly when each one is."""
-    return math.isfinite(host[0]) and math.isfinite(host[1]) and math.isfinite(sum(host[4:4 + n]))
+def _exact_norms(host: list[float], k: int, n: int, grads: list[torch.Tensor], weights: list[torch.Tensor],
+                 coef: float | None) -> bool:
+    """Replace the per-tensor norms (gradients at ``host[k:k+n]``, weights after them) that overflowed float32 by
+    their float64 value, in place; True when every gradient element is finite.
+
+    A float32 norm sums squares in float32, so it is inf for a finite tensor whose norm is above ~1.8e19 (the
+    step before a typical explosion); a NaN or inf element makes it NaN or inf too. Only a tensor whose float32
+    norm is inf is measured again, in float64, where no float32 tensor can overflow: the common step keeps its
+    one transfer, and a non-finite float64 norm means a non-finite element. ``coef``: the gradients were
+    multiplied by it since their norms were taken (momentum or Adam with a norm clip); one zeroed that way
+    (coefficient 0, as clip_grad_norm_ does when its float32 total overflows) cannot be measured again: its norm
+    stays inf, and the step is finite if its elements were.
+    """
+    if any(math.isnan(host[k + i]) for i in range(n)):
+        return False
+    over = [i for i in range(2 * n) if host[k + i] == math.inf]
+    if not over:
+        return True
+    exact = _to_host([torch.linalg.vector_norm(grads[i] if i < n else weights[i - n], dtype=torch.float64)
+                      for i in over])
+    finite = all(math.isfinite(v) for i, v in zip(over, exact, strict=True) if i < n)
+    for i, v in zip(over, exact, strict=True):
+        if i < n and coef is not None:
+            v = v / coef if coef > 0 and math.isfinite(v) else math.inf
+        host[k + i] = v
+    return finite
 
 
 def _grad_norm(h: torch.Tensor) -> torch.Tensor:
