@@ -103,6 +103,7 @@ def runs_section() -> None:
     others = [rid for rid in snaps if rid not in current_ids]
     if others:
         st.multiselect("Overlay earlier runs on the loss and gradient-norm charts", others, key="w_overlay",
+                       max_selections=live_api.MAX_EXTRA,
                        format_func=lambda rid: f"{LF.short(rid)} {snaps[rid].label} · {snaps[rid].status} at "
                                                f"{snaps[rid].step} · {describe(snaps[rid].config)}")
     panels.runs_table(list(snaps.values()), current_ids)

@@ -8,7 +8,12 @@ Streamlit rerun.
   ``extra`` earlier runs overlaid on the loss and gradient-norm charts. A chart fetches it only while it is
   on screen, so charts nobody looks at cost the server nothing.
 
-Run ids are the ones already in the page's address. A run that is not in this process answers 404.
+Run ids are the ones already in the page's address. A run that is not in this process answers 404. A request
+names at most the runs a page ever draws (``MAX_RUNS`` and ``MAX_EXTRA``, after removing repeats; more is a 400),
+so its cost and its answer are bounded whatever the query string holds.
+
+Both routes are plain functions: Starlette runs them on its worker threads, so a lock held elsewhere (a run's
+lock while a snapshot copies its history) never holds up the event loop that serves every page.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from training.config import shown
 from training.manager import get_manager
 
 from . import live_figures as LF
@@ -27,13 +33,15 @@ from .plot import base_path
 
 CHART_PREFIX = "/api/chart/"
 NO_STORE = {"Cache-Control": "no-store"}
+MAX_RUNS = 2  # the runs of a tab: A and B of a comparison
+MAX_EXTRA = 8  # earlier runs overlaid on the loss and gradient-norm charts (the page's picker allows as many)
 
 # True once serve.py has mounted the route in this process. The lab page then has no timed status fragment:
 # the status line polls the route. Under a bare `streamlit run app.py` it stays False and the fragment ticks.
 SERVED = False
 
 
-async def live_status(request: Request) -> JSONResponse:
+def live_status(request: Request) -> JSONResponse:
     run_id = request.path_params["run_id"]
     manager = get_manager()
     runner = manager.get(run_id)
@@ -61,7 +69,12 @@ def _snapshot(run_id: str):
 
 
 def _ids(value: str | None) -> list[str]:
-    return [x for x in (value or "").split(",") if x]
+    """The distinct ids of a comma-separated list, in order."""
+    return list(dict.fromkeys(x for x in (value or "").split(",") if x))
+
+
+def _error(message: str, status: int) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status, headers=NO_STORE)
 
 
 def live_chart(request: Request) -> Response:
@@ -69,12 +82,17 @@ def live_chart(request: Request) -> Response:
     event loop that serves the page."""
     key = request.path_params["key"]
     if key not in LF.KEYS:
-        return JSONResponse({"error": f"no live chart {key!r}; known: {', '.join(LF.KEYS)}"}, status_code=404,
-                            headers=NO_STORE)
-    runs = [_snapshot(i) for i in _ids(request.query_params.get("runs"))]
+        return _error(f"no live chart {shown(key)}; known: {', '.join(LF.KEYS)}", 404)
+    run_ids = _ids(request.query_params.get("runs"))
+    extra_ids = [i for i in _ids(request.query_params.get("extra")) if i not in run_ids]
+    if len(run_ids) > MAX_RUNS or len(extra_ids) > MAX_EXTRA:
+        return _error(f"runs: at most {MAX_RUNS} distinct run ids, extra: at most {MAX_EXTRA}", 400)
+    if key not in LF.OVERLAY_KEYS:  # the other charts draw the first run only: copy nothing else
+        run_ids, extra_ids = run_ids[:1], []
+    runs = [_snapshot(i) for i in run_ids]
     if not runs or any(s is None for s in runs):
-        return JSONResponse({"error": "runs: no such run in this server"}, status_code=404, headers=NO_STORE)
-    extra = [LF.as_overlay(s) for s in map(_snapshot, _ids(request.query_params.get("extra"))) if s is not None]
+        return _error("runs: no such run in this server", 404)
+    extra = [LF.as_overlay(s) for s in map(_snapshot, extra_ids) if s is not None]
     fig = LF.figure(key, runs + extra)
     return Response(fig.to_json(), media_type="application/json", headers=NO_STORE)
 

@@ -22,7 +22,9 @@ KEYS = OVERLAY_KEYS + DETAIL_KEYS + THEORY_KEYS
 
 
 def short(run_id: str) -> str:
-    return run_id.split("-")[0]
+    """A run id short enough for a legend: its first 6 hex digits (or, for ids saved before ids were all random,
+    the counter before the dash)."""
+    return run_id.split("-")[0] if "-" in run_id else run_id[:7]
 
 
 def as_overlay(snap):

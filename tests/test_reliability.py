@@ -97,14 +97,15 @@ def test_kill_9_loses_at_most_the_last_second_and_the_database_opens_cleanly(tmp
           f"~{max(trained - last_stored, 0):.0f} steps (~{max(trained - last_stored, 0) / rate:.2f} s) lost")
 
 
-def test_the_cap_refuses_a_start_naming_the_slots_and_frees_one_on_stop():
+def test_the_cap_refuses_a_start_counting_the_slots_without_naming_runs_and_frees_one_on_stop():
     m = RunManager(max_running=2, idle_pause_s=0)
     try:
         a, b = m.start(FOREVER), m.start(FOREVER)
         with pytest.raises(CapacityError) as e:
             m.start(FOREVER)
         msg = str(e.value)
-        assert "2 of 2 training slots" in msg and a.runs[0].id in msg and b.runs[0].id in msg
+        # Shown to whoever pressed Start: another session's run id would let them read that run.
+        assert "every training slot is in use (2 of 2)" in msg and a.runs[0].id not in msg and b.runs[0].id not in msg
         assert a.stop()
         c = m.start(FOREVER)
         assert c.alive
@@ -135,7 +136,7 @@ def test_an_unwatched_run_pauses_and_a_touch_resumes_it():
         assert m.shutdown()
 
 
-def test_a_touch_does_not_resume_past_the_cap_and_resume_names_the_slots():
+def test_a_touch_does_not_resume_past_the_cap_and_resume_counts_the_slots():
     m = RunManager(max_running=1, idle_pause_s=0.2)
     try:
         idle = m.start(FOREVER)
@@ -144,8 +145,9 @@ def test_a_touch_does_not_resume_past_the_cap_and_resume_names_the_slots():
         other = m.start(FOREVER)  # the paused run freed its slot
         m.touch(other.runs[0].id)
         assert m.touch(rid) is False and m.idle_paused(rid)
-        with pytest.raises(CapacityError, match=other.runs[0].id):
+        with pytest.raises(CapacityError, match=r"every training slot is in use \(1 of 1\)") as e:
             m.resume(rid)
+        assert other.runs[0].id not in str(e.value)
     finally:
         assert m.shutdown()
 

@@ -1,10 +1,12 @@
 """The process-wide registry of runners, keyed by run id, so runs outlive a browser tab.
 
 A refresh or a second browser reattaches to a live run through its id (the URL's ``?run=``). A cap on
-concurrently running runners keeps the machine responsive; a Start beyond it is refused, naming the
-runs that hold the slots. A run nobody has watched (``touch``) for ``idle_pause_s`` pauses itself, freeing
-its slot, and resumes on the next ``touch``. With a store, every run is saved as it trains and runs from
-before a restart stay listed (``past_runs``).
+concurrently running runners keeps the machine responsive; a Start beyond it is refused, saying how many
+slots are taken (never which runs: their ids would let one user read another's runs). A run nobody has
+watched (``touch``) for ``idle_pause_s`` pauses itself, freeing its slot, and resumes on the next ``touch``.
+An ended run keeps only its history and events, and ended runs are dropped, oldest first, beyond a count and
+a byte bound. With a store, every run is saved as it trains and runs from before a restart stay listed
+(``past_runs``).
 """
 
 from __future__ import annotations
@@ -22,8 +24,10 @@ from .store import Store, StoredRun, StoreError, default_data_dir
 
 DEFAULT_MAX_RUNNING = env_number("GEL_MAX_RUNNING", os.cpu_count() or 1, 1, 1024)
 DEFAULT_IDLE_PAUSE_S = env_number("GEL_IDLE_PAUSE_S", 120.0, 0.0, 7 * 24 * 3600.0, float)  # 0: never pause
-# Finished runners kept in memory (each holds its model and data); older ones are dropped and live on in the store.
+# Ended runners kept in memory for reattaching (an ended run holds only its history, events and probes, a few MB;
+# its model and data are freed when it ends); beyond either bound the oldest are dropped and live on in the store.
 KEEP_FINISHED = env_number("GEL_KEEP_FINISHED", 32, 0, 100_000)
+KEEP_FINISHED_MB = env_number("GEL_KEEP_FINISHED_MB", 256, 0, 1_000_000)
 
 _managers: weakref.WeakSet[RunManager] = weakref.WeakSet()
 
@@ -34,28 +38,39 @@ class CapacityError(RuntimeError):
 
 class RunManager:
     def __init__(self, max_running: int = DEFAULT_MAX_RUNNING, store: Store | None = None,
-                 idle_pause_s: float = DEFAULT_IDLE_PAUSE_S, keep_finished: int = KEEP_FINISHED):
+                 idle_pause_s: float = DEFAULT_IDLE_PAUSE_S, keep_finished: int = KEEP_FINISHED,
+                 keep_finished_bytes: int = KEEP_FINISHED_MB * 1_000_000):
         self.max_running = max_running
         self.store = store
         self.idle_pause_s = idle_pause_s
         self.keep_finished = keep_finished
+        self.keep_finished_bytes = keep_finished_bytes
         self.store_error: str | None = None  # why runs are not being saved, for a banner (see get_manager)
         self._lock = threading.Lock()
         self._runners: dict[str, Runner] = {}  # keyed by the first run's id; insertion order = creation order
         self._seen: dict[str, float] = {}  # run id -> monotonic time of the last touch (or the start)
         self._idle: set[str] = set()  # paused by the watchdog, not by a person: a touch resumes them
+        self._building = 0  # running starts whose runner is being built, outside the lock: they hold a slot
         self._watchdog: tuple[threading.Thread, threading.Event] | None = None
         _managers.add(self)
 
     def start(self, configs: Config | list[Config], labels: list[str] | None = None, paused: bool = False,
               device=None) -> Runner:
-        """Build and start a runner, or raise CapacityError when every slot is taken."""
+        """Build and start a runner, or raise CapacityError when every slot is taken.
+
+        The runner is built outside the lock: a model at the parameter cap takes seconds to build, and every
+        route and page that looks up a run takes this lock. Its slot is reserved while it builds."""
+        slot = 0 if paused else 1
         with self._lock:
-            busy = self._busy()
-            if not paused and len(busy) >= self.max_running:
-                raise CapacityError(f"{len(busy)} of {self.max_running} training slots are in use "
-                                    f"(runs {', '.join(busy)}); stop or pause one first")
+            if slot:
+                self._check_room(self._busy())
+            self._building += slot
+        try:
             runner = Runner(configs, device=device, labels=labels)
+        finally:
+            with self._lock:
+                self._building -= slot
+        with self._lock:
             rid = runner.runs[0].id
             self._runners[rid] = runner
             self._seen[rid] = time.monotonic()
@@ -89,7 +104,7 @@ class RunManager:
             if rid is None:
                 return False
             self._seen[rid] = time.monotonic()
-            if rid not in self._idle or len(self._busy(exclude=rid)) >= self.max_running:
+            if rid not in self._idle or len(self._busy(exclude=rid)) + self._building >= self.max_running:
                 return False
             self._idle.discard(rid)
             runner = self._runners[rid]
@@ -119,10 +134,7 @@ class RunManager:
             rid = self._key(run_id)
             if rid is None:
                 raise KeyError(f"no live run {run_id!r}")
-            busy = self._busy(exclude=rid)
-            if len(busy) >= self.max_running:
-                raise CapacityError(f"{len(busy)} of {self.max_running} training slots are in use "
-                                    f"(runs {', '.join(busy)}); stop or pause one first")
+            self._check_room(self._busy(exclude=rid))
             self._idle.discard(rid)
             self._seen[rid] = time.monotonic()
             self._runners[rid].resume()
@@ -169,14 +181,28 @@ class RunManager:
             return run_id
         return next((rid for rid, r in self._runners.items() if any(run.id == run_id for run in r.runs)), None)
 
+    def _check_room(self, busy: list[str]) -> None:
+        """CapacityError unless a slot is free. The message counts the slots and names no run: it is shown to
+        whoever pressed Start, and another session's run id is all it takes to read that run."""
+        used = len(busy) + self._building
+        if used >= self.max_running:
+            raise CapacityError(f"every training slot is in use ({used} of {self.max_running}); "
+                                f"stop or pause a run of yours, or try again when one ends")
+
     def _busy(self, exclude: str | None = None) -> list[str]:
         return [rid for rid, r in self._runners.items()
                 if r.alive and not r.paused and rid not in self._idle and rid != exclude]
 
     def _prune(self) -> None:
+        """Drop ended runners, oldest first, beyond ``keep_finished`` of them or ``keep_finished_bytes`` held."""
         done = [rid for rid, r in self._runners.items()
                 if not r.alive and not any(run.status in LIVE for run in r.runs)]
-        for rid in done[:max(len(done) - self.keep_finished, 0)]:  # oldest first
+        held = {rid: sum(run.held_bytes() for run in self._runners[rid].runs) for rid in done}
+        total = sum(held.values())
+        for i, rid in enumerate(done):  # oldest first
+            if len(done) - i <= self.keep_finished and total <= self.keep_finished_bytes:
+                break
+            total -= held[rid]
             del self._runners[rid]
             self._seen.pop(rid, None)
             self._idle.discard(rid)

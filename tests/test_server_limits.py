@@ -1,0 +1,219 @@
+"""The server under abuse and large models: a chart request's cost is bounded whatever it names, an ended run
+frees its model, optimizer and data, building a model never blocks the routes, run ids are random, and a
+message never names another session's runs."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import json
+import re
+import subprocess
+import sys
+import threading
+import time
+import weakref
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+from starlette.routing import Router
+
+from components import live_api
+from tests.test_live_status import get
+from training import manager as M
+from training.config import Config
+from training.manager import CapacityError, RunManager
+from training.runner import EndedTrainer, Runner, new_run_id
+
+REPO = Path(__file__).resolve().parent.parent
+TINY = Config(hidden_sizes=(16,), dataset="gaussian", batch_size=8, steps=20, probe_every=5)
+FOREVER = TINY.replace(steps=10_000_000, probe_every=1000)
+
+
+@pytest.fixture(autouse=True)
+def _served_flag_restored(monkeypatch):
+    monkeypatch.setattr(live_api, "SERVED", live_api.SERVED)
+
+
+def _finished(cfg: Config = TINY):
+    runner = M.get_manager().start(cfg)
+    assert runner.wait(60)
+    return runner
+
+
+# /api/chart: one id repeated 1,000 times took 4.9 s and 2.2 GB, one full history copy per repeat.
+def test_a_chart_request_repeating_one_id_copies_one_snapshot(monkeypatch):
+    rid = _finished().runs[0].id
+    copies = []
+    real = live_api._snapshot
+    monkeypatch.setattr(live_api, "_snapshot", lambda i: copies.append(i) or real(i))
+    code, body, _ = get(live_api.chart_url("chart_loss", [rid] * 1000, [rid] * 1000))
+    assert code == 200 and len(body["data"]) > 0
+    assert copies == [rid]  # the overlay's repeats of a drawn run are dropped too
+
+
+def test_a_chart_request_naming_more_runs_than_a_page_draws_is_refused():
+    a, b, c = (_finished().runs[0].id for _ in range(3))
+    code, body, _ = get(live_api.chart_url("chart_loss", [a, b, c]))
+    assert code == 400 and body["error"] == (f"runs: at most {live_api.MAX_RUNS} distinct run ids, "
+                                             f"extra: at most {live_api.MAX_EXTRA}")
+    extra = [new_run_id() for _ in range(live_api.MAX_EXTRA + 1)]
+    assert get(live_api.chart_url("chart_loss", [a], extra))[0] == 400
+    # The most a page asks for still answers: A and B, and every overlay the picker allows.
+    code, _, _ = get(live_api.chart_url("chart_loss", [a, b], [c] * 3 + extra[:live_api.MAX_EXTRA - 1]))
+    assert code == 200
+
+
+def test_a_per_run_chart_copies_only_the_run_it_draws(monkeypatch):
+    a, b = (_finished().runs[0].id for _ in range(2))
+    copies = []
+    real = live_api._snapshot
+    monkeypatch.setattr(live_api, "_snapshot", lambda i: copies.append(i) or real(i))
+    assert get(live_api.chart_url("chart_heatmap", [a, b], [b]))[0] == 200
+    assert copies == [a]
+
+
+def test_the_chart_route_quotes_an_unknown_key_short():
+    code, body, _ = get(live_api.CHART_PREFIX + "x" * 5000 + "?runs=r1")
+    assert code == 404 and len(body["error"]) < 300
+
+
+# Ended runs: six one-step Adam runs of a 4096-4096-4096 MLP kept 4.6 GB of models and optimizer state.
+def test_an_ended_run_frees_its_model_optimizer_and_data_and_keeps_its_history():
+    runner = Runner(TINY.replace(optimizer="adam"))
+    trainer = runner.runs[0].trainer
+    model, opt, data = weakref.ref(trainer.model), weakref.ref(trainer.optimizer), weakref.ref(trainer.data)
+    del trainer
+    runner.start()
+    assert runner.wait(60)
+    gc.collect()
+    assert model() is None and opt() is None and data() is None
+    run = runner.runs[0]
+    assert isinstance(run.trainer, EndedTrainer) and run.trainer.step_idx == 20
+    snap = run.snapshot()
+    assert snap.status == "finished" and snap.step == 20 and len(snap.series("loss")[1]) == 20
+    assert snap.device == "cpu" and snap.names == ["blocks.0.fc.weight", "blocks.0.fc.bias", "head.weight",
+                                                   "head.bias"]
+
+
+def test_a_stopped_and_a_failed_run_are_released_too():
+    runner = Runner(FOREVER)
+    runner.start()
+    time.sleep(0.2)
+    assert runner.stop(5)
+    assert isinstance(runner.runs[0].trainer, EndedTrainer)
+    never = Runner(TINY)
+    assert never.stop() and isinstance(never.runs[0].trainer, EndedTrainer)  # stopped before it started
+
+
+def test_ended_runs_are_dropped_oldest_first_beyond_the_byte_bound():
+    per_run = _finished().runs[0].held_bytes()
+    m = RunManager(idle_pause_s=0, keep_finished=100, keep_finished_bytes=int(2.5 * per_run))
+    try:
+        started = []
+        for _ in range(5):
+            started.append(m.start(TINY))
+            assert started[-1].wait(60)
+        m.start(TINY).wait(60)  # pruning happens at a start
+        kept = [r for r in m.runners() if r in started]
+        assert kept == started[-2:]  # the two newest ended runs fit under 2.5 runs' bytes
+        assert sum(run.held_bytes() for r in kept for run in r.runs) <= m.keep_finished_bytes
+    finally:
+        assert m.shutdown()
+
+
+# Building: a model at the parameter cap took 16-22 s to build while start() held the lock every route takes.
+def test_a_slow_build_holds_no_lock_and_keeps_its_slot(monkeypatch):
+    release, building = threading.Event(), threading.Event()
+
+    class SlowRunner(Runner):
+        def __init__(self, *a, **k):
+            building.set()
+            release.wait(30)
+            super().__init__(*a, **k)
+
+    m = RunManager(max_running=1, idle_pause_s=0)
+    monkeypatch.setattr(M, "Runner", SlowRunner)
+    with ThreadPoolExecutor(2) as pool:
+        started = pool.submit(m.start, FOREVER)
+        try:
+            assert building.wait(10)
+            looked_up = pool.submit(lambda: (m.get("r-nothing"), m.runners(), m.touch("r-nothing")))
+            assert looked_up.result(timeout=2) == (None, [], False)  # not blocked by the build
+            with pytest.raises(CapacityError):  # the build holds the only slot
+                m.start(FOREVER, paused=False)
+        finally:
+            release.set()
+        runner = started.result(timeout=30)
+    try:
+        assert runner.alive and m.get(runner.runs[0].id) is runner
+    finally:
+        assert m.shutdown()
+
+
+def test_a_failed_build_gives_its_slot_back(monkeypatch):
+    def broken(*a, **k):
+        raise RuntimeError("out of memory")
+
+    m = RunManager(max_running=1, idle_pause_s=0)
+    real = M.Runner
+    monkeypatch.setattr(M, "Runner", broken)
+    with pytest.raises(RuntimeError):
+        m.start(FOREVER)
+    monkeypatch.setattr(M, "Runner", real)
+    try:
+        assert m.start(FOREVER).alive
+    finally:
+        assert m.shutdown()
+
+
+def test_the_live_route_never_blocks_the_event_loop_while_the_manager_is_busy():
+    """Whatever holds the manager's lock (a slow start, a prune), the loop that serves every page and
+    /_stcore/health keeps turning: the route waits on a worker thread."""
+    manager = M.get_manager()
+    rid = _finished().runs[0].id
+    path = live_api.API_PREFIX + rid
+    scope = {"type": "http", "method": "GET", "path": path, "raw_path": path.encode(), "headers": [],
+             "query_string": b"", "root_path": "", "scheme": "http", "server": ("127.0.0.1", 80)}
+    sent, ticks = [], []
+
+    async def receive():
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message):
+        sent.append(message)
+
+    async def ticker():
+        for _ in range(10):
+            await asyncio.sleep(0.05)
+            ticks.append(time.monotonic())
+
+    async def main():
+        route = asyncio.ensure_future(Router(routes=live_api.routes())(scope, receive, send))
+        await ticker()
+        assert ticks and not sent  # the loop ticked while the route waited for the lock
+        held.release()
+        await asyncio.wait_for(route, 10)
+
+    held = manager._lock
+    held.acquire()
+    try:
+        with ThreadPoolExecutor(1) as pool:
+            pool.submit(asyncio.run, main()).result(timeout=30)
+    finally:
+        if held.locked():
+            held.release()
+    assert len(ticks) == 10 and sent[0]["status"] == 200
+    assert json.loads(b"".join(m.get("body", b"") for m in sent[1:]))["runs"][0]["state"] == "finished"
+
+
+# Run ids: `r<counter>-<8 hex>` restarted in every process (every CLI run was r1-...): guessable and clashing.
+def test_run_ids_carry_96_random_bits_and_differ_across_processes():
+    ids = {Runner(TINY).runs[0].id for _ in range(50)}
+    assert len(ids) == 50 and all(re.fullmatch(r"r[0-9a-f]{24}", i) for i in ids)
+    code = "from training.runner import Runner; from training.config import Config; " \
+           "print(Runner(Config(hidden_sizes=(4,))).runs[0].id)"
+    firsts = {subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
+                             timeout=120).stdout.strip() for _ in range(2)}
+    assert len(firsts) == 2 and all(re.fullmatch(r"r[0-9a-f]{24}", i) for i in firsts)
