@@ -193,7 +193,7 @@ class Trainer:
             self._signal_ratio = O.signal_ratio(probe_out)
         self.trajectory.add(loss_v, applied)
         if not applied or self.step_idx + 1 >= self.cfg.steps:  # the run's last step: the runner ends it here
-            rec.events.append(self.outcome().event(self.step_idx))
+            rec.events.insert(0, self.outcome().event(self.step_idx))  # an explosion event stays the last one
         self.step_idx += 1
         return rec
 
