@@ -100,13 +100,16 @@ function draw(root, status) {
   });
 }
 
-const states = (status) => status.alive + ':' + status.runs.map((r) => r.state).join(',');
+// Keyed by run id: a tab's next run ends in the same state as its last one ("false:exploded"), and must still
+// bring its own banner.
+const states = (status) => status.alive + ':' + status.runs.map((r) => r.id + '=' + r.state).join(',');
 
 function show(s, status) {
   if (!status || status.t < s.shown) return;  // an older copy (a slow fetch, or the fragment's) never wins
   s.shown = status.t;
   draw(s.root, status);
   s.root.dataset.step = String(status.runs.map((r) => r.step).join(','));
+  s.root.dataset.runs = status.runs.map((r) => r.id).join(',');  // which runs the line shows now
 }
 
 // One loop per status line: a fetch in flight or a timer set means the loop is running.
@@ -163,7 +166,8 @@ def run_status(snap, title: str | None = None, color: str | None = None) -> dict
     rec = snap.latest
     acc = latest_test_accuracy(snap)
     return {
-        "title": title, "color": color, "state": snap.status, "badge": STATE_BADGE.get(snap.status, "gray"),
+        "id": snap.id, "title": title, "color": color,
+        "state": snap.status, "badge": STATE_BADGE.get(snap.status, "gray"),
         "step": snap.step, "step_text": f"{snap.step:,}", "steps_text": f"{snap.config.steps:,}",
         "detail": f"{snap.steps_per_s:,.0f} steps/s · {snap.device} · {clip} · lr {live_lr(snap):g}",
         "metrics": [["Loss", fmt(rec.loss if rec else None)],

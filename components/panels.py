@@ -62,6 +62,9 @@ def outcome_banner(snap, who: str = "Training") -> None:
         loss = snap.latest.loss if snap.latest else float("nan")
         st.success(f"**{who} finished {snap.step:,} steps** without exploding: loss {fmt(loss)}"
                    + (f", test accuracy {acc:.0%}" if acc is not None else "") + ".", icon=":material/check_circle:")
+    elif snap.status == "stopped":
+        st.info(f"**{who} stopped at step {snap.step:,}** of {snap.config.steps:,}. Start trains a new run; its "
+                "charts and downloads stay below.", icon=":material/stop_circle:")
 
 
 def overlay_charts(snaps: Sequence, source: Callable[[str], Source | None] | None = None) -> None:
