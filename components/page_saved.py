@@ -166,6 +166,23 @@ def _delete(rid: str) -> None:
         ss.w_saved_open = None
 
 
+def store_check(lines: list[str]) -> None:
+    """What the store's check on opening found (``Store.warnings``): lost rows, and where copies of the files as
+    found are kept. The lines name paths and run ids, shown as literal text, not Markdown."""
+    if lines:
+        st.warning("The run store found lost or damaged data when it opened. The runs below are what it could "
+                   "still read; details:", icon=":material/database:")
+        st.code("\n".join(lines), language=None, wrap_lines=True)
+
+
+def unreadable(rows: list[tuple[str, str]]) -> None:
+    """The stored runs whose row cannot be read (``Store.unreadable_runs``): not listed, but named, with why."""
+    if rows:
+        st.warning(f"{len(rows)} saved run{'s' if len(rows) > 1 else ''} cannot be read and "
+                   f"{'are' if len(rows) > 1 else 'is'} not listed:", icon=":material/database:")
+        st.dataframe(pd.DataFrame(rows, columns=["run", "why"]), hide_index=True, key="saved_unreadable")
+
+
 def render() -> None:
     st.title("Saved runs")
     st.caption("Every run the lab has trained is saved as it trains, and stays here after the server restarts "
@@ -177,11 +194,13 @@ def render() -> None:
         return
     if manager.store.error:
         st.warning(manager.store.error, icon=":material/database:")
+    store_check(manager.store.warnings())
     kind, text = ss.pop("saved_message", (None, None))
     if kind:
         getattr(st, kind)(text)
     try:
         runs = {r["id"]: r for r in manager.past_runs()}
+        unreadable(manager.store.unreadable_runs())
     except StoreError as e:
         st.warning(f"Cannot list the saved runs: {e}", icon=":material/database:")
         return

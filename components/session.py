@@ -128,8 +128,10 @@ def sync_url(cfg: Config | None) -> None:
 
 # Runs.
 def store_error() -> str | None:
-    """Why runs are not being saved (the lab still trains), or None."""
-    return get_manager().store_error
+    """Why runs are not being saved (the lab still trains): the store did not open, or its last write failed (its
+    rows are kept and retried); None when they are."""
+    manager = get_manager()
+    return manager.store_error or (manager.store.error if manager.store is not None else None)
 
 
 def current_runner():

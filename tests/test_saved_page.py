@@ -215,3 +215,40 @@ def test_the_overlay_draws_what_store_series_returns(data_dir):
         want = store.series([rid], col, max_points=P.MAX_POINTS)[rid]
         np.testing.assert_array_equal(view.series(col)[1], want["value"])
         np.testing.assert_array_equal(view.series(col, "hi")[1], want["hi"])
+
+
+def test_a_row_that_cannot_be_read_is_named_and_the_others_are_listed(data_dir):
+    rid = _train(TINY.replace(steps=20), "good")
+    with sqlite3.connect(M.get_manager().store.path) as conn:
+        conn.execute("INSERT INTO runs (id, label, config_json, status, created, updated, columns_json) "
+                     "VALUES ('bad-row', 'x', '{nope', 'finished', 2e9, 2e9, '[]')")
+    conn.close()
+    at = _page()
+    assert next(d.value for d in at.dataframe if "label" in d.value.columns)["run"].tolist() == [rid]
+    assert any("1 saved run cannot be read and is not listed" in w.value for w in at.warning)
+    bad = next(d.value for d in at.dataframe if "why" in d.value.columns)
+    assert bad["run"].tolist() == ["bad-row"] and "config_json is not valid JSON" in bad["why"][0]
+
+
+def test_rows_lost_from_a_garbled_log_are_reported_on_the_page(data_dir):
+    store = Store(data_dir)
+    with sqlite3.connect(store.path) as conn:  # a run that recorded 50 steps of which 20 are stored
+        conn.execute("INSERT INTO runs (id, label, config_json, status, created, updated, columns_json, n_steps) "
+                     "VALUES ('r-short', 'x', '{}', 'finished', 1, 1, '[\"loss\"]', 50)")
+        conn.executemany("INSERT INTO metrics VALUES ('r-short', ?, ?)",
+                         [(i, np.float64(1.0).tobytes()) for i in range(20)])
+    conn.close()
+    at = _page()
+    assert any("found lost or damaged data" in w.value for w in at.warning)
+    (details,) = at.code
+    assert "run 'r-short' holds 20 of the 50 steps it recorded" in details.value
+    assert "files as found are kept in" in details.value
+    assert _table(at)["run"].tolist() == ["r-short"]  # still listed: what it has is readable
+
+
+def test_the_lab_says_when_store_writes_fail(data_dir):
+    M.get_manager().store.error = "cannot write to the run store at X: disk I/O error"
+    at = AppTest.from_file(APP, default_timeout=30)
+    at.run()
+    assert not at.exception
+    assert any("cannot write to the run store" in w.value for w in at.warning)

@@ -201,12 +201,17 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def _run_stored(args: argparse.Namespace, cfg: Config, out: Path | None) -> int:
     store = open_store(args.store)
+    for line in store.warnings():
+        print(f"warning: {line}", file=sys.stderr)
     label = f"cli: {args.preset}" if args.preset else "cli"
     try:
         run_id, status, steps = train_into_store(cfg, store, label, progress=not args.quiet)
     except RuntimeError as e:  # e.g. a requested device that is absent
         print(f"error: {e}", file=sys.stderr)
         return 2
+    if store.error:  # the last write failed and the writer has ended: not every step reached the store
+        print(f"error: {store.error}; run {run_id} trained {steps} steps but is not fully saved", file=sys.stderr)
+        return 1
     wrote = f"saved run {run_id} to {store.path}"
     if out is not None:
         sidecar = store.export(run_id, out)
@@ -218,16 +223,25 @@ def _run_stored(args: argparse.Namespace, cfg: Config, out: Path | None) -> int:
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
-    runs = open_store(args.store).list_runs()
-    if not runs:
-        print("no stored runs", file=sys.stderr)
-        return 0
-    print(f"{'id':<14} {'status':<11} {'steps':>9} {'last loss':>10}  {'created':<19}  label")
+    """The readable runs on stdout; what the store's check found and the unreadable rows on stderr, exit 1."""
+    from .store import StoreError
+
+    store = open_store(args.store)
+    try:
+        runs, unreadable = store.list_runs(), store.unreadable_runs()
+    except StoreError as e:
+        raise UsageError(f"--store: {e}") from None
+    if runs:
+        print(f"{'id':<14} {'status':<11} {'steps':>9} {'last loss':>10}  {'created':<19}  label")
     for r in runs:
         loss = f"{r['last_loss']:.4g}" if r["last_loss"] is not None else "n/a"
         created = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r["created"]))
         print(f"{r['id']:<14} {r['status']:<11} {r['steps']:>9} {loss:>10}  {created:<19}  {r['label']}")
-    return 0
+    if not runs:
+        print("no stored runs", file=sys.stderr)
+    for line in store.warnings() + [f"run {rid!r} is unreadable and not listed: {why}" for rid, why in unreadable]:
+        print(f"warning: {line}", file=sys.stderr)
+    return 1 if store.damage or unreadable else 0
 
 
 def _json_default(o):

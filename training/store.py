@@ -7,6 +7,13 @@ commits), so a ``kill -9`` loses at most the rows of the last flush interval.
 
 The writer thread ends by itself once no attached run is live, and starts again on the next ``attach``.
 Only JSON and float64 bytes are stored; nothing is ever unpickled.
+
+Opening checks the file before anything writes to it: a foreign or newer schema, or a file SQLite finds
+damaged (``PRAGMA quick_check``), is refused in one line; a write-ahead log that lost commits (training/wal.py)
+or a run holding fewer rows than it recorded is listed in ``damage``. Either way the database files are copied
+aside first (``kept``), because the first connection to close would checkpoint the log and delete the evidence.
+A row that cannot be read (a config that is not JSON, say) is left out of ``list_runs`` and named by
+``unreadable_runs``; the other runs stay readable.
 """
 
 from __future__ import annotations
@@ -14,17 +21,20 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 import sqlite3
 import threading
 import time
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from functools import lru_cache
 from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
 
+from . import wal
 from .runner import LIVE, Run, Runner, track_thread
 
 DB_NAME = "runs.sqlite3"
@@ -33,6 +43,8 @@ HEARTBEAT_S = 2.0  # a live run's `updated` is refreshed this often even while p
 STALE_S = 15.0  # a run that says it is live but has not been updated for this long was interrupted
 INTERRUPTED = "interrupted"
 SCHEMA_VERSION = 1
+KEPT_GLOB = "*.damaged-*"  # copies of the database files taken when the check on open failed
+SHOWN_DAMAGE = 10  # runs named one by one in a damage report; the rest are counted
 
 # Metrics are one row per step holding the whole row as float64 bytes: the columns depend on the model (a
 # 64-layer MLP has ~400), so a wide table would need a schema per run; a blob is written with one executemany
@@ -52,7 +64,7 @@ CREATE INDEX IF NOT EXISTS events_run ON events (run_id);
 
 
 class StoreError(RuntimeError):
-    """The store cannot be opened or read; the message says where and why."""
+    """The store cannot be opened or read; the message says where and why, in one line."""
 
 
 class StoredRun(NamedTuple):
@@ -81,16 +93,26 @@ class _Source:
 
 class Store:
     def __init__(self, path: str | os.PathLike | None = None, stale_s: float = STALE_S):
-        """``path``: a data folder (created, mode 700) or a ``.sqlite3`` / ``.db`` file; default: default_data_dir()."""
+        """``path``: a data folder (created, mode 700) or a ``.sqlite3`` / ``.db`` file; default: default_data_dir().
+
+        StoreError when it cannot be opened, is not a run store, or is damaged (see the module docstring)."""
         p = Path(path) if path is not None else default_data_dir()
         if p.suffix not in (".sqlite3", ".sqlite", ".db"):
             p = p / DB_NAME
         self.path, self.stale_s = p, stale_s
+        self.damage: list[str] = []  # what the check on open found lost, one line each; empty when sound
+        self.kept: Path | None = None  # where the files were copied when it found something
+        self._keep_error: str | None = None
         try:
             p.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-            with self._connect() as conn:
+            if p.exists():
+                self._check()
+            conn = self._connect()
+            try:
                 conn.executescript(SCHEMA)
                 conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            finally:
+                conn.close()  # now, not at the next garbage collection: the last close checkpoints the log
         except (OSError, sqlite3.Error) as e:
             raise StoreError(f"cannot open the run store at {p}: {e}") from None
         self._cv = threading.Condition()
@@ -100,6 +122,110 @@ class Store:
         self._requested = self._done = 0  # flush generations: flush() waits until its own has been written
         self.error: str | None = None  # the last write failure, for the UI; rows are kept and retried
         self._retry: list[tuple] = []
+
+    # The check on open, on a read-only connection: it never checkpoints, so the log stays as it was found.
+    def _check(self) -> None:
+        found = wal.damage(self.path)
+        if found:  # read it again: a live writer restarting its log mid-read can look like damage, once
+            time.sleep(0.05)
+            found = wal.damage(self.path)
+        damage = [found] if found else []
+        try:
+            conn = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True, timeout=10.0)
+        except sqlite3.Error as e:
+            raise StoreError(f"cannot open the run store at {self.path}: {e}") from None
+        try:
+            self._check_schema(conn)
+            found = conn.execute("PRAGMA quick_check").fetchall()
+            if found != [("ok",)]:
+                first = " ".join(str(found[0][0]).replace("*** in database main ***", "").split())
+                fatal = f"SQLite's check finds it damaged ({first}; {len(found)} problem(s))"
+            else:
+                fatal, damage = None, damage + self._check_counts(conn)
+        except sqlite3.DatabaseError as e:
+            if "not a database" in str(e) or "encrypted" in str(e):
+                raise StoreError(f"cannot open the run store at {self.path}: {e}") from None
+            fatal = f"SQLite cannot read it ({e})"
+        finally:
+            conn.close()
+        self.damage = damage
+        if fatal or damage:
+            self.kept = self._keep_copy()
+        if fatal:
+            raise StoreError(f"the run store at {self.path} is damaged: {fatal}; a copy of its files is kept in "
+                             f"{self.kept}; move {self.path.name} aside to start an empty store")
+
+    def _check_schema(self, conn: sqlite3.Connection) -> None:
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise StoreError(f"the run store at {self.path} was written by a newer version (schema {version}; "
+                             f"this one reads {SCHEMA_VERSION})")
+        for table, columns in _schema_columns().items():
+            have = {r[1] for r in conn.execute(f"PRAGMA table_info({table})")}
+            if have and not columns <= have:
+                missing = sorted(columns - have)[0]
+                raise StoreError(f"{self.path} is not a run store: its table {table!r} has no column {missing!r}")
+
+    def _check_counts(self, conn: sqlite3.Connection) -> list[str]:
+        """Each run's stored rows against the count it recorded with them (one transaction wrote both), and steps
+        from 0 without gaps; rows of runs that are not listed. One statement: one consistent snapshot."""
+        if not conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'metrics'").fetchone():
+            return []
+        rows = conn.execute(
+            "SELECT r.id, r.n_steps, coalesce(m.n, 0), m.lo, m.hi FROM runs r LEFT JOIN "
+            "(SELECT run_id, count(*) AS n, min(step) AS lo, max(step) AS hi FROM metrics GROUP BY run_id) m "
+            "ON m.run_id = r.id UNION ALL SELECT run_id, NULL, count(*), NULL, NULL FROM metrics "
+            "WHERE run_id NOT IN (SELECT id FROM runs) GROUP BY run_id").fetchall()
+        found = []
+        for rid, recorded, n, lo, hi in rows:
+            if recorded is None:
+                found.append(f"{n:,} rows of run {rid!r}, which is not listed")
+            elif n != recorded:
+                found.append(f"run {rid!r} holds {n:,} of the {recorded:,} steps it recorded")
+            elif n and (lo != 0 or hi != n - 1):
+                found.append(f"run {rid!r} has gaps: {n:,} steps stored between step {lo} and step {hi}")
+        if len(found) > SHOWN_DAMAGE:
+            found = [*found[:SHOWN_DAMAGE], f"and {len(found) - SHOWN_DAMAGE} more runs like these"]
+        return found
+
+    def _keep_copy(self) -> Path | None:
+        """Copy the database, its log and its index into a new folder beside them (unless the newest copy holds
+        this very log: a process that keeps the store open keeps the log, and each open would copy it again);
+        None when that fails."""
+        log, kept = Path(f"{self.path}-wal"), self.kept_copies()
+        if kept and log.exists():
+            last = kept[-1] / log.name
+            if last.exists() and (last.stat().st_size, last.stat().st_mtime) == (log.stat().st_size,
+                                                                                 log.stat().st_mtime):
+                return kept[-1]
+        dest = self.path.with_name(f"{self.path.name}.damaged-{time.strftime('%Y%m%d-%H%M%S')}")
+        try:
+            dest.mkdir(mode=0o700, exist_ok=True)
+            for suffix in ("", "-wal", "-shm"):
+                src = Path(f"{self.path}{suffix}")
+                if src.exists():
+                    shutil.copy2(src, dest / src.name)
+        except OSError as e:
+            self._keep_error = f"no copy of its files could be kept in {dest}: {e}"
+            return None
+        return dest
+
+    def warnings(self) -> list[str]:
+        """What its users must be told, one line each: what the check on open found, where the files were
+        copied, and the copies earlier checks kept (shown until someone deletes them)."""
+        lines = [f"the run store at {self.path} lost data: {d}" for d in self.damage]
+        if self.damage:
+            lines.append(f"its files as found are kept in {self.kept}" if self.kept else str(self._keep_error))
+        older = [p for p in self.kept_copies() if p != self.kept]
+        if older:
+            lines.append(f"{len(older)} cop{'y' if len(older) == 1 else 'ies'} of damaged store files kept by earlier "
+                         f"checks, newest {older[-1]}: the rows lost are only there; delete when done")
+        return lines
+
+    def kept_copies(self) -> list[Path]:
+        """Every copy kept beside this store by a check that failed (this time or before), oldest first."""
+        return sorted(p for p in self.path.parent.glob(KEPT_GLOB) if p.is_dir() and
+                      p.name.startswith(self.path.name + ".damaged-"))
 
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, timeout=10.0, isolation_level=None)
@@ -238,52 +364,74 @@ class Store:
         with self._reader() as conn:
             return conn.execute(sql, args).fetchall()
 
+    _LIST = ("SELECT id, label, status, error, created, updated, n_steps, last_loss, device, config_json, "
+             "columns_json FROM runs")
+
     def list_runs(self) -> list[dict]:
-        """Every stored run, newest first, without its metrics.
+        """Every stored run that can be read, newest first, without its metrics (see ``unreadable_runs``).
 
         Keys: id, label, status, error, created, updated (Unix seconds), steps (rows stored), last_loss
         (None when unknown or non-finite), device, config (dict). A run whose process died shows "interrupted".
         """
-        rows = self._read("SELECT id, label, status, error, created, updated, n_steps, last_loss, device, "
-                          "config_json FROM runs ORDER BY created DESC")
-        return [self._info(r) for r in rows]
+        return [r for r in map(self._parse, self._read(self._LIST + " ORDER BY created DESC")) if "why" not in r]
+
+    def unreadable_runs(self) -> list[tuple[str, str]]:
+        """(id, why) of each stored run whose row cannot be read (and which ``list_runs`` leaves out)."""
+        return [(r["id"], r["why"]) for r in map(self._parse, self._read(self._LIST + " ORDER BY rowid"))
+                if "why" in r]
 
     def run_info(self, run_id: str) -> dict:
-        """One run's list_runs() entry; KeyError when it is not stored."""
-        rows = self._read("SELECT id, label, status, error, created, updated, n_steps, last_loss, device, "
-                          "config_json FROM runs WHERE id = ?", (run_id,))
+        """One run's list_runs() entry; KeyError when it is not stored, StoreError when its row is unreadable."""
+        rows = self._read(self._LIST + " WHERE id = ?", (run_id,))
         if not rows:
             raise KeyError(f"no stored run {run_id!r}")
-        return self._info(rows[0])
+        info = self._parse(rows[0])
+        if "why" in info:
+            raise StoreError(f"run {run_id!r} in {self.path} is unreadable: {info['why']}")
+        return info
 
-    def _info(self, r: tuple) -> dict:
-        rid, label, status, error, created, updated, n, loss, device, cfg = r
+    def _parse(self, r: tuple) -> dict:
+        """A runs row as a list_runs() entry, or {"id", "why"} saying what makes it unreadable."""
+        rid, label, status, error, created, updated, n, loss, device, cfg, cols = r
+        try:
+            _need(isinstance(rid, str), "its id is not text")
+            _need(all(isinstance(v, str) for v in (label, status)), "its label or status is not text")
+            _need(all(_number(v) for v in (created, updated)), "its times are not numbers")
+            _need(isinstance(n, int) and n >= 0, "its step count is not a whole number")
+            _need(loss is None or _number(loss), "its last loss is not a number")
+            config, columns = _json(cfg, "config_json", dict), _json(cols, "columns_json", list)
+            _need(all(isinstance(c, str) for c in columns), "columns_json holds something other than names")
+        except ValueError as e:
+            return {"id": str(rid), "why": str(e)}
         return {"id": rid, "label": label, "status": self._status(status, updated), "error": error,
-                "created": created, "updated": updated, "steps": n, "last_loss": loss, "device": device,
-                "config": json.loads(cfg)}
+                "created": created, "updated": updated, "steps": n, "last_loss": loss,
+                "device": device if isinstance(device, str) else None, "config": config}
 
     def _status(self, status: str, updated: float) -> str:
         # A live run's writer refreshes `updated` every HEARTBEAT_S; silence means its process is gone.
         return INTERRUPTED if status in LIVE and time.time() - updated > self.stale_s else status
 
     def load_run(self, run_id: str) -> StoredRun:
-        """Config, status, columns, every stored step and row, and the events; KeyError when it is not stored."""
+        """Config, status, columns, every stored step and row, and the events; KeyError when it is not stored,
+        StoreError when its row is unreadable. An event that cannot be read becomes an ``unreadable`` event."""
         with self._reader() as conn:
-            info = conn.execute("SELECT config_json, status, updated, columns_json FROM runs WHERE id = ?",
-                                (run_id,)).fetchall()
+            info = conn.execute(self._LIST + " WHERE id = ?", (run_id,)).fetchall()
             if not info:
                 raise KeyError(f"no stored run {run_id!r}")
             data = conn.execute("SELECT step, data FROM metrics WHERE run_id = ? ORDER BY step", (run_id,)).fetchall()
-            events = conn.execute("SELECT json FROM events WHERE run_id = ? ORDER BY rowid", (run_id,)).fetchall()
-        cfg, status, updated, cols = info[0]
-        columns = json.loads(cols)
+            events = conn.execute("SELECT rowid, step, json FROM events WHERE run_id = ? ORDER BY rowid",
+                                  (run_id,)).fetchall()
+        parsed = self._parse(info[0])
+        if "why" in parsed:
+            raise StoreError(f"run {run_id!r} in {self.path} is unreadable: {parsed['why']}")
+        columns = json.loads(info[0][-1])
         steps = np.fromiter((d[0] for d in data), dtype=np.int64, count=len(data))
         try:
             rows = np.frombuffer(b"".join(d[1] for d in data), dtype=np.float64).reshape(len(data), len(columns))
-        except ValueError:
+        except (ValueError, TypeError):
             raise StoreError(f"run {run_id!r} in {self.path} has metric rows of the wrong size") from None
-        return StoredRun(json.loads(cfg), self._status(status, updated), columns, steps, rows.copy(),
-                         [json.loads(e[0]) for e in events])
+        return StoredRun(parsed["config"], parsed["status"], columns, steps, rows.copy(),
+                         [_event(*e) for e in events])
 
     def to_dataframe(self, run_id: str):
         """The run's metrics as a pandas DataFrame: ``step`` then every column, ``clipped`` as bool."""
@@ -336,6 +484,46 @@ class Store:
     def integrity(self) -> str:
         """SQLite's own check: "ok" when the file is sound."""
         return self._read("PRAGMA integrity_check")[0][0]
+
+
+@lru_cache(maxsize=1)
+def _schema_columns() -> dict[str, set[str]]:
+    """{table: its columns} as SCHEMA creates them: what an existing file must have to be a run store."""
+    conn = sqlite3.connect(":memory:")
+    try:
+        conn.executescript(SCHEMA)
+        tables = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+        return {t: {r[1] for r in conn.execute(f"PRAGMA table_info({t})")} for t in tables}
+    finally:
+        conn.close()
+
+
+def _need(ok: bool, why: str) -> None:
+    if not ok:
+        raise ValueError(why)
+
+
+def _number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _json(text, what: str, kind: type):
+    try:
+        v = json.loads(text)
+    except (TypeError, ValueError, RecursionError) as e:  # not text, not JSON, nested beyond reason
+        raise ValueError(f"{what} is not valid JSON ({str(e)[:80]})") from None
+    _need(isinstance(v, kind), f"{what} is not a JSON {'object' if kind is dict else 'array'}")
+    return v
+
+
+def _event(rowid: int, step, text) -> dict:
+    """One stored event; one that cannot be read is shown as what it is rather than dropped."""
+    try:
+        e = json.loads(text)
+        _need(isinstance(e, dict), "not a JSON object")
+        return e
+    except (TypeError, ValueError, RecursionError) as e:
+        return {"step": step, "kind": "unreadable", "message": f"stored event {rowid} cannot be read ({str(e)[:80]})"}
 
 
 def _frame(r: StoredRun):
