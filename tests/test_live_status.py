@@ -118,7 +118,7 @@ def test_the_chart_route_answers_the_figure_a_rerun_would_draw():
         assert body == json.loads(LF.figure(key, [snap]).to_json()), key
     code, body, _ = get(live_api.chart_url("chart_loss", [snap.id], [other.id]))
     assert body == json.loads(LF.figure("chart_loss", [snap, LF.as_overlay(other)]).to_json())
-    assert f"{other.id.split('-')[0]} {other.label} loss" in {t.get("name") for t in body["data"]}
+    assert f"{LF.short(other.id)} {other.label} loss" in {t.get("name") for t in body["data"]}
 
 
 def test_the_chart_route_names_what_it_does_not_know():

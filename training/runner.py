@@ -99,7 +99,7 @@ class Run:
 
     def __init__(self, cfg: Config, device=None, label: str = "", recent: int = 2048, buckets: int = 2048):
         self.id = new_run_id()
-        self.label = label or self.id
+        self.label = label or self.id[:7]  # "r" and 24 random bits: enough to tell a session's runs apart
         self.trainer: Trainer | EndedTrainer = Trainer(cfg, device)  # an EndedTrainer once the run has ended
         self.cfg = cfg
         self.history = History(self.trainer.columns, recent, buckets)
