@@ -55,7 +55,7 @@ class RunManager:
         _managers.add(self)
 
     def start(self, configs: Config | list[Config], labels: list[str] | None = None, paused: bool = False,
-              device=None) -> Runner:
+              device=None, steps_per_s: float | None = None) -> Runner:
         """Build and start a runner, or raise CapacityError when every slot is taken.
 
         The runner is built outside the lock: a model at the parameter cap takes seconds to build, and every
@@ -66,7 +66,7 @@ class RunManager:
                 self._check_room(self._busy())
             self._building += slot
         try:
-            runner = Runner(configs, device=device, labels=labels)
+            runner = Runner(configs, device=device, labels=labels, steps_per_s=steps_per_s)
         finally:
             with self._lock:
                 self._building -= slot

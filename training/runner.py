@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .config import Config
+from .config import Config, ConfigError
 from .engine import StepRecord, Trainer
 from .history import History
 
@@ -29,6 +29,7 @@ IDLE, RUNNING, PAUSED, FINISHED, EXPLODED, ERROR, STOPPED = (
 LIVE = (IDLE, RUNNING, PAUSED)
 MAX_PROBES = 512
 MAX_EVENTS = 10_000
+SPEED_RANGE = (0.1, 1000.0)  # steps per second a throttled run may be set to; None is "as fast as it goes"
 
 ID_BYTES = 12  # 96 random bits: an id is all it takes to read a live run through the server's routes
 _runners: weakref.WeakSet[Runner] = weakref.WeakSet()
@@ -209,7 +210,11 @@ class Runner:
     """Steps its runs in lockstep on one thread; each run owns its data stream, so it equals the same run alone."""
 
     def __init__(self, configs: Config | list[Config], device=None, labels: list[str] | None = None,
-                 recent: int = 2048, buckets: int = 2048):
+                 recent: int = 2048, buckets: int = 2048, steps_per_s: float | None = None):
+        # The throttle: at most one step every ``_interval`` seconds, the next not before ``_due`` (monotonic).
+        # 0.0 is "max": the loop then tests one float per step and never waits.
+        self._interval = 1.0 / check_speed(steps_per_s) if steps_per_s is not None else 0.0
+        self._due = 0.0
         configs = [configs] if isinstance(configs, Config) else list(configs)
         labels = labels or [""] * len(configs)
         self.runs = [Run(c, device, lab, recent, buckets) for c, lab in zip(configs, labels, strict=True)]
@@ -252,6 +257,18 @@ class Runner:
         Config(clip=mode, clip_threshold=threshold if threshold is not None else 1.0,
                clip_norm_type=norm_type or "2")  # validates
         self._command("clip", (mode, threshold, norm_type), runs)
+
+    def set_speed(self, steps_per_s: float | None) -> None:
+        """Take at most ``steps_per_s`` steps a second from the next step on (None: as fast as it goes), so an
+        explosion can be watched as it develops; a single step while paused is never delayed."""
+        if steps_per_s is not None:
+            check_speed(steps_per_s)
+        self._command("speed", steps_per_s)
+
+    @property
+    def steps_per_s(self) -> float | None:
+        """The throttle now (None: not throttled)."""
+        return 1.0 / self._interval if self._interval else None
 
     def stop(self, timeout: float = 1.0) -> bool:
         """Stop after the current step; True when the thread has ended within ``timeout`` seconds."""
@@ -298,6 +315,11 @@ class Runner:
                     if r.status in (RUNNING, PAUSED):
                         r.set_status(PAUSED if self._paused else RUNNING)
                 continue
+            if kind == "speed":
+                interval = 1.0 / cmd[1] if cmd[1] is not None else 0.0
+                self._due += interval - self._interval  # the step already waited for moves with the new pace
+                self._interval = interval
+                continue
             targets = [self.runs[i] for i in (cmd[2] if cmd[2] is not None else range(len(self.runs)))]
             for r in targets:
                 if r.status not in LIVE:
@@ -324,7 +346,14 @@ class Runner:
                 if self._stop.is_set():
                     return False
                 if not self._paused:
-                    return True
+                    if not self._interval:
+                        return True
+                    wait = self._due - time.monotonic()
+                    if wait <= 0:
+                        self._due = time.monotonic() + self._interval
+                        return True
+                    self._cv.wait(wait)  # a command or stop wakes it early
+                    continue
                 if self._pending_steps > 0:
                     self._pending_steps -= 1
                     return True
@@ -366,6 +395,15 @@ def _trim_heap() -> None:
             ctypes.CDLL(None).malloc_trim(0)
         except (OSError, AttributeError):  # not glibc (musl): nothing to trim
             pass
+
+
+def check_speed(steps_per_s) -> float:
+    """A throttle's steps per second, or ConfigError naming the field and the allowed range."""
+    lo, hi = SPEED_RANGE
+    ok = isinstance(steps_per_s, (int, float)) and not isinstance(steps_per_s, bool) and lo <= steps_per_s <= hi
+    if not ok:  # NaN fails the range test too
+        raise ConfigError("speed", steps_per_s, f"allowed: {lo:g} to {hi:g} steps per second, or max")
+    return float(steps_per_s)
 
 
 def _clip_text(mode: str, threshold: float, norm_type: str) -> str:
