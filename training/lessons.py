@@ -1,0 +1,106 @@
+"""Lessons: each preset is a problem and its fix, differing in exactly one setting, with a one-sentence claim.
+
+``measure`` trains a lesson's problem and its fix through the engine and says what each did, in the outcome
+classifier's words and with the numbers behind them. tests/test_lessons.py checks every claim against it, and
+``python -m training.lessons`` prints the table of measured numbers that docs/science.md lists.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from dataclasses import dataclass
+
+from . import outcome
+from . import registry as R
+from .config import Config, from_preset
+from .engine import Trainer
+
+
+def problem(name: str) -> Config:
+    return from_preset(name)
+
+
+def fix(name: str) -> Config:
+    return from_preset(name, **R.PRESETS[name].fix)
+
+
+def change(name: str) -> tuple[str, object, object]:
+    """The one field the fix changes: (field, value in the problem, value in the fix)."""
+    (field, new), = R.PRESETS[name].fix.items()
+    return field, getattr(problem(name), field), new
+
+
+def change_text(name: str) -> str:
+    field, old, new = change(name)
+    return f"{field}: {old} → {new}"
+
+
+@dataclass(frozen=True)
+class Measured:
+    """What one run did, as plain numbers."""
+
+    outcome: str  # learned / stuck / vanished / exploded (training.outcome)
+    words: str  # the classifier's words: "exploded at step 4", "learned", ...
+    explosion_step: int | None  # the first non-finite step
+    steps: int  # steps taken (rows recorded)
+    first_loss: float
+    final_loss: float  # mean of the last finite steps (the classifier's window)
+    test_accuracy: float  # at the end; NaN when it exploded (the weights are those of the last finite step)
+    signal_ratio: float  # ‖∂L/∂h‖ at the first layer (first time step) ÷ at the last, at step 0
+    climb: int | None  # exploded: steps from the last loss within 1.5x of step 0's to the explosion
+    min_update_ratio: float  # smallest per-parameter ‖Δw‖/‖w‖ of the last finite step
+    losses: tuple[float, ...]
+
+
+def run(cfg: Config) -> Measured:
+    """Train ``cfg`` for its steps on the CPU (one probe, at step 0, for the backward signal) and measure it."""
+    t = Trainer(cfg.replace(probe_every=cfg.steps, eval_every=cfg.steps), "cpu")
+    traj, losses, ratio, last = outcome.Trajectory(), [], math.nan, None
+    for _ in range(cfg.steps):
+        rec = t.step()
+        if rec.probe is not None and rec.step == 0:
+            ratio = outcome.signal_ratio(rec.probe)
+        traj.add(rec.loss, rec.applied)
+        losses.append(rec.loss)
+        if not rec.applied:
+            break
+        last = rec
+    zero, const = outcome.reference_losses(t.data)
+    verdict = outcome.classify(traj, zero, const, ratio)
+    exploded = traj.explosion_step is not None
+    climb = None
+    if exploded:
+        healthy = [i for i in range(traj.explosion_step) if losses[i] <= 1.5 * losses[0]]
+        climb = traj.explosion_step - (healthy[-1] if healthy else 0)
+    ratios = [r for r in (last.update_ratios if last is not None else []) if math.isfinite(r)]
+    return Measured(verdict.label, verdict.words, traj.explosion_step, len(losses), losses[0], traj.final,
+                    math.nan if exploded else t.evaluate()[1], ratio, climb, min(ratios, default=math.nan),
+                    tuple(losses))
+
+
+def measure(name: str) -> tuple[Measured, Measured]:
+    """The lesson's problem and fix, each trained through the engine."""
+    return run(problem(name)), run(fix(name))
+
+
+def _row(m: Measured) -> str:
+    acc = "—" if math.isnan(m.test_accuracy) else f"{m.test_accuracy:.1%}"
+    climb = f", climbed {m.climb} steps" if m.climb is not None else ""
+    return f"{m.words}{climb}; loss {m.first_loss:.3g} → {m.final_loss:.3g}; test accuracy {acc}"
+
+
+def table(names=None) -> str:
+    """The lessons as a markdown table of what the engine measured (docs/science.md)."""
+    lines = ["| Lesson | The one change | Problem | Fix |", "|---|---|---|---|"]
+    for name in names or R.PRESETS:
+        p, f = measure(name)
+        lines.append(f"| {name} | {change_text(name)} | {_row(p)} | {_row(f)} |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    import torch
+
+    torch.set_num_threads(1)  # the numbers do not depend on it; a shared machine does
+    print(table(sys.argv[1:] or None))
