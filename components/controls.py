@@ -16,6 +16,7 @@ from training.engine import available_devices, best_device
 from . import session as S
 from .data import LIVE_FIELDS
 
+from .panels import plain
 CLIP_LABELS = {"none": "off", "norm": "by norm", "value": "by value"}
 NORM_TYPE_LABELS = {"2": "L2", "inf": "L∞"}
 ss = st.session_state
@@ -170,9 +171,9 @@ def sidebar() -> Config | None:
     run_buttons()
     cfg, error = current_config()
     if error:
-        st.error(f"{error}. Fix it to Start; the other settings are kept.", icon=":material/error:")
+        st.error(plain(f"{error}. Fix it to Start; the other settings are kept."), icon=":material/error:")
     if ss.start_error:
-        st.error(ss.start_error, icon=":material/error:")
+        st.error(plain(ss.start_error), icon=":material/error:")
     pending = S.pending_changes(cfg) if cfg else []
     if pending:
         st.info("Applies on next Start: " + ", ".join(pending), icon=":material/schedule:")

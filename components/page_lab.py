@@ -6,6 +6,7 @@ import streamlit as st
 
 from . import controls, live, live_api, plot
 from . import session as S
+from .panels import plain
 
 # Refresh periods while a run is alive. The status line polls its own numbers four times a second and triggers
 # a rerun when a run changes state (components/live_status.py). Charts go slower: each refresh builds a figure
@@ -26,9 +27,9 @@ def render() -> None:
     st.caption("Turn gradient clipping, the activation and the initialization on and off, and watch a real PyTorch "
                "run explode into inf/NaN, or not. Clipping and learning rate apply to the running training at once.")
     for warning in st.session_state.url_warnings:
-        st.warning(warning, icon=":material/link_off:")
+        st.warning(plain(warning), icon=":material/link_off:")
     if S.store_error():
-        st.warning(S.store_error(), icon=":material/database:")
+        st.warning(plain(S.store_error()), icon=":material/database:")
 
     runner = S.current_runner()
     polling = runner is not None and runner.alive

@@ -20,6 +20,7 @@ from training.config import Config, ConfigError, from_preset
 from . import session as S
 from .data import describe
 from .map_chart import outcome_map_figure
+from .panels import plain
 
 ss = st.session_state
 REFRESH_S = 1.0
@@ -27,6 +28,7 @@ LAB = "the lab's current settings"
 DEFAULTS = "defaults"
 DEFAULT_X = "lr=1e-3:1:5"
 DEFAULT_Y = "init_std=0.01:1:5"  # with the normal init (implied): He init for the default 784-wide input is ~0.05
+AXIS_CHARS = 80  # an axis is short text; its errors quote it whole
 DEFAULT_STEPS = 100  # 25 cells x 100 steps of the default net: well under a minute on two cores
 
 
@@ -154,9 +156,11 @@ def controls() -> None:
     if ss.m_base in choices:
         st.caption(describe(base_config(ss.m_base)))
     left, right = st.columns(2)
-    left.text_input("x axis", DEFAULT_X, key="m_x", help="name=lo:hi:n (log-spaced over more than a decade), "
-                                                         "name=log:lo:hi:n, name=lin:lo:hi:n or name=v1,v2,...")
-    right.text_input("y axis", DEFAULT_Y, key="m_y", help=f"Any numeric field or depth: {', '.join(SW.AXES)}")
+    left.text_input("x axis", DEFAULT_X, key="m_x", max_chars=AXIS_CHARS,
+                    help="name=lo:hi:n (log-spaced over more than a decade), name=log:lo:hi:n, name=lin:lo:hi:n or "
+                         "name=v1,v2,...")
+    right.text_input("y axis", DEFAULT_Y, key="m_y", max_chars=AXIS_CHARS,
+                     help=f"Any numeric field or depth: {', '.join(SW.AXES)}")
     a, b, c = st.columns(3)
     a.number_input("seeds per cell", 1, 100, 1, key="m_seeds", help="The map shows the majority outcome.")
     b.number_input("steps per run", 5, 10_000, DEFAULT_STEPS, key="m_steps")
@@ -243,9 +247,9 @@ def map_view() -> None:
         status = f"{len(results)}/{total} cells in {job.seconds or 0:.1f} s"
         if job.sweep.cancelled:
             status += ", cancelled"
-        st.caption(f"Sweep ended: {status}; {job.saved}.")
+        st.caption(plain(f"Sweep ended: {status}; {job.saved}."))
     if job.error:
-        st.error(f"The sweep stopped: {job.error}", icon=":material/error:")
+        st.error(plain(f"The sweep stopped: {job.error}"), icon=":material/error:")
     draw(results, job.sweep, status)
     if ss.get("map_polling") and not job.alive:
         ss.map_polling = False
@@ -258,7 +262,7 @@ def render() -> None:
                "each cell by how it ended.")
     controls()
     if ss.get("map_error"):
-        st.error(ss.map_error, icon=":material/error:")
+        st.error(plain(ss.map_error), icon=":material/error:")
     job = ss.get("map_job")
     polling = job is not None and job.alive and ss.get("map_loaded") is None
     ss.map_polling = polling

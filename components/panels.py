@@ -6,6 +6,7 @@ Each takes plain data (RunSnapshots, a Config) and draws; none of them reads ses
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable, Sequence
 
 import pandas as pd
@@ -15,6 +16,12 @@ from . import live_figures as LF
 from .data import describe, explosion, full_resolution_start, suggestion
 from .plot import Source, chart
 
+# Every ASCII punctuation character: escaped, none of them can start a link, an image, emphasis, a colour
+# directive (:red[...]), an emoji or icon shortcode or LaTeX ($).
+_MARKDOWN_SPECIAL = re.compile(r"([!-/:-@\[-`{-~])")
+# The page also turns bare addresses into links after the Markdown is parsed, escapes or not: a zero-width space
+# after a scheme, after "www" and before "@" keeps "http://x", "www.x" and "a@x.y" plain text (it shows nothing).
+_AUTOLINK = re.compile(r"(?i)(?:https?|ftp|mailto|xmpp)(?=:)|www(?=\.)|(?=@)")
 STATE_BADGE = {"idle": "gray", "running": "blue", "paused": "orange", "finished": "green", "exploded": "red",
                "error": "red", "stopped": "gray"}
 CAPTIONS = {  # one line each: what to look for
@@ -33,6 +40,14 @@ CAPTIONS = {  # one line each: what to look for
             "signal.",
     "time": "‖∂L/∂h_t‖ rising toward early t: gradients explode through time; falling: they vanish.",
 }
+
+
+def plain(text: str) -> str:
+    """``text`` as Markdown that shows it literally (as text, never a link), on one line: for messages that quote
+    what a user typed or put in the URL (st.warning and st.error render Markdown). The quoted values are already
+    cut short (ConfigError quotes at most 80 characters)."""
+    text = _AUTOLINK.sub("\\g<0>\u200b", " ".join(str(text).split()))
+    return _MARKDOWN_SPECIAL.sub(r"\\\1", text)
 
 
 def fmt(v: float | None, spec: str = ".3g") -> str:

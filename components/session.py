@@ -11,7 +11,7 @@ from __future__ import annotations
 import streamlit as st
 
 from training import registry as R
-from training.config import FIELDS, Config, ConfigError, format_value, from_preset, from_query, parse_value
+from training.config import FIELDS, Config, ConfigError, format_value, from_preset, from_query, parse_value, shown
 from training.engine import available_devices
 from training.manager import CapacityError, get_manager
 
@@ -73,7 +73,7 @@ def init() -> None:
     run_id = params.get("run")
     runner = get_manager().get(run_id) if run_id else None
     if run_id and runner is None:
-        warnings.append(f"URL parameter run: no run {run_id!r} on this server (runs end when the server "
+        warnings.append(f"URL parameter run: no run {shown(run_id)} on this server (runs end when the server "
                         "restarts) — showing its settings only")
     elif runner is not None:
         snaps = [runner.snapshot(i) for i in range(len(runner.runs))]
