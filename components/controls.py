@@ -13,6 +13,7 @@ from training import registry as R
 from training.config import FIELDS, MAX_DEPTH, Config, ConfigError, allowed_text
 from training.engine import available_devices, best_device
 
+from . import lesson
 from . import session as S
 from .data import LIVE_FIELDS
 
@@ -163,12 +164,12 @@ def current_config() -> tuple[Config | None, str | None]:
 def sidebar() -> Config | None:
     """Draw every control; return the valid config they describe (None while a value is invalid)."""
     options = [S.CUSTOM, *R.PRESETS]
-    st.selectbox("Preset", options, key="w_preset", on_change=S.on_preset,
+    st.selectbox("Preset", options, key="w_preset", on_change=lesson.on_preset,
                  format_func=lambda n: "— custom —" if n == S.CUSTOM else n,
-                 help="Fills every control; edit any of them afterwards")
-    if ss.w_preset != S.CUSTOM:
-        st.caption(R.PRESETS[ss.w_preset].summary)
+                 help="Each preset is a lesson: it loads a problem; the panel below loads its one-setting fix")
+    lesson.panel()
     run_buttons()
+    lesson.speed_control()
     cfg, error = current_config()
     if error:
         st.error(plain(f"{error}. Fix it to Start; the other settings are kept."), icon=":material/error:")

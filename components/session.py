@@ -20,6 +20,7 @@ from .data import LIVE_FIELDS, live_config, lr_grid, matching_preset
 A, B = "w_", "b_"
 B_FIELDS = ("clip", "clip_threshold", "activation", "init", "lr")  # what run B may change from A
 CUSTOM = "custom"
+MAX_SPEED = "max"  # the speed control's last stop: no throttle
 ss = st.session_state
 
 
@@ -168,7 +169,7 @@ def start() -> None:
     if old is not None and old.alive:
         old.stop(timeout=1.0)
     try:
-        runner = get_manager().start(cfgs, labels=labels)
+        runner = get_manager().start(cfgs, labels=labels, steps_per_s=speed())
     except CapacityError as e:
         ss.start_error = f"Cannot start: {e}."
         return
@@ -179,6 +180,12 @@ def start() -> None:
     ss.my_runs = [*ss.my_runs, ss.run_id]
     ss.paused = False
     ss.url_warnings = []
+
+
+def speed() -> float | None:
+    """The speed control's steps per second; None at max (the runner never waits)."""
+    v = ss.get("w_speed", MAX_SPEED)
+    return None if v == MAX_SPEED else float(v)
 
 
 def pause_resume() -> None:

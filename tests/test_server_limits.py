@@ -217,3 +217,54 @@ def test_run_ids_carry_96_random_bits_and_differ_across_processes():
     firsts = {subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
                              timeout=120).stdout.strip() for _ in range(2)}
     assert len(firsts) == 2 and all(re.fullmatch(r"r[0-9a-f]{24}", i) for i in firsts)
+
+
+# Step cost: Stop lands between steps; an MLP 4096^3 at batch 4096 took 11.7 s a step, an LSTM 2048 wide 59 s.
+def test_a_step_costlier_than_the_cap_is_refused_naming_the_batch_range():
+    from training.config import MAX_STEP_GFLOP, ConfigError, max_batch_size
+
+    big = Config(hidden_sizes=(4096,) * 3, batch_size=1)
+    top = max_batch_size(big)
+    assert 1 <= top < 4096 and big.replace(batch_size=top).batch_size == top
+    with pytest.raises(ConfigError) as e:
+        big.replace(batch_size=4096)
+    msg = str(e.value)
+    assert e.value.field == "batch_size" and msg.startswith("batch_size: 4096 is not allowed; one step would cost")
+    assert f"the cap is {MAX_STEP_GFLOP:g} GFLOP" in msg and msg.endswith(f"allowed for this network: 1 to {top}")
+    with pytest.raises(ConfigError, match=f"1 to {top}$"):
+        big.replace(batch_size=top + 1)
+
+
+@pytest.mark.parametrize("changes,field", [
+    ({"hidden_size": 2048, "seq_len": 1000, "batch_size": 1}, "seq_len"),
+    ({"hidden_size": 2048, "seq_len": 50, "batch_size": 1}, "hidden_size"),
+])
+def test_a_recurrent_net_too_costly_even_at_batch_1_names_its_size(changes, field):
+    from training.config import ConfigError
+
+    with pytest.raises(ConfigError) as e:
+        Config(model="lstm", dataset="adding", **changes)
+    assert e.value.field == field and "even at batch_size 1" in str(e.value) and "\n" not in str(e.value)
+
+
+def test_the_step_cost_cap_holds_at_the_cli_and_in_the_url(tmp_path, capsys):
+    from training import cli
+    from training.config import from_query
+
+    rc = cli.main(["run", "--hidden-sizes", "4096,4096,4096", "--batch-size", "4096", "--out", str(tmp_path / "o.csv")])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.startswith("error: --batch-size: 4096 is not allowed; one step would cost")
+    assert err.count("\n") == 1 and not (tmp_path / "o.csv").exists()
+    cfg, errors = from_query({"hidden_sizes": "4096,4096,4096", "batch_size": "4096"})
+    # batch_size falls back to 64, still too costly for that network: then the widths fall back too
+    assert cfg == Config() and len(errors) == 2 and all("one step would cost" in e for e in errors)
+
+
+def test_every_preset_and_the_step_estimate_inputs_stay_true():
+    from training import registry as R
+    from training.config import TEST_EXAMPLES, from_preset
+
+    for name in R.PRESETS:
+        from_preset(name)  # every lesson fits under the cap
+    for name, build in R.DATASETS.items():  # the estimate counts the held-out pass each dataset really has
+        assert len(build(10).y_test) == TEST_EXAMPLES[name], name

@@ -10,6 +10,7 @@ import math
 import os
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields, replace
+from types import SimpleNamespace
 
 from . import registry as R
 
@@ -55,6 +56,10 @@ MAX_DEPTH = 64
 # (recurrent). 1e8 float32 is 400 MB per copy, and backward keeps a few copies; a batch-4096, length-1000,
 # width-2048 LSTM would need ~130 GB and take the machine down.
 MAX_ACTIVATIONS = env_number("GEL_MAX_ACTIVATIONS", 100_000_000, 1, 10**13)
+# Work of the costliest step, so that a step (and Stop, which lands between steps) never takes much more than
+# ~0.5 s: 50 GFLOP at the ~100 GFLOP/s one core of a recent server CPU sustains on large products. Raise it on
+# a faster machine or a GPU.
+MAX_STEP_GFLOP = env_number("GEL_MAX_STEP_GFLOP", 50.0, 0.001, 1e9, float)
 
 
 def _f(default, help: str, *, choices=None, lo=None, hi=None, kind=None):
@@ -178,6 +183,66 @@ def _check_combination(c: Config) -> None:
                  else "batch_size x sum of hidden_sizes")
         raise ConfigError("batch_size", c.batch_size, f"one step would hold {a:,} activations ({shape}); "
                           f"the cap is {MAX_ACTIVATIONS:,}")
+    _check_step_cost(c)
+
+
+# What a step costs, as the floating-point operations of large matrix products that take as long on one CPU core
+# (measured with thread CPU time on a Xeon with AVX-512, one torch thread; docs/benchmarks.md has the Stop times).
+TEST_EXAMPLES = {"digits": 360, "gaussian": 1024, "adding": 1000, "temporal_order": 1000}  # training/data.py
+GATES = {"rnn": 1, "lstm": 4, "gru": 3}
+PER_PARAM = 400  # norms, clipping, the update and zeroing read every parameter a few times: ~4 ns each
+PER_ACTIVATION = 1200  # a probe's statistics of every hidden value (MLP), ~12 ns each
+RECURRENT_SLOWDOWN = 1.5  # a recurrent layer's per-time-step products run at ~2/3 of a large product's rate
+PER_TIME_STEP = 6e7  # ~0.6 ms per time step: the train step, the test pass and the probe's unrolled loop together
+SPECTRAL = 100  # eigenvalues and 2-norm of the H x H recurrent matrix in float64 on a probe: ~1 ns x H^3
+
+
+def step_flops(c: Config | SimpleNamespace) -> float:
+    """Work of the costliest step: the first, which probes and also evaluates the held-out set."""
+    i, o = R.DATASET_DIMS[c.dataset]
+    params = R.param_count(c, i, o)
+    if c.is_recurrent:
+        macs = c.seq_len * GATES[c.model] * c.hidden_size * (i + c.hidden_size) * RECURRENT_SLOWDOWN
+        extra = c.seq_len * PER_TIME_STEP + SPECTRAL * c.hidden_size ** 3
+    else:
+        macs = params
+        extra = PER_ACTIVATION * c.batch_size * sum(c.hidden_sizes)
+    # forward 2 and backward 4 flops per multiply-add and example; the test pass is a forward pass
+    return 6 * c.batch_size * macs + 2 * TEST_EXAMPLES[c.dataset] * macs + PER_PARAM * params + extra
+
+
+def _check_step_cost(c: Config) -> None:
+    work, cap = step_flops(c), MAX_STEP_GFLOP * 1e9
+    if work <= cap:
+        return
+    why = (f"one step would cost ~{work / 1e9:,.0f} GFLOP, about {work / cap * 0.5:.1f} s on a CPU core; "
+           f"the cap is {MAX_STEP_GFLOP:g} GFLOP (~0.5 s, so Stop lands within a second)")
+    b = max_batch_size(c)
+    if b >= 1:
+        raise ConfigError("batch_size", c.batch_size, f"{why}: allowed for this network: 1 to {b}")
+    if not c.is_recurrent:
+        raise ConfigError("hidden_sizes", c.hidden_sizes, f"{why}, even at batch_size 1: use fewer or narrower layers")
+    if step_flops(_unchecked(c, batch_size=1, hidden_size=1)) > cap:
+        raise ConfigError("seq_len", c.seq_len, f"{why}, even at batch_size 1: use a shorter sequence")
+    raise ConfigError("hidden_size", c.hidden_size, f"{why}, even at batch_size 1: use a smaller hidden_size")
+
+
+def _unchecked(c: Config, **changes) -> SimpleNamespace:
+    """c's values with ``changes``, not validated (a Config would check its step cost again)."""
+    return SimpleNamespace(**{**{f.name: getattr(c, f.name) for f in fields(c)}, **changes},
+                           is_recurrent=c.is_recurrent)
+
+
+def max_batch_size(c: Config) -> int:
+    """The largest batch_size whose step stays under the step-cost cap with c's other settings (0: none does)."""
+    cap, lo, hi = MAX_STEP_GFLOP * 1e9, 0, FIELDS["batch_size"].metadata["hi"]
+    while lo < hi:  # the cost grows with the batch: bisect
+        mid = (lo + hi + 1) // 2
+        if step_flops(_unchecked(c, batch_size=mid)) <= cap:
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
 
 
 def activation_count(c: Config) -> int:
