@@ -272,7 +272,8 @@ def add_sweep_parser(sub) -> None:
     sw.add_argument("--backend", choices=("local", "ray", "serial"), default="local",
                     help="local: a process pool over all cores (default); ray: Ray tasks; serial: this process")
     sw.add_argument("--address", help="Ray cluster address (backend ray), e.g. ray://head:10001 or auto")
-    sw.add_argument("--workers", type=int, help="cells at once (default: every core / every Ray CPU)")
+    sw.add_argument("--workers", type=int, help="cells at once (default and most: one per core, as the memory "
+                    "allows; backend ray: every Ray CPU)")
     sw.add_argument("--preset", help="start from a named preset (see `presets`); flags override it")
     sw.add_argument("--config", help="a JSON file of field: value (JSON only, at most 64 KiB)")
     for name, f in FIELDS.items():  # the run's config flags; --steps is per cell, 200 unless given
@@ -302,8 +303,10 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         except S.AxisError as e:
             raise UsageError(f"--{flag}: {e}") from None
     x, y = axes
-    if args.workers is not None and args.workers < 1:
-        raise UsageError(f"--workers: {args.workers} is not allowed; 1 or more")
+    try:
+        S.check_workers(args.workers, args.backend)  # before anything starts: one per core, within the memory
+    except S.WorkersError as e:
+        raise UsageError(f"--{e}") from None
     base = config_from_args(args)
     changes = S.implied(base, (x.name, y.name), chosen=[k for k in FIELDS if getattr(args, k) is not None])
     if changes:

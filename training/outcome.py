@@ -152,8 +152,9 @@ def classify(traj: Trajectory, zero_loss: float, const_loss: float, signal_ratio
                        traj.explosion_step)
     first, final, best = traj.first_loss, traj.final, traj.best
     if final > rule.diverge_factor * best and final > const_loss:
-        return Outcome("exploded", f"diverged: the loss rose from {best:.3g} (step {traj.best_step}) to {final:.3g} "
-                                   f"and stayed there, above the {const_loss:.3g} of a constant guess")
+        return Outcome("exploded", f"diverged: its {traj.window}-step mean loss rose from {best:.3g} (step "
+                                   f"{traj.best_step}) to {final:.3g} and stayed there, above the {const_loss:.3g} "
+                                   f"of a constant guess")
     blown = first > rule.init_blowup * zero_loss
     init = f"; step-0 loss {first:.3g}, {first / zero_loss:.3g}x an all-zero output's" if blown else ""
     ref = min(first, const_loss)

@@ -5,24 +5,10 @@ Axes are any numeric config field (``lr``, ``init_std``, ``clip_threshold``, ``b
 log-spaced when the range is positive and spans more than one decade, else linear; ``log:``/``lin:`` before the
 range forces a spacing, and ``lr=0.01,0.1,1`` lists values. Integer fields round and drop duplicates.
 
-How a cell is classified, first match wins:
-
-1. exploded: a loss or gradient went non-finite; or the pre-clip gradient norm rose above 1000x its step-0 value;
-   or the loss rose above 10x the loss of an all-zero output (ln C for C classes, E[y^2] for regression). The
-   last one catches a network that is blown up from step 0 (N(0, 1) weights at fan-in 784 start at a loss ~1e4),
-   where "relative to the initial value" sees nothing grow.
-2. learned: the mean loss of the last 5 steps is at most 50% of min(initial loss, best-constant loss). The
-   best-constant loss (label entropy; target variance for regression) is the floor a network reaches without
-   learning anything from its inputs: falling from 6e4 to 137, or learning only the mean of the adding task,
-   is not learning.
-3. vanished: the backward signal reaching the first hidden layer, ||dL/dh_1|| (first time step for a recurrent
-   net), is below 1e-3 of the last hidden layer's, at initialisation. That is the quantity mean-field theory
-   predicts (||dL/dh_1|| / ||dL/dh_L|| = chi^((L-1)/2)); weight-gradient norms hide it, since a shrinking
-   forward signal shrinks the last layer's weight gradient just as much (a 30-layer tanh net at N(0, 0.05):
-   signal ratio 4e-8, weight-gradient ratio 1.2). Below 1e-3 the first layer trains 1000x slower than the last,
-   i.e. not at all in a few hundred steps. It ranks below learned: an LSTM starts with a ratio of 1e-11 over
-   50 steps and still learns, because training opens its forget gates; "vanished" names why a run failed.
-4. stuck: none of these.
+Each cell is classified by the one outcome classifier of the lab (``training/outcome.py``, which defines
+exploded, learned, vanished and stuck and says why each threshold is where it is), from its per-step losses, its
+first non-finite step and its backward-signal ratio at initialisation. A cell whose loss is huge at step 0 (the
+forward pass blown up at init) and then falls is classified by what it did next, not marked exploded.
 
 Every cell is one ``Trainer`` seeded by its config alone (no global RNG), on one CPU thread (the thread count
 changes the order of float sums), so a sweep gives the same map, to the bit, on every backend: ``serial`` (this
@@ -47,10 +33,11 @@ from pathlib import Path
 
 import numpy as np
 
+from . import outcome as O
 from . import registry as R
 from .config import FIELDS, MAX_DEPTH, Config, ConfigError, allowed_text
 
-OUTCOMES = ("learned", "stuck", "vanished", "exploded")  # code = index; -1 marks a cell not run yet
+OUTCOMES = O.OUTCOMES  # code = index; -1 marks a cell not run yet
 SEVERITY = ("exploded", "vanished", "stuck", "learned")  # a tied majority goes to the first of these
 DEFAULT_STEPS = 200
 DEFAULT_WIDTH = 128
@@ -178,57 +165,19 @@ def implied(base: Config, axes: Iterable[str], chosen: Iterable[str] = ()) -> di
 # ---- classification -----------------------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
-class Rule:
-    """The thresholds of the classification; the module docstring says why each is where it is."""
-
-    grad_runaway: float = 1e3  # exploded: max pre-clip gradient norm / its step-0 value above this
-    loss_runaway: float = 10.0  # exploded: max loss / the loss of an all-zero output above this
-    learn_fraction: float = 0.5  # learned: final loss / min(initial, best-constant loss) at most this
-    final_window: int = 5  # "final loss" = mean over this many last steps
-    vanish_ratio: float = 1e-3  # vanished: ||dL/dh_first|| / ||dL/dh_last|| at init below this
-
-    def text(self) -> str:
-        return (f"exploded: non-finite loss or gradient, or pre-clip gradient norm > {self.grad_runaway:g}x its "
-                f"step-0 value, or loss > {self.loss_runaway:g}x the loss of an all-zero output; "
-                f"else learned: mean loss of the last {self.final_window} steps <= {self.learn_fraction:g}x "
-                f"min(initial loss, best-constant loss); "
-                f"else vanished: ||dL/dh|| at the first hidden layer (first time step) < {self.vanish_ratio:g}x "
-                f"the last one's, at initialisation; else stuck")
+class Rule(O.Rule):
+    """The map's thresholds: those of the outcome classifier (training/outcome.py), saved with each sweep."""
 
     def classify(self, losses: Sequence[float], grad_norms: Sequence[float], signal_ratio: float,
                  zero_loss: float, const_loss: float) -> tuple[str, str]:
-        """(outcome, reason) from one run's per-step losses and pre-clip gradient norms."""
-        loss, gn = np.asarray(losses, dtype=float), np.asarray(grad_norms, dtype=float)
-        if len(loss) == 0:
-            return "stuck", "no steps"
-        bad = ~(np.isfinite(loss) & np.isfinite(gn))
-        if bad.any():
-            return "exploded", f"non-finite at step {int(np.argmax(bad))}"
-        if gn[0] > 0 and gn.max() > self.grad_runaway * gn[0]:
-            return "exploded", f"gradient norm reached {gn.max() / gn[0]:.3g}x its step-0 value"
-        if loss.max() > self.loss_runaway * zero_loss:
-            return "exploded", f"loss reached {loss.max():.3g}, {loss.max() / zero_loss:.3g}x an all-zero output's"
-        final, ref = float(loss[-self.final_window:].mean()), min(float(loss[0]), const_loss)
-        if final <= self.learn_fraction * ref:
-            return "learned", f"loss fell to {final / ref:.2g}x of {ref:.3g}"
-        if signal_ratio < self.vanish_ratio:
-            return "vanished", f"first layer gets {signal_ratio:.2g}x the last layer's backward signal"
-        return "stuck", f"loss ended at {final / ref:.2g}x of {ref:.3g}"
+        """(outcome, reason) from one run's per-step losses and pre-clip gradient norms (a non-finite norm marks
+        a non-finite gradient: the engine's norms of finite gradients are always finite)."""
+        finite = np.isfinite(np.asarray(losses, dtype=float)) & np.isfinite(np.asarray(grad_norms, dtype=float))
+        o = O.classify_losses(losses, zero_loss, const_loss, signal_ratio, finite, self)
+        return o.label, o.reason
 
 
-def reference_losses(ds, n: int = 4096) -> tuple[float, float]:
-    """(loss of an all-zero output, loss of the best constant output) on the dataset's targets."""
-    import torch
-
-    from .data import DATA_SEED
-
-    y = ds.y_train if ds.y_train is not None else ds.sample(n, torch.Generator().manual_seed(DATA_SEED))[1]
-    if ds.task == "classification":
-        p = torch.bincount(y.flatten().cpu(), minlength=ds.output_dim).double() / y.numel()
-        nz = p[p > 0]
-        return math.log(ds.output_dim), float(-(nz * nz.log()).sum())
-    y = y.double().cpu()
-    return float((y ** 2).mean()), float(y.var(dim=0, unbiased=False).mean())
+reference_losses = O.reference_losses
 
 
 # ---- one cell -----------------------------------------------------------------------------------------------------
@@ -270,7 +219,7 @@ def run_cell(cell: Cell, cfg: Config, rule: Rule) -> CellResult:
 
     t0 = time.perf_counter()
     trainer = Trainer(cfg)
-    zero_loss, const_loss = reference_losses(trainer.data)
+    zero_loss, const_loss = trainer.references
     weights = [i for i, p in enumerate(trainer.params) if p.dim() >= 2]
     losses, norms, first = [], [], None
     for _ in range(cfg.steps):
@@ -281,7 +230,7 @@ def run_cell(cell: Cell, cfg: Config, rule: Rule) -> CellResult:
         norms.append(rec.grad_norm_pre_clip)
         if not rec.applied:
             break
-    ratio = _signal_ratio(first.probe)
+    ratio = O.signal_ratio(first.probe)
     outcome, reason = rule.classify(losses, norms, ratio, zero_loss, const_loss)
     finite = bool(np.isfinite(losses).all() and np.isfinite(norms).all())
     return CellResult(
@@ -290,15 +239,6 @@ def run_cell(cell: Cell, cfg: Config, rule: Rule) -> CellResult:
         max_grad_norm=float(np.max(norms)) if finite else float("inf"),
         first_grad_norm=float(first.grad_norms[weights[0]]), last_grad_norm=float(first.grad_norms[weights[-1]]),
         signal_ratio=ratio, steps_run=len(losses), seconds=time.perf_counter() - t0)
-
-
-def _signal_ratio(probe: dict | None) -> float:
-    if not probe:
-        return float("nan")
-    b = probe.get("time_backward_norm", probe["backward_norm"])  # recurrent: over time steps
-    if len(b) == 0 or not np.isfinite(b[-1]) or b[-1] == 0:
-        return float("nan")
-    return float(b[0] / b[-1])
 
 
 def _one_thread() -> None:
@@ -427,7 +367,8 @@ class Sweep:
         from .config import from_dict
 
         ax = lambda d: Axis(d["name"], tuple(d["values"]), d["scale"], d["spec"])  # noqa: E731 (JSON list → tuple)
-        rule = Rule(**{k: v for k, v in meta["rule"].items() if k != "text"})
+        known = {f.name for f in fields(Rule)}  # a sweep saved under older thresholds keeps only current ones
+        rule = Rule(**{k: v for k, v in meta["rule"].items() if k in known})
         return cls(from_dict(meta["base_config"]), ax(meta["x"]), ax(meta["y"]), meta["seeds"], meta["steps"],
                    meta["width"], rule)
 
