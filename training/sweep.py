@@ -247,6 +247,27 @@ def _one_thread() -> None:
     torch.set_num_threads(1)  # one cell per core: threads inside a cell would only fight the other workers
 
 
+def _worker_start() -> None:
+    """Each local worker: one torch thread, and a watcher that ends the worker when the sweep's process dies.
+
+    A worker otherwise waits on its task queue forever: it holds both ends of that pipe itself, so a parent
+    killed with -9 leaves it (and the resource tracker it keeps open) alive. ``parent_process()`` is the
+    spawned child's end of a pipe whose other end only the parent holds: it turns readable when the parent is
+    gone, on Linux, macOS and Windows alike, with no polling.
+    """
+    import multiprocessing
+
+    _one_thread()
+    parent = multiprocessing.parent_process()
+    if parent is not None:
+        threading.Thread(target=_end_with, args=(parent,), name="sweep-parent-watch", daemon=True).start()
+
+
+def _end_with(parent) -> None:
+    parent.join()  # returns once the parent has exited, however it ended
+    os._exit(1)  # its cell's result has nowhere to go
+
+
 def _ray_cell(cell: Cell, cfg: Config, rule: Rule) -> CellResult:
     _one_thread()
     return run_cell(cell, cfg, rule)
@@ -308,6 +329,7 @@ class Sweep:
         """Yield results in finishing order. Closing the iterator or ``cancel()`` cancels what has not started."""
         if backend not in BACKENDS:
             raise ValueError(f"backend: {backend!r} is not allowed; allowed: {', '.join(BACKENDS)}")
+        check_workers(workers, backend)
         if backend == "serial":
             return self._serial()
         pool = _LocalPool(workers) if backend == "local" else _RayPool(address, workers)
@@ -373,6 +395,55 @@ class Sweep:
                    meta["width"], rule)
 
 
+WORKER_BYTES = 512 * 2**20  # a spawned worker with torch and a cell: ~460 MB resident, ~340 MB its own (measured)
+
+
+class WorkersError(ValueError):
+    """A worker count out of range, in one line that names the field, the range and why."""
+
+
+def max_workers() -> tuple[int, str]:
+    """(the most local workers this machine holds, why): one per CPU this process may use, and no more than
+    the memory available at ``WORKER_BYTES`` each (a 12-worker pool on 2 cores took 5.9 GB and ran no faster)."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    free = _available_memory()
+    if free is None:
+        return cpus, f"{cpus} CPU cores"
+    return max(1, min(cpus, free // WORKER_BYTES)), (f"{cpus} CPU cores, {free / 2**30:.1f} GiB of memory "
+                                                     f"available at {WORKER_BYTES / 2**30:.1f} GiB a worker")
+
+
+def _available_memory() -> int | None:
+    """Bytes this process may still use: Linux's MemAvailable, less when a cgroup (a container) caps it lower;
+    None where neither can be read."""
+    found = []
+    try:
+        with open("/proc/meminfo") as f:
+            found += [int(line.split()[1]) * 1024 for line in f if line.startswith("MemAvailable:")]
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
+        if limit != "max":
+            found.append(int(limit) - int(Path("/sys/fs/cgroup/memory.current").read_text()))
+    except (OSError, ValueError):
+        pass
+    return max(0, min(found)) if found else None
+
+
+def check_workers(workers: int | None, backend: str = "local") -> None:
+    """WorkersError unless ``workers`` is None (the default: ``max_workers``) or 1 to ``max_workers`` for the
+    local pool (Ray's own scheduler bounds a cluster: 1 or more)."""
+    if workers is None:
+        return
+    if backend == "local":
+        hi, why = max_workers()
+        if not (isinstance(workers, int) and 1 <= workers <= hi):
+            raise WorkersError(f"workers: {workers} is not allowed; allowed: 1 to {hi} here ({why})")
+    elif not (isinstance(workers, int) and workers >= 1):
+        raise WorkersError(f"workers: {workers} is not allowed; allowed: 1 or more")
+
+
 class _LocalPool:
     """Cells on a process pool: spawned workers (safe with threads and torch), one torch thread each."""
 
@@ -380,9 +451,9 @@ class _LocalPool:
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor
 
-        self.slots = max(1, workers or os.cpu_count() or 1)
+        self.slots = workers or max_workers()[0]
         self.ex = ProcessPoolExecutor(self.slots, mp_context=multiprocessing.get_context("spawn"),
-                                      initializer=_one_thread)
+                                      initializer=_worker_start)
 
     def submit(self, cell, cfg, rule):
         return self.ex.submit(run_cell, cell, cfg, rule)
