@@ -1,0 +1,53 @@
+"""A lesson played in a real Chromium at its own speed: the climb is drawn as it happens, before the explosion.
+
+"a step too large" starts healthy and climbs for ~45 steps before going non-finite; at its default speed (4 steps a
+second) that takes ~11 s, so the loss chart, refreshed every 3 s while the run trains, draws finite steps of the
+climb before the ✕ non-finite marker appears.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from test_browser import click_button, el, plot_eval, wait_until
+
+from components.charts import NON_FINITE_NAME
+from training import registry as R
+
+pytestmark = pytest.mark.browser
+LESSON = "a step too large"
+
+# What the loss chart draws now: the finite steps of its loss line, and whether the ✕ marker is on it.
+DRAWN = f"""d && d._fullData ? {{
+    finite: (() => {{ const t = d._fullData.find(t => t.name === 'loss');
+                      return t ? Array.from(t.y).filter(Number.isFinite).length : 0; }})(),
+    marker: d._fullData.some(t => t.name === '{NON_FINITE_NAME}' && t.x && t.x.length > 0)
+}} : {{finite: 0, marker: false}}"""
+
+
+def test_an_explode_lesson_at_its_default_speed_draws_its_climb_before_the_explosion(streamlit_server, browser_page):
+    page = browser_page
+    page.goto(streamlit_server)
+    el(page, "btn_start").wait_for(timeout=60_000)
+    el(page, "w_preset").get_by_role("combobox").click()
+    page.get_by_role("option", name=LESSON).click()
+    el(page, "lesson").wait_for(timeout=20_000)
+    assert R.PRESETS[LESSON].claim[:40] in el(page, "lesson").inner_text()
+    speed = f"{R.PRESETS[LESSON].speed:g}"
+    wait_until(lambda: el(page, "w_speed").get_by_role("slider").get_attribute("aria-valuetext") == speed,
+               what="the lesson's speed on the speed control")
+    click_button(page, "btn_start")
+
+    # Watch the loss chart until the ✕ appears; remember the most finite steps it drew before that.
+    before, deadline = 0, time.monotonic() + 90
+    while time.monotonic() < deadline:
+        drawn = plot_eval(page, "chart_loss", DRAWN) or {"finite": 0, "marker": False}
+        if drawn["marker"]:
+            break
+        before = max(before, drawn["finite"])
+        time.sleep(0.1)
+    else:
+        raise AssertionError("the explosion marker never appeared on the loss chart")
+    assert before >= 10, f"only {before} finite steps were drawn before the explosion marker"
+    wait_until(lambda: "exploded at step" in el(page, "banner").inner_text(), what="the explosion banner")
