@@ -8,6 +8,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from training import export
+from training import outcome as O
 from training import registry as R
 from training.config import FIELDS, Config
 
@@ -62,6 +64,47 @@ def explosion(snap) -> dict | None:
     return next((e for e in snap.events if e.get("kind") == "explosion"), None)
 
 
+def run_outcome(snap) -> O.Outcome | None:
+    """How the run ended, as the engine classified it at its last step (training/outcome.py); None while it trains
+    or when it was stopped. The latest record carries it even when the run's event list is full."""
+    return (O.of_events(snap.latest.events) if snap.latest is not None else None) or O.of_events(snap.events)
+
+
+def _num(v: float | None) -> str:
+    return "–" if v is None else format(v, ".3g")
+
+
+def end_banner(snap, who: str = "Training") -> tuple[str, str] | None:
+    """(kind, Markdown) of the banner for a run that ended: kind "error" (exploded), "success" (learned) or
+    "warning" (stuck, vanished); None while it trains or when stopped. The outcome's words are those of Saved
+    runs, the CLI and the map."""
+    o = run_outcome(snap)
+    if o is None:
+        return None
+    acc = next((p["test_accuracy"] for p in reversed(snap.probes) if p.get("test_accuracy") is not None), None)
+    loss = snap.latest.loss if snap.latest is not None else None
+    if o.label == "exploded":
+        if o.explosion_step is None:  # diverged without going non-finite
+            return "error", f"**{who} {o.words}**: {o.reason}. Try: {suggestion(snap.config)}."
+        e = explosion(snap) or {}
+        where = f"first non-finite gradient in `{e['param']}`" if e.get("param") else "the loss went non-finite"
+        last = (f"last finite gradient norm {_num(e.get('last_finite_grad_norm'))} (step {e['last_finite_step']})"
+                if e.get("last_finite_step") is not None else "no finite step")
+        return "error", f"**{who} {o.words}**: {where}; {last}. Try: {suggestion(snap.config)}."
+    tail = f"loss {_num(loss)}" + (f", test accuracy {acc:.0%}" if acc is not None else "")
+    text = f"**{who} finished {snap.step:,} steps: {o.words}**. {tail[0].upper()}{tail[1:]}; {o.reason}."
+    if o.label == "learned":
+        return "success", text
+    return "warning", text + " " + STUCK_HINT[o.label]
+
+
+STUCK_HINT = {  # what a run that neither exploded nor learned should try first
+    "vanished": "The backward signal dies before the first layers: try the init matched to the activation "
+                "(Xavier for tanh or sigmoid, He for ReLU).",
+    "stuck": "It did not explode, but it did not learn either: check the init and the learning rate.",
+}
+
+
 def suggestion(cfg: Config) -> str:
     """One line on what to change first, from the config that exploded."""
     tips = []
@@ -111,15 +154,24 @@ def full_resolution_start(snap) -> int | None:
 
 
 def run_table(snap) -> pd.DataFrame:
-    """One row per step of the view: step plus every column (older steps: last value of each bucket)."""
-    df = pd.DataFrame(snap.view["value"], columns=snap.columns)
-    df.insert(0, "step", np.asarray(snap.view["step"], dtype=np.int64))
+    """The run's download in the one export schema (``training/export.py``): one row per step of the view (older
+    steps: one row per bucket with its last value; a bucket's test loss and accuracy are those of the last
+    evaluation inside it, from the probes, since its last step seldom evaluated)."""
+    steps = np.asarray(snap.view["step"], dtype=np.int64)
+    values = np.array(snap.view["value"], dtype=np.float64).reshape(len(steps), len(snap.columns))
+    df = export.frame(steps, snap.columns, values)
+    evals = [p for p in snap.probes if p.get("test_loss") is not None]
+    if evals and len(steps):
+        at = np.searchsorted(steps, [p["step"] for p in evals])  # the row whose bucket holds the evaluation
+        for i, p in reversed(list(zip(at, evals, strict=True))):  # newest first: a bucket keeps its last evaluation
+            if i < len(steps) and np.isnan(df.at[i, "test_loss"]):
+                df.at[i, "test_loss"], df.at[i, "test_accuracy"] = p["test_loss"], p["test_accuracy"]
     return df
 
 
 def table_csv(snap) -> bytes:
-    return run_table(snap).to_csv(index=False, na_rep="nan").encode()
+    return export.table_bytes(run_table(snap), "csv")
 
 
 def table_parquet(snap) -> bytes:
-    return run_table(snap).to_parquet(index=False)
+    return export.table_bytes(run_table(snap), "parquet")

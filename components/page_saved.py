@@ -4,13 +4,13 @@ deleted. It reads the store through the RunManager; a store that cannot be read 
 
 from __future__ import annotations
 
-import io
 import time
 from urllib.parse import urlencode
 
 import pandas as pd
 import streamlit as st
 
+from training import export
 from training.manager import get_manager
 from training.store import StoreError, thin
 
@@ -39,13 +39,8 @@ def runs_frame(runs: list[dict]) -> pd.DataFrame:
 
 
 def export_bytes(store, run_id: str, fmt: str) -> bytes:
-    """The run's metrics (``Store.to_dataframe``: step then every column) as CSV or Parquet bytes."""
-    df = store.to_dataframe(run_id)
-    if fmt == "parquet":
-        buf = io.BytesIO()
-        df.to_parquet(buf, index=False)
-        return buf.getvalue()
-    return df.to_csv(index=False).encode()
+    """The run's metrics in the one export schema (``training/export.py``) as CSV or Parquet bytes."""
+    return export.table_bytes(store.to_dataframe(run_id), fmt)
 
 
 def lab_link(info: dict, live_key: str | None) -> str:

@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
+import os
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
+from . import export
 from . import registry as R
 from .config import FIELDS, Config, ConfigError, allowed_text, from_dict, from_preset
 
@@ -47,12 +48,39 @@ def build_parser() -> argparse.ArgumentParser:
                      help="also save the run, every step, to the run store in DIR (the dashboard's store: "
                           "$GEL_DATA_DIR, else ./data, when DIR is left out)")
     run.add_argument("--quiet", action="store_true", help="no progress bar")
+    run.add_argument("--threads", metavar="N", help=f"torch threads (default 1, as the dashboard uses: on a busy "
+                     f"machine more threads fight over the cores; allowed: 1 to {max_threads()})")
+    cfg = sub.add_parser("config", help="print a config as JSON (from a preset and flags), for run --config FILE")
+    cfg.add_argument("--preset", help="start from a named preset (see `presets`); flags override it")
+    cfg.add_argument("--config", help="a JSON file of field: value to start from")
+    for name, f in FIELDS.items():
+        cfg.add_argument(_flag(name), dest=name, default=None, metavar=name.upper(),
+                         help=f"{f.metadata['help']} ({allowed_text(f)})")
     runs = sub.add_parser("runs", help="list the runs saved in a run store, newest first")
     runs.add_argument("--store", default="", metavar="DIR",
                       help="the store's folder (default $GEL_DATA_DIR, else ./data)")
     sub.add_parser("presets", help="list the presets, one line each")
     add_sweep_parser(sub)
     return p
+
+
+def max_threads() -> int:
+    return max(os.cpu_count() or 1, 1)
+
+
+def set_threads(value: str | None) -> int:
+    """One torch thread unless ``--threads N`` asks for more; UsageError naming the range otherwise."""
+    import torch
+
+    hi = max_threads()
+    try:
+        n = int(value) if value is not None else 1
+    except ValueError:
+        n = None
+    if n is None or not 1 <= n <= hi:
+        raise UsageError(f"--threads: {value} is not allowed; allowed: 1 to {hi} (the CPU cores here)")
+    torch.set_num_threads(n)
+    return torch.get_num_threads()
 
 
 def _default_text(f) -> str:
@@ -90,44 +118,62 @@ def config_from_args(args: argparse.Namespace) -> Config:
         raise UsageError(f"{_flag(e.field)}: {e.shown} is not allowed; {e.allowed}") from None
 
 
+BAR_PERIOD_S = 0.2  # the progress bar's text is redrawn at most this often: formatting it costs ~15 µs
+
+
+class _Progress:
+    """A tqdm bar fed by time, not by step: a bare ``update(1)`` and ``set_postfix`` per step cost ~2% of a step."""
+
+    def __init__(self, total: int, unit: str = "step"):
+        from tqdm import tqdm
+
+        self.bar = tqdm(total=total, unit=unit, file=sys.stderr, dynamic_ncols=True, mininterval=BAR_PERIOD_S)
+        self.next = 0.0
+
+    def show(self, done: int, rec) -> None:
+        """``done`` steps taken, ``rec`` the latest StepRecord (or None)."""
+        self.bar.update(done - self.bar.n)
+        if rec is not None:
+            self.bar.set_postfix(loss=f"{rec.loss:.3g}", grad_norm=f"{rec.grad_norm_pre_clip:.3g}", refresh=False)
+        self.next = time.perf_counter() + BAR_PERIOD_S
+
+    def close(self) -> None:
+        self.bar.close()
+
+
 def train_rows(cfg: Config, progress: bool = True):
-    """Train synchronously; return (trainer, rows, events, status)."""
+    """Train synchronously; return (trainer, rows, events, status), ``rows`` one per step: step, then the row.
+
+    The table has no activation statistics, so the trainer skips them (its probe steps only evaluate the test
+    set, on the same schedule as in the dashboard): the numbers written are those of the same run anywhere else.
+    """
     from .engine import Trainer
 
     trainer = Trainer(cfg)
+    trainer.activation_probes = False
     rows, events, status = [], [], "finished"
-    bar = None
-    if progress:
-        from tqdm import tqdm
-
-        bar = tqdm(total=cfg.steps, unit="step", file=sys.stderr, dynamic_ncols=True)
+    bar = _Progress(cfg.steps) if progress else None
+    rec = None
     try:
         for _ in range(cfg.steps):
             rec = trainer.step()
-            rows.append(np.concatenate([[rec.step], rec.row()]))
-            events.extend(rec.events)
-            if bar is not None:
-                bar.update(1)
-                bar.set_postfix(loss=f"{rec.loss:.3g}", grad_norm=f"{rec.grad_norm_pre_clip:.3g}", refresh=False)
+            rows.append(rec.flat if rec.flat is not None else rec.row())
+            if rec.events:
+                events.extend(rec.events)
             if not rec.applied:
                 status = "exploded"
                 break
+            if bar is not None and time.perf_counter() >= bar.next:
+                bar.show(len(rows), rec)
     finally:
         if bar is not None:
+            bar.show(len(rows), rec)
             bar.close()
-    return trainer, rows, events, status
-
-
-def write_table(path: Path, columns: list[str], rows: list[np.ndarray]) -> None:
-    import pandas as pd
-
-    df = pd.DataFrame(np.array(rows) if rows else np.zeros((0, len(columns))), columns=columns)
-    df["step"] = df["step"].astype("int64")
-    df["clipped"] = df["clipped"].astype(bool)
-    if path.suffix == ".parquet":
-        df.to_parquet(path, index=False)
-    else:
-        df.to_csv(path, index=False)
+    table = np.empty((len(rows), 1 + len(trainer.columns)))
+    table[:, 0] = np.arange(len(rows))
+    if rows:
+        table[:, 1:] = np.vstack(rows)
+    return trainer, table, events, status
 
 
 def open_store(flag_value: str):
@@ -149,39 +195,45 @@ def train_into_store(cfg: Config, store, label: str, progress: bool = True):
 
     runner = Runner(cfg, labels=[label])
     run = runner.runs[0]
+    run.trainer.activation_probes = False  # the store keeps no activation statistics
     store.attach(runner)
-    bar = None
-    if progress:
-        from tqdm import tqdm
-
-        bar = tqdm(total=cfg.steps, unit="step", file=sys.stderr, dynamic_ncols=True)
+    bar = _Progress(cfg.steps) if progress else None
     runner.start()
     try:
-        while not runner.wait(0.2):
+        while not runner.wait(BAR_PERIOD_S):
             rec = run.latest
             if bar is not None and rec is not None:
-                bar.update(rec.step + 1 - bar.n)
-                bar.set_postfix(loss=f"{rec.loss:.3g}", grad_norm=f"{rec.grad_norm_pre_clip:.3g}", refresh=False)
+                bar.show(rec.step + 1, rec)
     finally:
         runner.stop(timeout=30.0)  # Ctrl-C: the steps so far are saved, the run says "stopped"
         store.close()
         if bar is not None:
+            bar.show(run.snapshot(history=False).step, run.latest)
             bar.close()
-    snap = run.snapshot()
+    snap = run.snapshot(history=False)
     if snap.error:
         print(f"error: {snap.error}", file=sys.stderr)
     return run.id, snap.status, snap.step
 
 
+def check_out(value: str | None, flag: str = "--out") -> Path | None:
+    """``--out`` as a Path, checked before anything trains; UsageError (one line) when it cannot be written."""
+    if value is None:
+        return None
+    out = Path(value)
+    try:
+        export.check_destination(out, flag)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    return out
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     if args.out is None and args.store is None:
         raise UsageError("run: give --out FILE, --store [DIR], or both")
-    out = Path(args.out) if args.out is not None else None
-    if out is not None and out.suffix not in (".csv", ".parquet"):
-        raise UsageError(f"--out: {args.out!r} must end in .csv or .parquet")
-    if out is not None and not out.parent.exists():
-        raise UsageError(f"--out: the folder {out.parent} does not exist")
+    out = check_out(args.out)
     cfg = config_from_args(args)
+    threads = set_threads(args.threads)
     if args.store is not None:
         return _run_stored(args, cfg, out)
     try:
@@ -189,12 +241,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     except RuntimeError as e:  # e.g. a requested device that is absent
         print(f"error: {e}", file=sys.stderr)
         return 2
-    write_table(out, ["step", *trainer.columns], rows)
-    sidecar = out.with_name(out.name + ".events.json")
-    sidecar.write_text(json.dumps({"config": cfg.to_dict(), "status": status, "device": str(trainer.device),
-                                   "events": events}, indent=1, default=_json_default))
-    last = rows[-1] if rows else None
-    loss = f"{last[1]:.4g}" if last is not None else "n/a"
+    df = export.frame(rows[:, 0], trainer.columns, rows[:, 1:])
+    side = export.sidecar(cfg.to_dict(), status, events, device=str(trainer.device), threads=threads)
+    try:
+        sidecar = export.write(out, df, side)
+    except OSError as e:  # disk full, a file size limit: nothing half-written is left behind
+        print(f"error: --out: cannot write {out} ({e.strerror or e}); nothing was written", file=sys.stderr)
+        return 1
+    loss = f"{rows[-1, 1]:.4g}" if len(rows) else "n/a"
     print(f"{status}: {len(rows)} steps, last loss {loss}, wrote {out} and {sidecar.name}", file=sys.stderr)
     return 0
 
@@ -214,12 +268,23 @@ def _run_stored(args: argparse.Namespace, cfg: Config, out: Path | None) -> int:
         return 1
     wrote = f"saved run {run_id} to {store.path}"
     if out is not None:
-        sidecar = store.export(run_id, out)
+        try:
+            sidecar = store.export(run_id, out)
+        except OSError as e:
+            print(f"error: --out: cannot write {out} ({e.strerror or e}); the run is saved as {run_id} in "
+                  f"{store.path}", file=sys.stderr)
+            return 1
         wrote += f", wrote {out} and {sidecar.name}"
     info = store.run_info(run_id)
     loss = f"{info['last_loss']:.4g}" if info["last_loss"] is not None else "n/a"
     print(f"{status}: {steps} steps, last loss {loss}, {wrote}", file=sys.stderr)
     return 0 if status != "error" else 1
+
+
+def cmd_config(args: argparse.Namespace) -> int:
+    """The config as JSON on stdout: ``python -m training config --preset NAME > my.json``."""
+    print(json.dumps(config_from_args(args).to_dict(), indent=1))
+    return 0
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
@@ -242,16 +307,6 @@ def cmd_runs(args: argparse.Namespace) -> int:
     for line in store.warnings() + [f"run {rid!r} is unreadable and not listed: {why}" for rid, why in unreadable]:
         print(f"warning: {line}", file=sys.stderr)
     return 1 if store.damage or unreadable else 0
-
-
-def _json_default(o):
-    if isinstance(o, (np.floating, float)):
-        return None if not math.isfinite(o) else float(o)
-    if isinstance(o, np.integer):
-        return int(o)
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    return str(o)
 
 
 def cmd_presets(_args) -> int:
@@ -293,9 +348,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
     if args.out is None and args.store is None:
         raise UsageError("sweep: give --out FILE, --store [DIR], or both")
-    out = Path(args.out) if args.out is not None else None
-    if out is not None and (out.suffix not in (".csv", ".parquet") or not out.parent.exists()):
-        raise UsageError(f"--out: {args.out!r} must end in .csv or .parquet, in a folder that exists")
+    out = check_out(args.out)  # before any cell trains: a sweep never ends with nowhere to go
     axes = []
     for flag in ("x", "y"):
         try:
@@ -344,11 +397,18 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     complete = rc == 0
     meta = sweep.metadata(backend=args.backend, complete=complete, seconds=time.perf_counter() - t0)
     wrote = []
-    if out is not None:
-        S.save(out, results, meta)
-        wrote.append(str(out))
-    if args.store is not None:
+    if args.store is not None:  # the store first: a file that then fails to write loses nothing
         wrote.append(f"sweep {S.save_to_store(results, meta, store=args.store or None)} in {S.store_path(args.store)}")
+    if out is not None:
+        try:
+            S.save(out, results, meta)
+            wrote.append(str(out))
+        except OSError as e:
+            if args.store is None:  # keep the cells somewhere: the default store
+                wrote.append(f"sweep {S.save_to_store(results, meta)} in {S.store_path()}")
+            print(f"error: --out: cannot write {out} ({e.strerror or e}); the cells are saved as "
+                  f"{wrote[-1]}", file=sys.stderr)
+            return 1
     counts = ", ".join(f"{n} {o}" for o, n in sorted(Counter(r.outcome for r in results).items()))
     print(f"{len(results)}/{len(sweep.cells)} cells ({counts}) in {meta['seconds']:.1f} s; wrote {' and '.join(wrote)}",
           file=sys.stderr)
@@ -365,7 +425,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
-        return {"run": cmd_run, "runs": cmd_runs, "presets": cmd_presets, "sweep": cmd_sweep}[args.command](args)
+        commands = {"run": cmd_run, "config": cmd_config, "runs": cmd_runs, "presets": cmd_presets,
+                    "sweep": cmd_sweep}
+        return commands[args.command](args)
     except (UsageError, ConfigError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

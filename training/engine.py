@@ -84,10 +84,14 @@ class StepRecord:
         if self.flat is not None:
             return self.flat
         head = [self.loss, self.lr, self.grad_norm_pre_clip, self.grad_norm_post_clip, float(self.clipped)]
-        return np.concatenate([head, self.grad_norms, self.weight_norms, self.update_ratios])
+        return np.concatenate([head, _test_values(self.probe), self.grad_norms, self.weight_norms, self.update_ratios])
 
 
 SCALAR_COLUMNS = ["loss", "lr", "grad_norm_pre_clip", "grad_norm_post_clip", "clipped"]
+# After the scalars: the held-out set's loss and accuracy on the steps that evaluated it, NaN on the others. Carried
+# in the row so that the history, the store and every export have them without a second record.
+TEST_COLUMNS = ["test_loss", "test_accuracy"]
+HEAD = len(SCALAR_COLUMNS) + len(TEST_COLUMNS)  # the per-parameter columns start here
 
 
 class Trainer:
@@ -113,7 +117,7 @@ class Trainer:
         self._signal_ratio = math.nan  # backward signal first/last hidden layer, from the step-0 probe
         self.references = O.reference_losses(self.data)  # all-zero and best-constant output losses, for outcome()
         self._clip_total = math.nan
-        self.columns = (SCALAR_COLUMNS + [f"grad_norm/{n}" for n in self.names]
+        self.columns = (SCALAR_COLUMNS + TEST_COLUMNS + [f"grad_norm/{n}" for n in self.names]
                         + [f"weight_norm/{n}" for n in self.names] + [f"update_ratio/{n}" for n in self.names])
         # The nonlinearity the probe measures: lstm and gru ignore cfg.activation, their h_t is tanh-squashed.
         self.probe_act = cfg.activation if cfg.model in ("mlp", "rnn") else "tanh"
@@ -121,6 +125,9 @@ class Trainer:
         self._sgd_lr_only = _moves_by_lr_times_grad(self.optimizer)
         self._before: list[torch.Tensor] | None = None  # the weights before an optimistic update (other optimizers)
         self._last_eval: int | None = None  # the step of the last test-set evaluation
+        # False: probe steps only evaluate the test set (on the same schedule), for callers that keep no activation
+        # statistics (the CLI's table); the step's numbers are the same either way.
+        self.activation_probes = True
 
     # Live changes: take effect at the next step.
     def set_lr(self, lr: float) -> None:
@@ -145,7 +152,7 @@ class Trainer:
     def step(self, batch: tuple[torch.Tensor, torch.Tensor] | None = None) -> StepRecord:
         x, y = self.sample() if batch is None else batch
         probing = self.step_idx % self.cfg.probe_every == 0
-        probe: list | None = [] if probing else None
+        probe: list | None = [] if probing and self.activation_probes else None
         if not self.model.training:  # only evaluate() leaves train mode; re-walking every module costs ~40 µs
             self.model.train()
         # None, not zeros: backward then writes each gradient instead of adding it to a zero-filled buffer. This is
@@ -179,9 +186,10 @@ class Trainer:
         loss_v, pre_v, post_v = host[0], host[1], host[2]
         gn, wn = host[4:4 + n], host[4 + n:4 + 2 * n]
         ratios = [u / w if w > 0 else math.nan for u, w in zip(un, wn, strict=True)] if applied else [math.nan] * n
-        row = np.array([loss_v, self.lr, pre_v, post_v, float(post_v < pre_v), *gn, *wn, *ratios])
-        rec = StepRecord(self.step_idx, loss_v, self.lr, pre_v, post_v, post_v < pre_v, row[5:5 + n],
-                         row[5 + n:5 + 2 * n], row[5 + 2 * n:], applied, flat=row,
+        test = _test_values(probe_out)
+        row = np.array([loss_v, self.lr, pre_v, post_v, float(post_v < pre_v), *test, *gn, *wn, *ratios])
+        rec = StepRecord(self.step_idx, loss_v, self.lr, pre_v, post_v, post_v < pre_v, row[HEAD:HEAD + n],
+                         row[HEAD + n:HEAD + 2 * n], row[HEAD + 2 * n:], applied, flat=row,
                          clip_norm=clip_norm)
         if not applied:
             rec.events.append(self._explosion_event(rec))
@@ -312,6 +320,8 @@ class Trainer:
             self._last_eval = self.step_idx
         out = {"step": self.step_idx, "test_loss": test_loss, "test_accuracy": test_acc,
                "stuck_label": self.stuck_label}
+        if probe is None:  # activation statistics off
+            return out
         if self.cfg.model == "mlp":
             stats = torch.stack([torch.stack([a.mean(), a.std(), stuck(h, a).float().mean(), _grad_norm(h)])
                                  for h, a in probe]).cpu().double().numpy()
@@ -380,6 +390,13 @@ def _exact_norms(host: list[float], k: int, n: int, grads: list[torch.Tensor], w
             v = v / coef if coef > 0 and math.isfinite(v) else math.inf
         host[k + i] = v
     return finite
+
+
+def _test_values(probe: dict | None) -> tuple[float, float]:
+    """(test loss, test accuracy) of a probe that evaluated the held-out set, else (NaN, NaN)."""
+    if probe is None or probe["test_loss"] is None:
+        return math.nan, math.nan
+    return probe["test_loss"], probe["test_accuracy"]
 
 
 def _grad_norm(h: torch.Tensor) -> torch.Tensor:

@@ -434,7 +434,7 @@ class Store:
                          [_event(*e) for e in events])
 
     def to_dataframe(self, run_id: str):
-        """The run's metrics as a pandas DataFrame: ``step`` then every column, ``clipped`` as bool."""
+        """The run's metrics as a pandas DataFrame in the export schema (``training/export.py``)."""
         return _frame(self.load_run(run_id))
 
     def series(self, run_ids: list[str], column: str, max_points: int | None = 4000) -> dict[str, dict]:
@@ -452,20 +452,16 @@ class Store:
         return out
 
     def export(self, run_id: str, path: str | os.PathLike) -> Path:
-        """Write the metrics to ``path`` (.csv or .parquet) and config, status and events to PATH.events.json."""
+        """Write the metrics to ``path`` (.csv or .parquet, the schema of ``training/export.py``) and config, status
+        and events to PATH.events.json, both or neither (each renamed into place); returns the sidecar's path.
+        ValueError for another suffix, OSError when the files cannot be written."""
+        from . import export
+
         p = Path(path)
-        if p.suffix not in (".csv", ".parquet"):
+        if p.suffix not in export.FORMATS:
             raise ValueError(f"export: {p.name!r} must end in .csv or .parquet")
         r = self.load_run(run_id)
-        df = _frame(r)
-        if p.suffix == ".parquet":
-            df.to_parquet(p, index=False)
-        else:
-            df.to_csv(p, index=False)
-        sidecar = p.with_name(p.name + ".events.json")
-        sidecar.write_text(json.dumps(_finite({"config": r.config, "status": r.status, "events": r.events}),
-                                      indent=1, allow_nan=False))
-        return sidecar
+        return export.write(p, _frame(r), export.sidecar(r.config, r.status, r.events))
 
     def delete_run(self, run_id: str) -> bool:
         """Forget a finished run (metrics, events, the run); True when it was stored. A run still being
@@ -527,13 +523,9 @@ def _event(rowid: int, step, text) -> dict:
 
 
 def _frame(r: StoredRun):
-    import pandas as pd
+    from .export import frame
 
-    df = pd.DataFrame(r.rows, columns=r.columns)
-    df.insert(0, "step", r.steps)
-    if "clipped" in df:
-        df["clipped"] = df["clipped"].astype(bool)
-    return df
+    return frame(r.steps, r.columns, r.rows)  # the one export schema (training/export.py)
 
 
 def thin(steps: np.ndarray, values: np.ndarray, max_points: int | None) -> dict[str, np.ndarray]:
@@ -563,14 +555,3 @@ def _plain(o):
 def _dumps(event: dict) -> str:
     # Python's JSON keeps NaN and Infinity (an explosion event's loss is often one); export() writes null instead.
     return json.dumps(event, default=_plain)
-
-
-def _finite(o):
-    """NaN and inf as None, for strict JSON."""
-    if isinstance(o, float):
-        return o if math.isfinite(o) else None
-    if isinstance(o, dict):
-        return {k: _finite(v) for k, v in o.items()}
-    if isinstance(o, (list, tuple)):
-        return [_finite(v) for v in o]
-    return o

@@ -547,27 +547,37 @@ def to_frame(results: Iterable[CellResult]):
 
 
 def save(path: str | Path, results: Iterable[CellResult], meta: dict) -> Path:
-    """Parquet with the metadata in the schema (key ``gel_sweep``), or CSV with a ``FILE.sweep.json`` sidecar."""
+    """Parquet with the metadata in the schema (key ``gel_sweep``), or CSV with a ``FILE.sweep.json`` sidecar.
+
+    The axis columns carry their field names (``lr``, ``depth``, ...), not ``x`` and ``y``; the metadata says
+    which is which. The file (and its sidecar) are written whole or not at all (``export.write_files``)."""
+    from . import export
+
     path = Path(path)
     df = to_frame(results)
+    names = (meta["x"]["name"], meta["y"]["name"])
+    if names[0] != names[1]:
+        df = df.rename(columns={"x": names[0], "y": names[1]})
     text = json.dumps(meta, default=_json_default)
     if path.suffix == ".parquet":
         import pyarrow as pa
         import pyarrow.parquet as pq
 
         table = pa.Table.from_pandas(df, preserve_index=False)
+        buf = pa.BufferOutputStream()
         pq.write_table(table.replace_schema_metadata({**(table.schema.metadata or {}), META_KEY: text.encode()}),
-                       path)
+                       buf)
+        export.write_files([(path, buf.getvalue().to_pybytes())])
     elif path.suffix == ".csv":
-        df.to_csv(path, index=False)
-        path.with_name(path.name + ".sweep.json").write_text(text)
+        export.write_files([(path.with_name(path.name + ".sweep.json"), text.encode()),
+                            (path, df.to_csv(index=False).encode())])
     else:
         raise ValueError(f"{path}: a sweep is saved as .parquet or .csv")
     return path
 
 
 def load(path: str | Path):
-    """(DataFrame, metadata) of a saved sweep."""
+    """(DataFrame, metadata) of a saved sweep, its columns as saved (the axes under their field names)."""
     import pandas as pd
 
     path = Path(path)
