@@ -170,7 +170,7 @@ def test_store_keeps_sweeps_in_their_own_table_beside_the_runs(tmp_path, local_r
 
 # ---- CLI ----------------------------------------------------------------------------------------------------------
 
-CLI_COLUMNS = ["x", "y", "seed", "outcome", "reason", "initial_loss", "final_loss", "max_grad_norm",
+CLI_COLUMNS = ["seed", "outcome", "reason", "initial_loss", "final_loss", "max_grad_norm",
                "first_grad_norm", "last_grad_norm", "signal_ratio", "steps_run", "seconds", "majority"]
 
 
@@ -181,7 +181,7 @@ def test_cli_writes_one_row_per_cell_with_the_rule_and_base_config(tmp_path):
     assert rc == 0
     table = pq.read_table(out)
     df, meta = table.to_pandas(), S.load(out)[1]
-    assert df.columns.tolist() == CLI_COLUMNS and len(df) == 8
+    assert df.columns.tolist() == ["lr", "depth", *CLI_COLUMNS] and len(df) == 8  # the axes by field name
     assert set(df["outcome"]) <= set(S.OUTCOMES) and (df["steps_run"] <= 8).all()
     assert meta["x"]["values"] == [0.05, 0.5] and meta["y"]["name"] == "depth" and meta["seeds"] == 2
     assert "exploded:" in meta["rule"]["text"] and meta["rule"]["diverge_factor"] == 10.0
@@ -189,7 +189,7 @@ def test_cli_writes_one_row_per_cell_with_the_rule_and_base_config(tmp_path):
     csv = tmp_path / "map.csv"
     assert main(["sweep", "--x", "lr=0.05", "--y", "batch_size=8", "--steps", "2", "--hidden-sizes", "8",
                  "--backend", "serial", "--quiet", "--out", str(csv), "--store", str(tmp_path)]) == 0
-    assert S.load(csv)[0].columns.tolist() == CLI_COLUMNS
+    assert S.load(csv)[0].columns.tolist() == ["lr", "batch_size", *CLI_COLUMNS]
     assert [e["x"] for e in S.list_stored(tmp_path)] == ["lr=0.05"]
 
 
