@@ -129,6 +129,10 @@ def test_explode_clip_compare_and_stop(streamlit_server, browser_page, repo_root
     # The preset's rerun sets Steps to 300; type only after that, or the rerun would overwrite the typing.
     wait_until(lambda: el(page, "w_steps").locator("input").input_value() == "300", what="the preset's values")
     set_number(page, "w_steps", "2000", url_has="steps=2000")
+    # The lesson plays in slow motion (2 steps a second); this test wants its runs at full speed.
+    el(page, "w_speed").get_by_role("slider").press("End")
+    wait_until(lambda: el(page, "w_speed").get_by_role("slider").get_attribute("aria-valuetext") == "max",
+               what="the speed control at max")
     click_button(page, "btn_start")
     wait_until(lambda: "exploded at step" in text(page, "banner"), what="the explosion banner")
     assert steps(page)[0] > 0
