@@ -1,6 +1,8 @@
 import json
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -63,3 +65,64 @@ def test_bad_flag_in_a_real_process_exits_2_without_traceback(tmp_path):
                        capture_output=True, text=True, timeout=120)
     assert p.returncode == 2
     assert p.stderr.strip() == "error: --batch-size: 0 is not allowed; allowed: 1 to 4096"
+
+
+# ---- threads --------------------------------------------------------------------------------------------------------
+
+TINY = ["--hidden-sizes", "8", "--batch-size", "8", "--steps", "3", "--device", "cpu", "--quiet"]
+
+
+def test_run_uses_one_torch_thread_unless_told(tmp_path):
+    """In a fresh process (torch's default is every core): the sidecar records the threads the run used."""
+    code = ("import sys, torch; from training.cli import main; rc = main(sys.argv[1:]); "
+            "print(torch.get_num_threads()); sys.exit(rc)")
+    out = tmp_path / "t.csv"
+    for extra, want in (([], 1), (["--threads", "2"], 2)):
+        p = subprocess.run([sys.executable, "-c", code, "run", *TINY, *extra, "--out", str(out)], capture_output=True,
+                           text=True, timeout=120, env={k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"})
+        assert p.returncode == 0, p.stderr[-500:]
+        assert int(p.stdout.strip()) == want and json.loads(out.with_name("t.csv.events.json").read_text())[
+            "threads"] == want
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "abc", "100000"])
+def test_a_bad_thread_count_exits_2_with_the_range(value, tmp_path, capsys):
+    assert main(["run", *TINY, "--threads", value, "--out", str(tmp_path / "t.csv")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"error: --threads: {value} is not allowed; allowed: 1 to {os.cpu_count()} (the CPU cores here)"
+
+
+# ---- config files ---------------------------------------------------------------------------------------------------
+
+def test_config_prints_a_preset_as_json_that_run_accepts(tmp_path, capsys):
+    assert main(["config", "--preset", "clip it", "--steps", "4"]) == 0
+    text = capsys.readouterr().out
+    d = json.loads(text)
+    assert d["clip"] == "norm" and d["steps"] == 4 and d["hidden_sizes"] == [512, 256, 128]
+    (tmp_path / "c.json").write_text(text)
+    assert main(["run", "--config", str(tmp_path / "c.json"), "--quiet", "--out", str(tmp_path / "c.csv")]) == 0
+    assert len(pd.read_csv(tmp_path / "c.csv")) == 4
+    side = json.loads((tmp_path / "c.csv.events.json").read_text())
+    assert side["config"] == d
+
+
+def test_config_refuses_a_bad_flag_in_one_line(capsys):
+    assert main(["config", "--lr", "100"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("error: --lr: 100") and "allowed: 1e-06 to 10" in err
+
+
+def test_the_readme_config_example_works(repo_root, tmp_path):
+    """The README's `config ... > my.json` and `run --config my.json ...` lines, run as written, in order."""
+    block = (repo_root / "README.md").read_text().split("## Command line", 1)[1].split("```bash", 1)[1].split("```")[0]
+    lines = [ln.split("  #")[0].strip() for ln in block.splitlines()]
+    wanted = [ln for ln in lines if " config " in ln or "--config my.json" in ln]
+    assert len(wanted) == 2 and wanted[0].endswith("> my.json") and wanted.index(wanted[0]) == 0
+    env = {**os.environ, "GEL_DATA_DIR": str(tmp_path / "data"), "PATH": f"{Path(sys.executable).parent}:"
+           f"{os.environ['PATH']}", "PYTHONPATH": str(repo_root)}
+    for line in wanted:
+        p = subprocess.run(line.replace("python ", f"{sys.executable} ", 1) + " --quiet" * ("run " in line),
+                           shell=True, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+        assert p.returncode == 0, (line, p.stderr[-500:])
+    assert (tmp_path / "run.csv").exists() and (tmp_path / "run.csv.events.json").exists()
+    assert json.loads((tmp_path / "my.json").read_text())["init_std"] == 1.0  # the preset's settings
