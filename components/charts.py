@@ -405,11 +405,13 @@ def activation_figure(probe: dict) -> go.Figure:
     return _figure(data, layout)
 
 
-def time_figure(probe: dict) -> go.Figure:
+def time_figure(probe: dict, first: dict | None = None) -> go.Figure:
     """Recurrent net at one probe: ‖∂L/∂h_t‖ per time step (top, log) and std(h_t) (bottom).
 
     The backward signal through time is the classic picture: it grows toward early t when gradients
     explode and fades when they vanish. Requires ``time_backward_norm``, ``time_act_std``, ``time_stuck``.
+    ``first``: the run's first probe, drawn beside the latest (dashed): a run that exploded or saturated later
+    shows the picture its recurrent matrix drew at the start.
     """
     t = np.arange(len(probe["time_backward_norm"]))
     rho = probe.get("spectral_radius")
@@ -421,6 +423,7 @@ def time_figure(probe: dict) -> go.Figure:
     _, stuck = bottom.line(t, probe["time_stuck"], log=False, label="saturated")
     data = [_scatter(t, back, mode="lines+markers", marker={"size": 4}, name="‖∂L/∂h_t‖",
                      line={"color": T.PRE_CLIP, "width": 1.6}, **TOP),
+            *_first_backward(t, first, probe, top),
             *top.traces(**TOP),
             _scatter(t, std, mode="lines", name="std(h_t)", line={"color": T.POST_CLIP, "width": 1.4}, **BOTTOM),
             _scatter(t, stuck, mode="lines", name="saturated fraction",
@@ -430,6 +433,17 @@ def time_figure(probe: dict) -> go.Figure:
     return _figure(data, layout)
 
 
-def probe_figure(probe: dict) -> go.Figure:
-    """The activation chart that fits the model: per time step for recurrent nets, per layer for MLPs."""
-    return time_figure(probe) if "time_backward_norm" in probe else activation_figure(probe)
+def _first_backward(t: np.ndarray, first: dict | None, probe: dict, marks: _Marks) -> list[dict]:
+    """The first probe's ‖∂L/∂h_t‖ as a dashed line, when it is an earlier probe than the one drawn."""
+    if not first or first.get("step") == probe.get("step") or "time_backward_norm" not in first:
+        return []
+    label = f"‖∂L/∂h_t‖ at step {first['step']}"
+    _, back = marks.line(t, first["time_backward_norm"], label=label)
+    return [_scatter(t, back, mode="lines", name=label, line={"color": T.PRE_CLIP, "width": 1.2, "dash": "dash"},
+                     opacity=0.6, **TOP)]
+
+
+def probe_figure(probe: dict, first: dict | None = None) -> go.Figure:
+    """The activation chart that fits the model: per time step for recurrent nets (with the ``first`` probe's
+    backward signal beside the latest), per layer for MLPs."""
+    return time_figure(probe, first) if "time_backward_norm" in probe else activation_figure(probe)

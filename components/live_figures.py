@@ -57,7 +57,7 @@ def figure(key: str, snaps: Sequence) -> go.Figure:
     if key == "chart_weights":
         return C.weights_updates_figure(snap)
     if key == "chart_acts":
-        return C.probe_figure(snap.probes[-1]) if snap.probes else waiting("Activations per layer")
+        return C.probe_figure(snap.probes[-1], snap.probes[0]) if snap.probes else waiting("Activations per layer")
     if key == "chart_theory":
         return theory_panel.mlp_figure(snap)
     if key == "chart_spectral":
