@@ -21,7 +21,7 @@ import numpy as np
 import plotly.graph_objects as go
 
 from . import theme as T
-from .data import live_clip, short_name, weight_params
+from .data import accuracy_label, live_clip, short_name, weight_params
 
 NON_FINITE_NAME = "✕ non-finite"
 ZERO_NAME = "○ zero"
@@ -244,8 +244,9 @@ def loss_figure(snaps: Sequence, colors: Sequence[str] | None = None) -> go.Figu
                                  line={"color": color if multi else T.ACCURACY, "width": 1.2, "dash": "dot"},
                                  **RIGHT))
     data += marks.traces(**LEFT)
+    acc_title = accuracy_label(snaps[0].config).lower() if snaps else "test accuracy"  # adding: within 0.04
     layout = _right_axis_layout("Loss and test accuracy", _yaxis("loss", type="log"),
-                                _yaxis("test accuracy", **T.PERCENT_AXIS))
+                                _yaxis(acc_title, **T.PERCENT_AXIS))
     data += _event_lines(layout, snaps, multi)
     return _figure(data, layout)
 

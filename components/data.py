@@ -5,6 +5,8 @@ Nothing here imports streamlit; everything takes a RunSnapshot, a Config or plai
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pandas as pd
 
@@ -12,6 +14,7 @@ from training import export
 from training import outcome as O
 from training import registry as R
 from training.config import FIELDS, Config
+from training.data import accuracy_note
 
 RELU_FAMILY = ("relu", "leaky_relu", "elu", "gelu", "selu")
 LIVE_FIELDS = ("clip", "clip_threshold", "clip_norm_type", "lr")  # fields a running run can change
@@ -91,7 +94,7 @@ def end_banner(snap, who: str = "Training") -> tuple[str, str] | None:
         last = (f"last finite gradient norm {_num(e.get('last_finite_grad_norm'))} (step {e['last_finite_step']})"
                 if e.get("last_finite_step") is not None else "no finite step")
         return "error", f"**{who} {o.words}**: {where}; {last}. Try: {suggestion(snap.config)}."
-    tail = f"loss {_num(loss)}" + (f", test accuracy {acc:.0%}" if acc is not None else "")
+    tail = f"loss {_num(loss)}" + (f", {accuracy_label(snap.config).lower()} {acc:.0%}" if acc is not None else "")
     text = f"**{who} finished {snap.step:,} steps: {o.words}**. {tail[0].upper()}{tail[1:]}; {o.reason}."
     if o.label == "learned":
         return "success", text
@@ -122,10 +125,21 @@ def suggestion(cfg: Config) -> str:
     return "; or ".join(tips[:2])
 
 
+def accuracy_label(cfg: Config) -> str:
+    """'Test accuracy', saying what it counts on a regression task: 'Test accuracy (within 0.04 of the target)'."""
+    note = accuracy_note(cfg.dataset)
+    return f"Test accuracy ({note})" if note else "Test accuracy"
+
+
+def widths(sizes: tuple[int, ...]) -> str:
+    """Hidden widths input → output, repeats counted: (512, 256, 128) → '512-256-128', (256,) * 32 → '32×256'."""
+    groups = [(w, len(list(g))) for w, g in itertools.groupby(sizes)]
+    return "-".join(str(w) if n == 1 else f"{n}×{w}" for w, n in groups)
+
+
 def describe(cfg: Config) -> str:
     """A short label for a run: what distinguishes it at a glance."""
-    arch = (f"mlp {len(cfg.hidden_sizes)}×{max(cfg.hidden_sizes)}" if cfg.model == "mlp"
-            else f"{cfg.model} h{cfg.hidden_size} T{cfg.seq_len}")
+    arch = f"mlp {widths(cfg.hidden_sizes)}" if cfg.model == "mlp" else f"{cfg.model} h{cfg.hidden_size} T{cfg.seq_len}"
     init = f"normal({cfg.init_std:g})" if cfg.init == "normal" else cfg.init
     clip = {"none": "no clip", "norm": f"clip ‖g‖≤{cfg.clip_threshold:g}",
             "value": f"clip ±{cfg.clip_threshold:g}"}[cfg.clip]

@@ -19,7 +19,7 @@ import time
 
 import streamlit as st
 
-from .data import live_clip, live_lr
+from .data import accuracy_label, live_clip, live_lr
 from .panels import STATE_BADGE, fmt, latest_test_accuracy
 from .plot import base_path
 from .theme import run_color
@@ -173,7 +173,7 @@ def run_status(snap, title: str | None = None, color: str | None = None) -> dict
         "metrics": [["Loss", fmt(rec.loss if rec else None)],
                     ["‖g‖ before clip", fmt(rec.grad_norm_pre_clip if rec else None)],
                     ["‖g‖ after clip", fmt(rec.grad_norm_post_clip if rec else None)],
-                    ["Test accuracy", "–" if acc is None else f"{acc:.0%}"]],
+                    [accuracy_label(snap.config), "–" if acc is None else f"{acc:.0%}"]],
     }
 
 

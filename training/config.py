@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from types import SimpleNamespace
 
 from . import registry as R
+from .data import ACCURACY_TOLERANCE
 
 MAX_SHOWN = 80  # characters of a refused value quoted back in a message (a pasted megabyte stays out of logs)
 
@@ -99,7 +100,8 @@ class Config:
                           lo=1, hi=100_000)
     # A pass over the 360 held-out digits costs ~4 ms, 1.6 steps of the reference MLP: at every probe it was a third
     # of the training time. Test accuracy moves slowly, so it has its own, sparser schedule.
-    eval_every: int = _f(50, "evaluate test loss and accuracy at most every N steps, on a probe step",
+    eval_every: int = _f(50, f"evaluate test loss and accuracy (on adding: the fraction within {ACCURACY_TOLERANCE:g} "
+                             "of the target) at most every N steps, on a probe step",
                          lo=1, hi=100_000)
 
     def __post_init__(self):
