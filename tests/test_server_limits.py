@@ -268,3 +268,36 @@ def test_every_preset_and_the_step_estimate_inputs_stay_true():
         from_preset(name)  # every lesson fits under the cap
     for name, build in R.DATASETS.items():  # the estimate counts the held-out pass each dataset really has
         assert len(build(10).y_test) == TEST_EXAMPLES[name], name
+
+
+# The first Start after the server started took 10.5 s to draw (the next ones 1.2-1.9 s): it paid for imports.
+WARM_CHECK = """
+import sys, torch
+from components import live_api
+live_api.warm_up()
+before = set(sys.modules)
+from components import live_figures as LF
+from training.config import Config
+from training.runner import Run
+for cfg in (Config(), Config(model="gru", dataset="temporal_order", steps=3, optimizer="momentum")):
+    run = Run(cfg)
+    run.record(run.trainer.step())
+    for key in LF.KEYS:
+        LF.figure(key, [run.snapshot()]).to_json()
+print(sorted(m for m in set(sys.modules) - before if not m.startswith("encodings")))
+"""
+
+
+def test_after_the_warm_up_a_first_run_and_its_charts_import_nothing_more():
+    r = subprocess.run([sys.executable, "-c", WARM_CHECK], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_the_server_starts_the_warm_up_in_the_background():
+    code = ("import sys, threading, serve; t = next(t for t in threading.enumerate() if t.name == 'warm-up'); "
+            "print(t.daemon, 'torch._dynamo' in sys.modules); t.join(240); "
+            "print('torch._dynamo' in sys.modules and 'sklearn.datasets' in sys.modules)")
+    r = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout.split() == ["True", "False", "True"]  # a daemon thread, still warming up as the import returns
