@@ -99,7 +99,9 @@ def test_a_garbled_wal_is_found_on_open_and_its_files_are_kept_before_any_checkp
     store = Store(path.parent)
     assert len(store.damage) == 1 and "garbled at frame" in store.damage[0] and "-wal" in store.damage[0]
     assert store.kept is not None and store.kept.parent == path.parent
-    assert {p.name for p in store.kept.iterdir()} == {"runs.sqlite3", "runs.sqlite3-wal", "runs.sqlite3-shm"}
+    assert {p.name for p in store.kept.iterdir()} == {"runs.sqlite3", "runs.sqlite3-wal", "runs.sqlite3-shm",
+                                                      "REASONS.txt"}
+    assert (store.kept / "REASONS.txt").read_text() == store.damage[0] + "\n"
     assert (store.kept / "runs.sqlite3-wal").read_bytes() == garbled  # the evidence, byte for byte
     assert any("lost data" in w for w in store.warnings()) and any(str(store.kept) in w for w in store.warnings())
 
@@ -148,6 +150,8 @@ def test_a_run_with_fewer_rows_than_it_recorded_is_named(crash, tmp_path):
     assert any(sorted(counts)[1] in d and "gaps" in d for d in store.damage)
     assert any("'ghost'" in d and "not listed" in d for d in store.damage)
     assert store.kept is not None and len(store.list_runs()) == 3  # still readable
+    again = Store(path.parent)  # damage in the file itself is found at every open, and copied once
+    assert again.damage == store.damage and again.kept == store.kept and again.kept_copies() == [store.kept]
 
 
 # ---- the log check against logs SQLite wrote: no false alarm on what a healthy log holds ---------------------------
@@ -293,6 +297,7 @@ def test_a_store_sqlite_finds_damaged_is_refused_before_training_and_kept(tmp_pa
     (kept,) = d.glob("runs.sqlite3.damaged-*")
     assert (kept / "runs.sqlite3").read_bytes() == bytes(data)
     _one_line_exit_2(["runs", "--store", str(d)], capsys)
+    assert list(d.glob("runs.sqlite3.damaged-*")) == [kept]
 
 
 def test_a_store_write_that_fails_ends_the_run_command_with_one_line(tmp_path, capsys, monkeypatch):

@@ -44,6 +44,7 @@ STALE_S = 15.0  # a run that says it is live but has not been updated for this l
 INTERRUPTED = "interrupted"
 SCHEMA_VERSION = 1
 KEPT_GLOB = "*.damaged-*"  # copies of the database files taken when the check on open failed
+REASONS = "REASONS.txt"  # in each copy: what the check found
 SHOWN_DAMAGE = 10  # runs named one by one in a damage report; the rest are counted
 
 # Metrics are one row per step holding the whole row as float64 bytes: the columns depend on the model (a
@@ -150,7 +151,7 @@ class Store:
             conn.close()
         self.damage = damage
         if fatal or damage:
-            self.kept = self._keep_copy()
+            self.kept = self._keep_copy([fatal] if fatal else damage)
         if fatal:
             raise StoreError(f"the run store at {self.path} is damaged: {fatal}; a copy of its files is kept in "
                              f"{self.kept}; move {self.path.name} aside to start an empty store")
@@ -188,16 +189,14 @@ class Store:
             found = [*found[:SHOWN_DAMAGE], f"and {len(found) - SHOWN_DAMAGE} more runs like these"]
         return found
 
-    def _keep_copy(self) -> Path | None:
-        """Copy the database, its log and its index into a new folder beside them (unless the newest copy holds
-        this very log: a process that keeps the store open keeps the log, and each open would copy it again);
-        None when that fails."""
-        log, kept = Path(f"{self.path}-wal"), self.kept_copies()
-        if kept and log.exists():
-            last = kept[-1] / log.name
-            if last.exists() and (last.stat().st_size, last.stat().st_mtime) == (log.stat().st_size,
-                                                                                 log.stat().st_mtime):
-                return kept[-1]
+    def _keep_copy(self, reasons: list[str]) -> Path | None:
+        """Copy the database, its log and its index into a new folder beside them, with ``REASONS.txt`` saying
+        why; None when that fails. Damage that persists (in the file, or in a log a live process keeps open) is
+        found again at every open: the newest copy is reused when it was kept for the same reasons."""
+        kept = self.kept_copies()
+        text = "\n".join(reasons) + "\n"
+        if kept and (kept[-1] / REASONS).exists() and (kept[-1] / REASONS).read_text() == text:
+            return kept[-1]
         dest = self.path.with_name(f"{self.path.name}.damaged-{time.strftime('%Y%m%d-%H%M%S')}")
         try:
             dest.mkdir(mode=0o700, exist_ok=True)
@@ -205,6 +204,7 @@ class Store:
                 src = Path(f"{self.path}{suffix}")
                 if src.exists():
                     shutil.copy2(src, dest / src.name)
+            (dest / REASONS).write_text(text)  # last: a copy without it is incomplete, and never reused
         except OSError as e:
             self._keep_error = f"no copy of its files could be kept in {dest}: {e}"
             return None
