@@ -19,7 +19,7 @@ import time
 
 import streamlit as st
 
-from .data import accuracy_label, live_clip, live_lr
+from .data import accuracy_label, live_clip, live_lr, run_outcome
 from .panels import STATE_BADGE, fmt, latest_test_accuracy
 from .plot import base_path
 from .theme import run_color
@@ -92,7 +92,7 @@ function draw(root, status) {
   }
   status.runs.forEach((r, i) => {
     const refs = root.__refs[i];
-    setText(refs.badge, r.state);
+    setText(refs.badge, r.label || r.state);
     refs.badge.className = 'gel-badge gel-badge-' + r.badge;
     setText(refs.step, r.step_text);
     setText(refs.rest, ' / ' + r.steps_text + ' · ' + r.detail);
@@ -165,10 +165,14 @@ def run_status(snap, title: str | None = None, color: str | None = None) -> dict
     clip = {"none": "clipping off", "norm": f"clip ‖g‖ ≤ {threshold:g}", "value": f"clip ±{threshold:g}"}[mode]
     rec = snap.latest
     acc = latest_test_accuracy(snap)
+    # An ended run is named by the outcome classifier, as on the banner, Saved runs, the CLI and the map; an
+    # exploded run shows its explosion step (docs/science.md), not the count of rows it recorded (one more).
+    o = run_outcome(snap) if snap.status in ("exploded", "finished") else None
+    shown = o.explosion_step if o is not None and o.explosion_step is not None else snap.step
     return {
         "id": snap.id, "title": title, "color": color,
-        "state": snap.status, "badge": STATE_BADGE.get(snap.status, "gray"),
-        "step": snap.step, "step_text": f"{snap.step:,}", "steps_text": f"{snap.config.steps:,}",
+        "state": snap.status, "label": o.words if o else snap.status, "badge": STATE_BADGE.get(snap.status, "gray"),
+        "step": snap.step, "step_text": f"{shown:,}", "steps_text": f"{snap.config.steps:,}",
         "detail": f"{snap.steps_per_s:,.0f} steps/s · {snap.device} · {clip} · lr {live_lr(snap):g}",
         "metrics": [["Loss", fmt(rec.loss if rec else None)],
                     ["‖g‖ before clip", fmt(rec.grad_norm_pre_clip if rec else None)],

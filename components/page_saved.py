@@ -11,6 +11,7 @@ import pandas as pd
 import streamlit as st
 
 from training import export
+from training import outcome as O
 from training.manager import get_manager
 from training.store import StoreError, thin
 
@@ -31,11 +32,21 @@ def runs_frame(runs: list[dict]) -> pd.DataFrame:
         cfg = r.get("config") or {}
         clip = cfg.get("clip", "none")
         rows.append({"run": r["id"], "label": r["label"], "status": r["status"] + (" · live" if r.get("live") else ""),
-                     "steps": r["steps"], "last loss": r["last_loss"],
+                     "outcome": r.get("outcome", ""), "steps": r["steps"], "last loss": r["last_loss"],
                      "created": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r["created"])),
                      **{k: cfg.get(k) for k in TABLE_FIELDS if k != "clip"},
                      "clip": clip if clip == "none" else f"{clip} {cfg.get('clip_threshold', '')}"})
-    return pd.DataFrame(rows, columns=["run", "label", "status", "steps", "last loss", "created", *TABLE_FIELDS])
+    return pd.DataFrame(rows, columns=["run", "label", "status", "outcome", "steps", "last loss", "created",
+                                       *TABLE_FIELDS])
+
+
+def with_outcomes(runs: dict[str, dict], outcomes: dict[str, dict]) -> dict[str, dict]:
+    """Each run's ``outcome``: the outcome classifier's words (``Store.outcomes`` events), as the lab's banner,
+    the CLI and the map name it; runs that have not ended have none."""
+    for rid, e in outcomes.items():
+        if rid in runs:
+            runs[rid]["outcome"] = O.Outcome.from_event(e).words
+    return runs
 
 
 def export_bytes(store, run_id: str, fmt: str) -> bytes:
@@ -60,7 +71,9 @@ def _live_key(manager, run_id: str) -> str | None:
 
 
 def _label(info: dict) -> str:
-    return f"{info['id'].split('-')[0]} {info['label']} · {info['status']} at {info['steps']:,}"
+    # "steps" counts the rows stored: an exploded run has one more than its explosion step, so say the outcome.
+    how = info.get("outcome") or f"{info['status']} after {info['steps']:,} steps"
+    return f"{info['id'].split('-')[0]} {info['label']} · {how}"
 
 
 def overlay(store, runs: dict[str, dict], picked: list[str]) -> None:
@@ -194,7 +207,7 @@ def render() -> None:
     if kind:
         getattr(st, kind)(text)
     try:
-        runs = {r["id"]: r for r in manager.past_runs()}
+        runs = with_outcomes({r["id"]: r for r in manager.past_runs()}, manager.store.outcomes())
         unreadable(manager.store.unreadable_runs())
     except StoreError as e:
         st.warning(f"Cannot list the saved runs: {e}", icon=":material/database:")

@@ -13,7 +13,7 @@ import pandas as pd
 import streamlit as st
 
 from . import live_figures as LF
-from .data import describe, explosion, full_resolution_start, suggestion
+from .data import describe, end_banner, explosion, full_resolution_start, run_outcome
 from .plot import Source, chart
 
 # Every ASCII punctuation character: escaped, none of them can start a link, an image, emphasis, a colour
@@ -62,21 +62,22 @@ def latest_test_accuracy(snap) -> float | None:
     return next((p["test_accuracy"] for p in reversed(snap.probes) if p.get("test_accuracy") is not None), None)
 
 
+BANNER_ICONS = {"error": ":material/local_fire_department:", "success": ":material/check_circle:",
+                "warning": ":material/trending_flat:"}
+
+
 def outcome_banner(snap, who: str = "Training") -> None:
-    """Explosion (step, first non-finite parameter, last finite norm, what to try), error, or finished."""
-    if snap.status == "exploded":
-        e = explosion(snap) or {}
-        where = f"first non-finite gradient in `{e['param']}`" if e.get("param") else "the loss went non-finite"
-        st.error(f"**{who} exploded at step {e.get('step', snap.step)}**: {where}; last finite gradient norm "
-                 f"{fmt(e.get('last_finite_grad_norm'))}. Try: {suggestion(snap.config)}.",
-                 icon=":material/local_fire_department:")
+    """How the run ended, in the outcome classifier's words (``data.end_banner``): exploded (step, first
+    non-finite parameter, last finite norm, what to try), learned, stuck or vanished; an error; or stopped."""
+    banner = end_banner(snap, who) if snap.status in ("exploded", "finished") else None
+    if banner is not None:
+        kind, text = banner
+        getattr(st, kind)(text, icon=BANNER_ICONS[kind])
+    elif snap.status == "exploded":  # no outcome recorded (cannot happen for a run trained here)
+        st.error(f"**{who} exploded**: {(explosion(snap) or {}).get('message', '')}",
+                 icon=BANNER_ICONS["error"])
     elif snap.status == "error":
         st.error(f"**{who} stopped with an error** at step {snap.step}: {snap.error}", icon=":material/error:")
-    elif snap.status == "finished":
-        acc = latest_test_accuracy(snap)
-        loss = snap.latest.loss if snap.latest else float("nan")
-        st.success(f"**{who} finished {snap.step:,} steps** without exploding: loss {fmt(loss)}"
-                   + (f", test accuracy {acc:.0%}" if acc is not None else "") + ".", icon=":material/check_circle:")
     elif snap.status == "stopped":
         st.info(f"**{who} stopped at step {snap.step:,}** of {snap.config.steps:,}. Start trains a new run; its "
                 "charts and downloads stay below.", icon=":material/stop_circle:")
@@ -104,9 +105,14 @@ def detail_charts(snap, source: Callable[[str], Source | None] | None = None) ->
                 chart(LF.figure(key, [snap]), key, acts if key == "chart_acts" else CAPTIONS[key[6:]], source(key))
 
 
+def _words(snap) -> str:
+    o = run_outcome(snap)
+    return o.words if o else ""
+
+
 def runs_table(snaps: Sequence, current_ids: Sequence[str]) -> None:
     rows = [{"run": s.id, "label": s.label, "": "◀ now" if s.id in current_ids else "", "state": s.status,
-             "steps": s.step, "exploded at": str((explosion(s) or {}).get("step", "")),
+             "steps": s.step, "outcome": _words(s),
              "settings": describe(s.config)} for s in snaps]
     st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch", key="runs_table")
 

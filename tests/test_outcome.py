@@ -1,5 +1,6 @@
 """The one outcome classifier: its definitions on synthetic traces, then through the engine and the map."""
 
+import json
 import math
 
 import pytest
@@ -93,3 +94,61 @@ def test_map_cells_blown_up_at_init_that_learn_are_not_exploded(lr):
     r = S.run_cell(cell, MAP._build(cell), MAP.rule)
     assert r.initial_loss > 10 * math.log(10)
     assert r.outcome == "learned" and "step-0 loss" in r.reason, r
+
+
+# ---- one name for one outcome, on every view -------------------------------------------------------------------
+
+SEED_N01 = Config(init="normal", init_std=1.0, lr=0.01, seed=0, probe_every=1000, steps=30)  # non-finite at step 5
+
+
+def test_banner_status_saved_runs_cli_and_map_name_the_seed_net_explosion_alike(tmp_path, capsys):
+    from components import data as D
+    from components import page_saved as PS
+    from components.live_status import run_status
+    from training import cli
+    from training.manager import RunManager
+    from training.store import Store
+
+    store = Store(tmp_path / "data")
+    manager = RunManager(max_running=1, store=store, idle_pause_s=0)
+    try:
+        runner = manager.start(SEED_N01)
+        assert runner.wait(120) and store.flush()
+        snap = runner.snapshot()
+        kind, banner = D.end_banner(snap)
+        assert kind == "error" and "exploded at step 5**" in banner and "(step 4)" in banner
+        line = run_status(snap)
+        assert line["label"] == "exploded at step 5" and line["step_text"] == "5" and line["state"] == "exploded"
+        runs = PS.with_outcomes({r["id"]: r for r in store.list_runs()}, store.outcomes())
+        assert PS.runs_frame(list(runs.values()))["outcome"].tolist() == ["exploded at step 5"]
+        assert PS._label(runs[snap.id]).endswith("· exploded at step 5")
+        rows = store.load_run(snap.id)
+        losses = rows.rows[:, rows.columns.index("loss")]
+        norms = rows.rows[:, rows.columns.index("grad_norm_pre_clip")]
+        assert S.Rule().classify(losses, norms, 1.0, ZERO, CONST)[1].startswith("step 5 went non-finite")  # map
+    finally:
+        assert manager.shutdown()
+        store.close()
+    out = tmp_path / "run.csv"
+    argv = ["run", "--init", "normal", "--init-std", "1", "--lr", "0.01", "--seed", "0", "--steps", "30",
+            "--quiet", "--out", str(out)]
+    assert cli.main(argv) == 0
+    assert capsys.readouterr().err.startswith("exploded at step 5: 6 steps recorded")
+    side = json.loads(out.with_name(out.name + ".events.json").read_text())
+    explosion = next(e for e in side["events"] if e["kind"] == "explosion")
+    recorded = next(e for e in side["events"] if e["kind"] == "outcome")
+    assert explosion["step"] == recorded["explosion_step"] == 5
+
+
+def test_finished_runs_are_named_by_their_outcome_not_a_green_finished():
+    from components import data as D
+    from training.runner import Runner
+
+    cfg = Config(hidden_sizes=(128,) * 6, activation="sigmoid", init="normal", init_std=0.05, steps=40,
+                 probe_every=20)
+    runner = Runner(cfg)
+    runner.start()
+    assert runner.wait(120)
+    kind, banner = D.end_banner(runner.snapshot())
+    assert kind == "warning" and ("stuck**" in banner or "vanished**" in banner), banner
+    assert "without exploding" not in banner

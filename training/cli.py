@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from . import export
+from . import outcome as O
 from . import registry as R
 from .config import FIELDS, Config, ConfigError, allowed_text, from_dict, from_preset
 
@@ -228,6 +229,12 @@ def check_out(value: str | None, flag: str = "--out") -> Path | None:
     return out
 
 
+def ended(status: str, outcome) -> str:
+    """How a run ended in the outcome classifier's words ('exploded at step 5', 'learned', ...), as the lab and
+    the map say it; the bare status when it did not end by itself (stopped, error)."""
+    return outcome.words if outcome is not None else status
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     if args.out is None and args.store is None:
         raise UsageError("run: give --out FILE, --store [DIR], or both")
@@ -249,7 +256,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"error: --out: cannot write {out} ({e.strerror or e}); nothing was written", file=sys.stderr)
         return 1
     loss = f"{rows[-1, 1]:.4g}" if len(rows) else "n/a"
-    print(f"{status}: {len(rows)} steps, last loss {loss}, wrote {out} and {sidecar.name}", file=sys.stderr)
+    print(f"{ended(status, O.of_events(events))}: {len(rows)} steps recorded, last loss {loss}, wrote {out} and "
+          f"{sidecar.name}", file=sys.stderr)
     return 0
 
 
@@ -277,7 +285,9 @@ def _run_stored(args: argparse.Namespace, cfg: Config, out: Path | None) -> int:
         wrote += f", wrote {out} and {sidecar.name}"
     info = store.run_info(run_id)
     loss = f"{info['last_loss']:.4g}" if info["last_loss"] is not None else "n/a"
-    print(f"{status}: {steps} steps, last loss {loss}, {wrote}", file=sys.stderr)
+    e = store.outcomes().get(run_id)
+    how = ended(status, O.Outcome.from_event(e) if e else None)
+    print(f"{how}: {steps} steps recorded, last loss {loss}, {wrote}", file=sys.stderr)
     return 0 if status != "error" else 1
 
 

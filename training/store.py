@@ -380,6 +380,13 @@ class Store:
         return [(r["id"], r["why"]) for r in map(self._parse, self._read(self._LIST + " ORDER BY rowid"))
                 if "why" in r]
 
+    def outcomes(self) -> dict[str, dict]:
+        """Each run's outcome event (training/outcome.py), by run id: recorded at a run's last step, so a run
+        still training, stopped or interrupted has none."""
+        rows = self._read("SELECT rowid, run_id, step, json FROM events WHERE kind = 'outcome' ORDER BY rowid")
+        found = {rid: _event(rowid, step, text) for rowid, rid, step, text in rows}
+        return {rid: e for rid, e in found.items() if e.get("kind") == "outcome"}  # one unreadable is left out
+
     def run_info(self, run_id: str) -> dict:
         """One run's list_runs() entry; KeyError when it is not stored, StoreError when its row is unreadable."""
         rows = self._read(self._LIST + " WHERE id = ?", (run_id,))
