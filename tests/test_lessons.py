@@ -66,7 +66,7 @@ def test_clip_it_clipping_stops_the_nan_not_its_cause_and_the_init_does():
 
 def test_a_step_too_large_starts_healthy_then_climbs_for_at_least_20_steps_before_going_non_finite():
     p, f = measured("a step too large")
-    assert abs(p.first_loss - LN10) < 0.1  # a healthy start
+    assert abs(p.first_loss - LN10) < 0.1 and not p.blown_up_at_init  # a healthy start
     assert p.outcome == "exploded" and p.climb >= 20
     start = p.explosion_step - p.climb
     climb = np.log(np.asarray(p.losses[start:p.explosion_step]))
@@ -87,6 +87,9 @@ def test_he_init_trains_the_deep_relu_net_the_default_init_leaves_at_chance():
     assert finite_run(p) and abs(p.final_loss - LN10) < 0.05 and p.test_accuracy < 0.2
     assert p.signal_ratio < 1e-3  # the signal shrinks layer after layer
     assert f.outcome == "learned" and f.test_accuracy > 0.9
+    # docs/science.md: Xavier does not rescue this ReLU net (χ = 1/2 per layer); the init must match the activation.
+    xavier = LS.run(LS.problem("fix the init").replace(init="xavier_normal"))
+    assert finite_run(xavier) and xavier.outcome != "learned" and xavier.test_accuracy < 0.2
 
 
 def test_xavier_init_trains_the_deep_tanh_net_whose_signal_vanishes():
@@ -101,15 +104,25 @@ def test_leaky_relu_changes_little_once_the_init_is_right():
     assert p.outcome == f.outcome == "learned"
     assert p.test_accuracy > 0.9 and f.test_accuracy > 0.9
     assert abs(p.test_accuracy - f.test_accuracy) < 0.02 and abs(p.final_loss - f.final_loss) < 0.02
+    # docs/science.md: nor is it the one change that decides after a large step (lr 0.7, default init): ReLU units
+    # die (the loss sits at ln 10) and LeakyReLU, keeping its slope, explodes instead.
+    large = LS.problem("leaky ReLU changes little here").replace(init="pytorch_default", lr=0.7)
+    relu, leaky = LS.run(large), LS.run(large.replace(activation="leaky_relu"))
+    assert finite_run(relu) and abs(relu.final_loss - LN10) < 0.05 and relu.outcome != "learned"
+    assert leaky.outcome == "exploded"
 
 
 def test_the_recurrent_radius_decides_through_the_backward_signal_through_time():
     p, f = measured("RNN on long sequences explodes")
     # Radius 1.6: the backward signal grows going back in time (∂h_t/∂h_{t-1} multiplies it), and the run explodes.
     assert p.signal_ratio > 10 and p.outcome == "exploded" and p.explosion_step <= 3
+    assert p.blown_up_at_init and p.first_loss > 100  # the forward pass too: "loss ~800 at step 0"
     # Radius 0.9, nothing else changed: it fades going back in time and training stays finite.
     assert p.signal_ratio > 1e6 * f.signal_ratio and f.signal_ratio < 1e-3
     assert finite_run(f) and f.outcome in ("vanished", "stuck")
+    # docs/science.md: why ReLU. A tanh RNN at radius 3 stays finite: its states saturate, nothing overflows.
+    tanh = LS.run(LS.problem("RNN on long sequences explodes").replace(activation="tanh", spectral_radius=3.0))
+    assert finite_run(tanh)
 
 
 def test_the_lessons_that_explode_are_shown_slowly_enough_to_watch():

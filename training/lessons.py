@@ -49,6 +49,7 @@ class Measured:
     test_accuracy: float  # at the end; NaN when it exploded (the weights are those of the last finite step)
     signal_ratio: float  # ‖∂L/∂h‖ at the first layer (first time step) ÷ at the last, at step 0
     climb: int | None  # exploded: steps from the last loss within 1.5x of step 0's to the explosion
+    blown_up_at_init: bool  # a step-0 loss far above an all-zero output's (training.outcome's rule)
     min_update_ratio: float  # smallest per-parameter ‖Δw‖/‖w‖ of the last finite step
     losses: tuple[float, ...]
 
@@ -75,8 +76,8 @@ def run(cfg: Config) -> Measured:
         climb = traj.explosion_step - (healthy[-1] if healthy else 0)
     ratios = [r for r in (last.update_ratios if last is not None else []) if math.isfinite(r)]
     return Measured(verdict.label, verdict.words, traj.explosion_step, len(losses), losses[0], traj.final,
-                    math.nan if exploded else t.evaluate()[1], ratio, climb, min(ratios, default=math.nan),
-                    tuple(losses))
+                    math.nan if exploded else t.evaluate()[1], ratio, climb,
+                    losses[0] > outcome.RULE.init_blowup * zero, min(ratios, default=math.nan), tuple(losses))
 
 
 def measure(name: str) -> tuple[Measured, Measured]:
@@ -86,8 +87,10 @@ def measure(name: str) -> tuple[Measured, Measured]:
 
 def _row(m: Measured) -> str:
     acc = "—" if math.isnan(m.test_accuracy) else f"{m.test_accuracy:.1%}"
-    climb = f", climbed {m.climb} steps" if m.climb is not None else ""
-    return f"{m.words}{climb}; loss {m.first_loss:.3g} → {m.final_loss:.3g}; test accuracy {acc}"
+    # A climb means something only from a healthy start: a net blown up at init has nowhere to climb from.
+    climb = f" after its loss climbed for {m.climb} steps" if m.climb and not m.blown_up_at_init else ""
+    signal = f"; ‖∂L/∂h‖ first ÷ last at step 0: {m.signal_ratio:.2g}" if math.isfinite(m.signal_ratio) else ""
+    return f"{m.words}{climb}; loss {m.first_loss:.3g} → {m.final_loss:.3g}; test accuracy {acc}{signal}"
 
 
 def table(names=None) -> str:
