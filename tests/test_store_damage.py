@@ -372,3 +372,17 @@ def test_the_runs_command_on_a_bad_row_in_a_real_process_prints_no_traceback(tmp
                                      "warning: run 'bad' is unreadable and not listed: config_json is not valid "
                                      "JSON (Expecting property name enclosed in double quotes: line 1 column 2 "
                                      "(char 1))"]
+
+
+def test_an_unreadable_outcome_event_is_left_out_of_the_outcomes(tmp_path):
+    d = tmp_path / "d"
+    assert cli.main([*RUN_ARGS, "--store", str(d)]) == 0
+    store = Store(d)
+    rid = store.list_runs()[0]["id"]
+    assert store.outcomes()[rid]["kind"] == "outcome"
+    with sqlite3.connect(store.path) as conn:
+        conn.execute("INSERT INTO runs (id, label, config_json, status, created, updated, columns_json) "
+                     "VALUES ('other', 'x', '{}', 'finished', 1, 1, '[]')")
+        conn.execute("INSERT INTO events (run_id, step, kind, json) VALUES ('other', 3, 'outcome', '{broken')")
+    conn.close()
+    assert set(store.outcomes()) == {rid}

@@ -384,8 +384,12 @@ class Store:
         """Each run's outcome event (training/outcome.py), by run id: recorded at a run's last step, so a run
         still training, stopped or interrupted has none."""
         rows = self._read("SELECT rowid, run_id, step, json FROM events WHERE kind = 'outcome' ORDER BY rowid")
-        found = {rid: _event(rowid, step, text) for rowid, rid, step, text in rows}
-        return {rid: e for rid, e in found.items() if e.get("kind") == "outcome"}  # one unreadable is left out
+        found = {}
+        for rowid, rid, step, text in rows:
+            e = _event(rowid, step, text)
+            if e.get("kind") == "outcome":  # an unreadable one is left out; the run's events show it
+                found[rid] = e
+        return found
 
     def run_info(self, run_id: str) -> dict:
         """One run's list_runs() entry; KeyError when it is not stored, StoreError when its row is unreadable."""
