@@ -15,9 +15,10 @@ from .data import describe, table_csv, table_parquet
 from .plot import Source
 
 ss = st.session_state
-HOW_TO = ("**Try this first:** pick the preset *watch it explode* and press **Start**: the loss and gradient "
-          "norm shoot up and training dies within a few steps. Then set *Gradient clipping* to *by norm* and "
-          "Start again, or switch on **Compare A/B** to train both side by side on identical batches.")
+HOW_TO = ("**Try this first:** pick the preset *a step too large* and press **Start**: the loss starts healthy, "
+          "then climbs for ~45 steps, in slow motion, until training dies. Every preset is a lesson: press **Fix** "
+          "under the picker (one setting changes) and Start again, or **Both, A/B** to train the problem and the "
+          "fix side by side on identical batches.")
 
 
 def _overlay_snapshots(exclude: set[str]) -> list:
