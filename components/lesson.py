@@ -58,8 +58,9 @@ def compare(name: str) -> None:
 
 
 def speed_control() -> None:
-    if "w_speed" not in ss:
-        ss.w_speed = S.MAX_SPEED
+    if "w_speed" not in ss:  # a new session, or a reattach through ?run=: show the run's own pace
+        runner = S.current_runner()
+        ss.w_speed = _speed_option(runner.steps_per_s if runner is not None and runner.alive else None)
     st.select_slider("Speed (steps per second)", SPEEDS, key="w_speed", on_change=on_speed,
                      format_func=lambda v: v if v == S.MAX_SPEED else f"{v:g}",
                      help="Slow motion to watch an explosion develop, up to max (no waiting at all). Applies live "

@@ -94,3 +94,10 @@ def test_the_recurrent_chart_draws_the_first_probes_backward_signal_beside_the_l
     assert list(traces["‖∂L/∂h_t‖"].y) == pytest.approx(list(latest["time_backward_norm"]))
     # One probe only (a run that exploded before its second): one line, nothing to set beside it.
     assert "‖∂L/∂h_t‖ at step 0" not in {tr.name for tr in C.probe_figure(first, first).data}
+
+
+def test_a_reattached_page_shows_the_throttled_runs_own_speed(at):
+    runner = get_manager().start(LS.problem("a step too large"), steps_per_s=3.0)
+    at.query_params["run"] = runner.runs[0].id
+    at.run()
+    assert not at.exception and at.select_slider(key="w_speed").value == 3.0
