@@ -16,6 +16,7 @@ import streamlit as st
 from training import registry as R
 from training import sweep as SW
 from training.config import Config, ConfigError, from_preset
+from training.store import StoreError
 
 from . import session as S
 from .data import describe
@@ -171,7 +172,11 @@ def controls() -> None:
     a, b, _ = st.columns([1, 1, 4])
     a.button("Launch", key="btn_map_launch", type="primary", on_click=launch, icon=":material/play_arrow:")
     b.button("Cancel", key="btn_map_cancel", on_click=cancel, disabled=not running, icon=":material/stop:")
-    stored = SW.list_stored() if SW.store_path().exists() else []
+    try:
+        stored = SW.list_stored() if SW.store_path().exists() else []
+    except StoreError as e:  # a foreign or damaged store file: the map still runs, unsaved
+        st.warning(plain(f"Cannot list the saved maps: {e}"), icon=":material/database:")
+        stored = []
     if stored:
         st.selectbox("Or load a saved map", [None, *[s["id"] for s in stored]], key="m_stored", on_change=load,
                      format_func=lambda sid: "—" if sid is None else next(

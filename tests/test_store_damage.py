@@ -386,3 +386,47 @@ def test_an_unreadable_outcome_event_is_left_out_of_the_outcomes(tmp_path):
         conn.execute("INSERT INTO events (run_id, step, kind, json) VALUES ('other', 3, 'outcome', '{broken')")
     conn.close()
     assert set(store.outcomes()) == {rid}
+
+
+# ---- stored sweeps in the same file ------------------------------------------------------------------------------
+
+def test_a_sweep_row_that_cannot_be_read_is_listed_as_unreadable_and_the_others_load(tmp_path):
+    from training import sweep as S
+
+    sweep = S.Sweep(Config(hidden_sizes=(8,), dataset="gaussian", batch_size=8), "lr=0.01,0.1", "depth=1,2",
+                    steps=2)
+    sid = S.save_to_store(list(sweep.run("serial")), sweep.metadata("serial", True, 0.1), store=tmp_path)
+    with sqlite3.connect(S.store_path(tmp_path)) as conn:
+        conn.execute("INSERT INTO sweeps VALUES ('bad', 'x', 2e9, '{nope', '[]', 3, 1)")
+    conn.close()
+    listed = {s["id"]: s for s in S.list_stored(tmp_path)}
+    assert listed["bad"]["label"].startswith("unreadable") and not listed["bad"]["complete"]
+    assert listed[sid]["cells"] == 4 and S.load_stored(sid, tmp_path)[1]["x"]["name"] == "lr"
+
+
+def test_a_foreign_store_is_refused_before_a_sweep_and_in_one_line_on_the_map_page(tmp_path, capsys,
+                                                                                   monkeypatch):
+    from streamlit.testing.v1 import AppTest
+
+    from training import sweep as S
+
+    d = tmp_path / "d"
+    d.mkdir()
+    with sqlite3.connect(d / "runs.sqlite3") as conn:
+        conn.execute("CREATE TABLE sweeps (name TEXT)")
+        conn.execute("CREATE TABLE runs (name TEXT)")
+    conn.close()
+    monkeypatch.setattr(S.Sweep, "run", lambda *a, **k: pytest.fail("swept into a store that was refused"))
+    err = _one_line_exit_2(["sweep", "--x", "lr=0.01,0.1", "--y", "depth=1,2", "--store", str(d)], capsys)
+    assert "not a run store" in err
+    with pytest.raises(StoreError, match="cannot use the sweeps in the run store"):
+        S.list_stored(d)
+
+    def page():
+        from components import page_map
+
+        page_map.render()
+
+    monkeypatch.setenv("GEL_DATA_DIR", str(d))
+    at = AppTest.from_function(page, default_timeout=30).run()
+    assert not at.exception and any("Cannot list the saved maps" in w.value for w in at.warning)

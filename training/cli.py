@@ -370,6 +370,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         S.check_workers(args.workers, args.backend)  # before anything starts: one per core, within the memory
     except S.WorkersError as e:
         raise UsageError(f"--{e}") from None
+    if args.store is not None:
+        open_store(args.store)  # checked before any cell trains: a foreign or damaged store is refused now
     base = config_from_args(args)
     changes = S.implied(base, (x.name, y.name), chosen=[k for k in FIELDS if getattr(args, k) is not None])
     if changes:

@@ -27,6 +27,7 @@ import time
 import uuid
 from collections import Counter, deque
 from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields
 from functools import lru_cache
 from pathlib import Path
@@ -618,48 +619,61 @@ def _connect(path: Path):
     return conn
 
 
+@contextmanager
+def _sweeps(store: str | Path | None) -> Iterator:
+    """A connection to the store's sweeps table; StoreError, in one line, when the file cannot be used."""
+    import sqlite3
+
+    from .store import StoreError
+
+    path = store_path(store)
+    try:
+        conn = _connect(path)
+        try:
+            yield conn
+        finally:
+            conn.close()
+    except (OSError, sqlite3.Error) as e:
+        raise StoreError(f"cannot use the sweeps in the run store at {path}: {e}") from None
+
+
 def save_to_store(results: Iterable[CellResult], meta: dict, label: str = "", store: str | Path | None = None
                   ) -> str:
     """Save a sweep (finished or cancelled: ``meta["complete"]`` says which) in the store; returns its id."""
     rows = [asdict(r) for r in results]
     sweep_id = uuid.uuid4().hex[:12]
     label = label or f"{meta['x']['spec']} x {meta['y']['spec']}"
-    conn = _connect(store_path(store))
-    try:
-        conn.execute("INSERT INTO sweeps VALUES (?, ?, ?, ?, ?, ?, ?)",
+    with _sweeps(store) as conn:
+        conn.execute("INSERT INTO sweeps (id, label, created, meta_json, cells_json, n_cells, complete) "
+                     "VALUES (?, ?, ?, ?, ?, ?, ?)",
                      (sweep_id, label, time.time(), json.dumps(meta, default=_json_default), json.dumps(rows),
                       len(rows), int(bool(meta.get("complete")))))
-    finally:
-        conn.close()
     return sweep_id
 
 
 def list_stored(store: str | Path | None = None) -> list[dict]:
     """Saved sweeps, newest first: id, label, created (Unix s), x and y (axis specs), cells, complete."""
-    path = store_path(store)
-    if not path.exists():
+    if not store_path(store).exists():
         return []
-    conn = _connect(path)
-    try:
+    with _sweeps(store) as conn:
         rows = conn.execute("SELECT id, label, created, meta_json, n_cells, complete FROM sweeps "
                             "ORDER BY created DESC").fetchall()
-    finally:
-        conn.close()
     out = []
     for sid, label, created, meta, n, complete in rows:
-        m = json.loads(meta)
-        out.append({"id": sid, "label": label, "created": created, "x": m["x"]["spec"], "y": m["y"]["spec"],
-                    "cells": n, "complete": bool(complete)})
+        try:
+            m = json.loads(meta)
+            x, y = m["x"]["spec"], m["y"]["spec"]
+        except (TypeError, ValueError, KeyError, RecursionError) as e:  # listed as such: loading it says why
+            label, x, y, complete = f"unreadable ({type(e).__name__})", "?", "?", False
+        out.append({"id": str(sid), "label": str(label), "created": created, "x": x, "y": y,
+                    "cells": n if isinstance(n, int) else 0, "complete": bool(complete)})
     return out
 
 
 def load_stored(sweep_id: str, store: str | Path | None = None):
     """(DataFrame as ``to_frame``, metadata) of a stored sweep; KeyError when there is none with this id."""
-    conn = _connect(store_path(store))
-    try:
+    with _sweeps(store) as conn:
         row = conn.execute("SELECT meta_json, cells_json FROM sweeps WHERE id = ?", (sweep_id,)).fetchone()
-    finally:
-        conn.close()
     if row is None:
         raise KeyError(f"no stored sweep {sweep_id!r}")
     return to_frame(CellResult(**r) for r in json.loads(row[1])), json.loads(row[0])
@@ -667,11 +681,8 @@ def load_stored(sweep_id: str, store: str | Path | None = None):
 
 def delete_stored(sweep_id: str, store: str | Path | None = None) -> bool:
     """Remove a stored sweep; False when there was none with this id."""
-    conn = _connect(store_path(store))
-    try:
+    with _sweeps(store) as conn:
         return conn.execute("DELETE FROM sweeps WHERE id = ?", (sweep_id,)).rowcount > 0
-    finally:
-        conn.close()
 
 
 def _json_default(o):
