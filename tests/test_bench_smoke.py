@@ -11,13 +11,13 @@ from bench import Row, check, table
 @pytest.mark.slow
 def test_quick_bench_prints_one_row_per_benchmark(repo_root):
     out = subprocess.run([sys.executable, "-m", "bench", "--quick"], cwd=repo_root, capture_output=True, text=True,
-                         timeout=240)
+                         timeout=480)  # S1-S4 start a fresh interpreter per measurement
     assert out.returncode == 0, out.stderr[-3000:]
     lines = out.stdout.splitlines()
     assert lines[0].startswith("date: ") and "torch: " in lines[0] and "cpu: " in lines[0]
     assert lines[1].split()[:8] == ["id", "what", "median", "min", "max", "unit", "target", "meets"]
     ids = {ln.split()[0] for ln in lines[2:-1]}
-    assert ids == {"P1", "P2", "P3", "P4", "P5", "P6"}
+    assert ids == {"P1", "P2", "P3", "P4", "P5", "P6", "S1", "S2", "S3", "S4"}
     assert "skipped with --quick" in out.stdout  # the browser benchmarks are not run by --quick
     assert lines[-1].startswith("(") and "median of alternating blocks" in lines[-1]
 
