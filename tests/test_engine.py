@@ -193,7 +193,8 @@ def test_probe_measures_activations_and_backward_signal():
         a = torch.relu(h)
         assert p["act_mean"][i] == pytest.approx(a.mean().item(), rel=1e-5)
         assert p["act_std"][i] == pytest.approx(a.std().item(), rel=1e-5)
-        assert p["act_stuck"][i] == pytest.approx((h <= 0).float().mean().item(), abs=1e-6)
+        # Dead: the fraction of units at or below 0 on every example of the batch.
+        assert p["act_stuck"][i] == pytest.approx((h <= 0).all(dim=0).float().mean().item(), abs=1e-6)
         assert p["backward_norm"][i] == pytest.approx(h.grad.norm().item(), rel=1e-5)
     # Step 0 evaluates: the recorded test numbers are those of the weights before the update.
     assert p["test_loss"] == pytest.approx(t.loss_fn(out, t.data.y_test).item(), rel=1e-6)
@@ -364,3 +365,50 @@ def test_clip_by_inf_norm_records_l2_norms_and_the_clip_norm_apart():
     assert rec.grad_norm_post_clip == pytest.approx(l2 * coef, rel=1e-5)  # ~5.87, not 1
     assert rec.clip_norm == pytest.approx(max_abs, rel=1e-6)
     assert rec.grad_norm_pre_clip > 1e4 > rec.clip_norm > 1e3 and 1 < rec.grad_norm_post_clip < 10
+
+
+def test_dead_counts_units_inactive_on_the_whole_batch_alike_for_relu_and_leaky_relu():
+    """Seed net, Xavier init: a healthy ReLU layer has ~half its pre-activation elements <= 0 but only a few
+    percent of units inactive on every example; LeakyReLU, whose negative side passes 1% of the gradient, has
+    the same sign pattern at init and so the same first-layer count, not 0 by definition."""
+    cfg = Config(init="xavier_normal", probe_every=1000)
+    probes = {act: Trainer(cfg.replace(activation=act), "cpu").step().probe for act in ("relu", "leaky_relu")}
+    relu, leaky = probes["relu"]["act_stuck"], probes["leaky_relu"]["act_stuck"]
+    assert leaky[0] == relu[0]  # identical pre-activations in the first layer
+    assert np.all(relu > 0) and np.all(leaky > 0) and np.all(relu < 0.3)
+    np.testing.assert_allclose(leaky, relu, atol=0.05)
+
+
+@pytest.mark.parametrize("model,gates", [("lstm", 4), ("gru", 3)])
+def test_gated_spectral_radius_is_the_largest_of_every_gate_block(model, gates):
+    cfg = Config(model=model, dataset="adding", seq_len=8, hidden_size=12, probe_every=1)
+    t = Trainer(cfg, "cpu")
+    w = t.model.recurrent_matrix().detach().double()
+    radii = [torch.linalg.eigvals(b).abs().max().item() for b in w.split(12)]
+    p = t.step().probe
+    assert len(p["gate_radii"]) == len(p["gate_names"]) == gates
+    np.testing.assert_allclose(p["gate_radii"], radii, rtol=1e-9)
+    assert p["spectral_radius"] == pytest.approx(max(radii), rel=1e-9)
+
+
+def test_backward_signal_through_time_keeps_values_below_float32_squares():
+    """A tanh RNN at radius 0.5 over 100 steps: early-time ‖∂L/∂h_t‖ is ~1e-31, whose float32 square underflows;
+    the probe takes the norm in float64, so it equals the float64 norm of the same gradients and is never 0."""
+    cfg = Config(model="rnn", activation="tanh", dataset="adding", seq_len=100, hidden_size=64,
+                 init="spectral_radius", spectral_radius=0.5, probe_every=1)
+    t = Trainer(cfg, "cpu")
+    kept = []
+    orig = t.model.forward
+
+    def forward(x, probe=None):
+        out = orig(x, probe)
+        if probe is not None:
+            kept.extend(probe[0][0])
+        return out
+
+    t.model.forward = forward
+    p = t.step().probe
+    back = p["time_backward_norm"]
+    expected = [h.grad.double().norm().item() for h in kept]
+    np.testing.assert_allclose(back, expected, rtol=1e-9)
+    assert np.all(back > 0) and back.min() < 1e-19  # float32 squares of these would be 0

@@ -25,7 +25,7 @@ class Activation:
 
 ACTIVATIONS: dict[str, Activation] = {
     "relu": Activation(nn.ReLU, lambda h, a: h <= 0, "dead"),
-    "leaky_relu": Activation(lambda: nn.LeakyReLU(0.01), lambda h, a: torch.zeros_like(h, dtype=torch.bool), "dead"),
+    "leaky_relu": Activation(lambda: nn.LeakyReLU(0.01), lambda h, a: h <= 0, "dead"),  # slope 0.01: almost none
     "elu": Activation(nn.ELU, lambda h, a: h < -4.0, "saturated"),  # elu'(-4) = 0.018
     "gelu": Activation(nn.GELU, lambda h, a: h < -3.0, "dead"),  # gelu'(-3) ≈ -0.012
     "selu": Activation(nn.SELU, lambda h, a: h < -4.0, "saturated"),
