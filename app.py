@@ -20,4 +20,5 @@ PAGES = [
     st.Page(page_map.render, title="Stability map", icon=":material/grid_on:", url_path="stability-map"),
 ]
 S.keep_controls()  # before any page draws its widgets
+S.settle()  # a request without callbacks may echo stale controls too
 st.navigation(PAGES).run()

@@ -16,8 +16,8 @@ from training.engine import available_devices, best_device
 from . import lesson
 from . import session as S
 from .data import LIVE_FIELDS
-
 from .panels import plain
+
 CLIP_LABELS = {"none": "off", "norm": "by norm", "value": "by value"}
 NORM_TYPE_LABELS = {"2": "L2", "inf": "L∞"}
 ss = st.session_state
@@ -29,25 +29,36 @@ def _help(name: str) -> str:
     return f"{f.metadata['help'][:1].upper()}{f.metadata['help'][1:]} ({allowed_text(f)}). {when}"
 
 
+def _error_at(key: str) -> None:
+    """The config's error under the control it names (``sidebar`` finds it): shown once, where it is fixed."""
+    where = ss.get("field_error")
+    if where is not None and where[0] == key:
+        st.error(plain(f"{where[1]}. Fix it to Start; the other settings are kept."), icon=":material/error:")
+
+
 def _select(label: str, name: str, prefix: str = S.A, options=None, **kw) -> None:
     kw.setdefault("on_change", S.mark_custom if prefix == S.A else None)
     st.selectbox(label, options or FIELDS[name].metadata["choices"], key=prefix + name, help=_help(name), **kw)
+    _error_at(prefix + name)
 
 
 def _number(label: str, name: str, step, prefix: str = S.A, fmt: str | None = None, **kw) -> None:
     kw.setdefault("on_change", S.mark_custom if prefix == S.A else None)
     st.number_input(label, step=step, format=fmt, key=prefix + name, help=_help(name), **kw)
+    _error_at(prefix + name)
 
 
 def _clip_controls(prefix: str) -> None:
     live = {"on_change": S.on_live, "args": (prefix,)}
     st.radio("Gradient clipping", R.CLIP_MODES, format_func=CLIP_LABELS.get, horizontal=True,
              key=prefix + "clip", help=_help("clip"), **live)
+    _error_at(prefix + "clip")
     off = ss[prefix + "clip"] == "none"
     _number("Clip threshold", "clip_threshold", 0.1, prefix, "%g", disabled=off, **live)
     if prefix == S.A:
         st.radio("Norm type", R.CLIP_NORM_TYPES, format_func=NORM_TYPE_LABELS.get, key="w_clip_norm_type",
                  horizontal=True, disabled=ss.w_clip != "norm", help=_help("clip_norm_type"), **live)
+        _error_at("w_clip_norm_type")
 
 
 def _init_label(name: str) -> str:
@@ -75,6 +86,7 @@ def model() -> None:
     _select("Architecture", "model", options=R.MODELS, on_change=S.on_model)
     st.text_input("Hidden widths (input → output)", key="w_hidden_sizes", on_change=S.mark_custom,
                   disabled=recurrent, help=_help("hidden_sizes"))
+    _error_at("w_hidden_sizes")
     c1, c2, c3 = st.columns([2, 2, 2], vertical_alignment="bottom")
     c1.number_input("Depth", min_value=1, max_value=MAX_DEPTH, step=1, key="w_depth", disabled=recurrent)
     c2.number_input("Width", min_value=1, max_value=FIELDS["hidden_sizes"].metadata["hi"], step=1, key="w_width",
@@ -150,15 +162,25 @@ def run_buttons() -> None:
                   help="Stop and clear the charts; the settings stay")
 
 
-def current_config() -> tuple[Config | None, str | None]:
-    """The config the controls describe (and run B's, when comparing), or the first ConfigError's message."""
+def current_config() -> tuple[Config | None, ConfigError | None]:
+    """The config the controls describe (and run B's, when comparing), or the first ConfigError."""
     try:
         cfg = S.read_config()
         if ss.w_compare:
             S.read_config_b(cfg)
         return cfg, None
     except ConfigError as e:
-        return None, str(e)
+        return None, e
+
+
+# Controls that show their own field's error under them (_error_at): every field but the two that cannot be invalid.
+AT_FIELD = {S.A + n for n in FIELDS if n not in ("lr", "residual")} | {S.B + n for n in S.B_FIELDS if n != "lr"}
+
+
+def _error_key(e: ConfigError) -> str:
+    """The control a ConfigError names: run B's errors say "run B <field>"."""
+    field = str(e.field)
+    return S.B + field[len("run B "):] if field.startswith("run B ") else S.A + field
 
 
 def sidebar() -> Config | None:
@@ -171,7 +193,8 @@ def sidebar() -> Config | None:
     run_buttons()
     lesson.speed_control()
     cfg, error = current_config()
-    if error:
+    ss.field_error = (_error_key(error), str(error)) if error else None
+    if error and ss.field_error[0] not in AT_FIELD:  # no control of its own: here, under the buttons
         st.error(plain(f"{error}. Fix it to Start; the other settings are kept."), icon=":material/error:")
     if ss.start_error:
         st.error(plain(ss.start_error), icon=":material/error:")
@@ -185,4 +208,7 @@ def sidebar() -> Config | None:
         model()
     with st.expander("Training", expanded=True):
         training()
+    with st.container(key="drawn_stamp"):  # last, after every control: see session.DRAWN
+        st.html("<style>.st-key-drawn_stamp { display: none; }</style>")
+        st.number_input("Controls drawn", key=S.DRAWN, step=1, label_visibility="collapsed")
     return cfg

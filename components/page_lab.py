@@ -19,6 +19,8 @@ DETAIL_REFRESH_S = 6.0  # the four per-layer charts and the theory panel
 
 def render() -> None:
     S.init()  # guarded: only the first run of a session reads the URL
+    S.start_requested()  # after every callback of this request, before anything is drawn
+    S.remember_drawn()
 
     with st.sidebar:
         cfg = controls.sidebar()

@@ -20,6 +20,13 @@ from .data import LIVE_FIELDS, live_config, lr_grid, matching_preset
 A, B = "w_", "b_"
 B_FIELDS = ("clip", "clip_threshold", "activation", "init", "lr")  # what run B may change from A
 CUSTOM = "custom"
+# The page sends every control's value with each request, also values it has not been sent yet: a callback's
+# fill-in (a preset) reaches the page with the rerun that follows, so a click in between sent the old values back
+# and they won (Start once trained 1,000 steps right after a preset set 300). Each full run of the lab records
+# the values it draws under a generation number and draws that number last, in a hidden control: a request
+# carrying an older number echoed that generation's values, and settle() puts those echoes back to the newest.
+DRAWN = "w__drawn"
+KEEP_GENERATIONS = 32  # runs the page may lag behind (each was interrupted before drawing its number)
 MAX_SPEED = "max"  # the speed control's last stop: no throttle
 ss = st.session_state
 
@@ -152,13 +159,50 @@ def configs_to_start() -> tuple[list[Config], list[str]]:
     return [cfg], [f"#{len(ss.my_runs) + 1}"]
 
 
+def settle() -> None:
+    """Put back each control this request echoed from a generation older than the newest drawn (see DRAWN), unless
+    the user changed it since. First thing in every callback that reads or writes controls, and before any draws."""
+    gens, seen = ss.get("drawn_gens"), ss.get(DRAWN)
+    if not gens or seen not in gens:
+        return
+    for g in [g for g in gens if g < seen]:
+        del gens[g]  # the page has had a newer generation
+    newest = max(gens)
+    if seen == newest:
+        return
+    for key, value in gens[newest].items():
+        echoed = gens[seen].get(key, value)
+        if value != echoed and key in ss and ss[key] == echoed:
+            ss[key] = value
+    ss[DRAWN] = newest  # once per request: later callbacks of this request see it settled
+
+
+def remember_drawn() -> None:
+    """Record the controls this run of the lab draws, under a new generation number (drawn last, see DRAWN)."""
+    gens = ss.setdefault("drawn_gens", {})
+    gen = max(gens, default=0) + 1
+    gens[gen] = {k: ss[k] for k in ss if isinstance(k, str) and k.startswith((A, B)) and k != DRAWN}
+    for g in sorted(gens)[:-KEEP_GENERATIONS]:
+        del gens[g]
+    ss[DRAWN] = gen
+
+
 def start() -> None:
-    """Start button: a new runner from the controls (a runner cannot restart); this tab's previous run stops."""
+    """Start button: the run starts in the script run this click causes (``start_requested``), after every
+    callback of the request: a preset picked in the same request has filled the controls by then."""
+    settle()
+    ss.start_requested = True
+
+
+def start_requested() -> None:
+    """Start the run the Start button asked for, if it did: a new runner from the controls (a runner cannot
+    restart); this tab's previous run stops."""
+    if not ss.pop("start_requested", False):
+        return
     ss.start_error = None
     try:
         cfgs, labels = configs_to_start()
-    except ConfigError as e:
-        ss.start_error = str(e)
+    except ConfigError:  # the sidebar shows it once, at the field
         return
     device = cfgs[0].device
     if device != "auto" and device not in available_devices():
@@ -230,6 +274,7 @@ def reset() -> None:
 # Control callbacks.
 def mark_custom() -> None:
     """After any edit: the preset picker says 'custom' once the controls no longer match the preset."""
+    settle()
     name = ss.get("w_preset", CUSTOM)
     if name == CUSTOM:
         return
@@ -242,6 +287,7 @@ def mark_custom() -> None:
 
 
 def on_preset() -> None:
+    settle()
     name = ss.w_preset
     if name == CUSTOM:
         return
@@ -257,6 +303,7 @@ def b_default(cfg: Config) -> Config:
 
 
 def on_compare() -> None:
+    settle()
     if ss.w_compare:
         try:
             cfg = read_config()
@@ -267,6 +314,7 @@ def on_compare() -> None:
 
 def on_model() -> None:
     """Keep the other controls compatible with the new architecture, and say what changed."""
+    settle()
     model, recurrent = ss.w_model, ss.w_model in R.RECURRENT_MODELS
     changes = {}
     if recurrent and ss.w_dataset not in R.SEQUENCE_DATASETS:
@@ -289,12 +337,14 @@ def on_model() -> None:
 
 
 def fill_widths() -> None:
+    settle()
     ss.w_hidden_sizes = ",".join([str(int(ss.w_width))] * int(ss.w_depth))
     mark_custom()
 
 
 def on_live(prefix: str) -> None:
     """Clipping or learning rate changed: apply it to the running training at its next step, no restart."""
+    settle()
     if prefix == A:
         mark_custom()
     runner = current_runner()

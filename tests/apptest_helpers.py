@@ -1,7 +1,14 @@
 """Helpers shared by the AppTest suites."""
 
 import json
+import re
 import time
+
+
+def shown(markdown: str) -> str:
+    """The text a message shows: its Markdown escapes and the zero-width spaces that keep addresses unlinked
+    removed (components/panels.plain)."""
+    return re.sub(r"\\(.)", r"\1", markdown).replace("\u200b", "")
 
 
 def poll(at, condition, timeout=30.0):

@@ -16,7 +16,7 @@ from components import charts as C
 from components import data as D
 from components import panels
 from components import theme as T
-from tests.apptest_helpers import live_figures, live_status, poll
+from tests.apptest_helpers import live_figures, live_status, poll, shown
 from training.config import FIELDS, Config, from_preset, from_query
 from training.manager import get_manager
 from training.runner import RunSnapshot
@@ -325,7 +325,7 @@ def test_bad_url_parameters_warn_and_fall_back_for_those_fields_only(at):
     at.query_params.update({"lr": "abc", "activation": "swish", "steps": "40"})
     at.run()
     assert not at.exception
-    warnings = [w.value for w in at.warning]
+    warnings = [shown(w.value) for w in at.warning]
     assert "URL parameter lr: 'abc' is not allowed; allowed: 1e-06 to 10 — using the default" in warnings
     assert any(w.startswith("URL parameter activation: 'swish'") for w in warnings)
     assert at.select_slider(key="w_lr").value == 0.01 and at.number_input(key="w_steps").value == 40
@@ -336,14 +336,16 @@ def test_invalid_control_value_shows_the_config_error_and_keeps_the_rest(at):
     at.selectbox(key="w_activation").set_value("tanh")
     at.text_input(key="w_hidden_sizes").input("64,abc").run()
     assert not at.exception
-    assert any("hidden_sizes: '64,abc' is not allowed" in e.value for e in at.error)
+    assert any("hidden_sizes: '64,abc' is not allowed" in shown(e.value) for e in at.error)
     at.radio(key="w_clip").set_value("norm").run()
     at.number_input(key="w_clip_threshold").set_value(-1.0).run()
     at.button(key="btn_start").click().run()
-    assert at.session_state["run_id"] is None and "hidden_sizes" in at.session_state["start_error"]
+    assert at.session_state["run_id"] is None
+    (error,) = at.error  # once, not again for the Start
+    assert shown(error.value).startswith("hidden_sizes: '64,abc' is not allowed")
     assert at.selectbox(key="w_activation").value == "tanh"
     at.text_input(key="w_hidden_sizes").input("64").run()
-    assert any("clip_threshold: -1.0 is not allowed; allowed: 1e-06 to 1e+06" in e.value for e in at.error)
+    assert any("clip_threshold: -1.0 is not allowed; allowed: 1e-06 to 1e+06" in shown(e.value) for e in at.error)
 
 
 def test_run_id_in_the_url_reattaches_to_a_live_run(at):
@@ -432,6 +434,6 @@ def test_a_bad_run_b_parameter_warns_and_falls_back_to_b_s_default(at):
     at.query_params.update({"compare": "1", "b_clip_threshold": "-3", "b_model": "rnn"})
     at.run()
     assert not at.exception and at.toggle(key="w_compare").value
-    assert any("b_clip_threshold: -3.0 is not allowed" in w.value for w in at.warning)
+    assert any("b_clip_threshold: -3.0 is not allowed" in shown(w.value) for w in at.warning)
     assert at.radio(key="b_clip").value == "norm" and at.number_input(key="b_clip_threshold").value == 1.0
     assert "b_model" not in at.session_state  # only the settings run B may change are read

@@ -6,7 +6,6 @@ from __future__ import annotations
 from urllib.parse import quote, urlparse
 
 import pytest
-from test_browser import el, wait_until
 
 pytestmark = pytest.mark.browser
 IMAGE = "![c](http://evil.example/pixel.png)"

@@ -14,7 +14,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from components import map_chart as M
-from tests.apptest_helpers import live_figures, poll
+from tests.apptest_helpers import live_figures, poll, shown
 from training import sweep as SW
 from training.manager import get_manager
 
@@ -84,7 +84,7 @@ def test_map_page_renders_and_a_bad_axis_shows_an_error_not_a_traceback(map_at):
     assert any("is above hi" in e.value for e in map_at.error)
     map_at.text_input(key="m_x").input("nonsense")
     map_at.button(key="btn_map_launch").click().run()
-    assert any("expected name=lo:hi:n" in e.value for e in map_at.error)
+    assert any("expected name=lo:hi:n" in shown(e.value) for e in map_at.error)
 
 
 def test_a_tiny_sweep_fills_the_map_saves_it_and_reloads_it(map_at):
