@@ -109,7 +109,8 @@ function show(s, status) {
   s.shown = status.t;
   draw(s.root, status);
   s.root.dataset.step = String(status.runs.map((r) => r.step).join(','));
-  s.root.dataset.runs = status.runs.map((r) => r.id).join(',');  // which runs the line shows now
+  s.root.dataset.runs = status.runs.map((r) => r.id).join(',');  // which runs the line shows now, in what state
+  s.root.dataset.states = status.runs.map((r) => r.state).join(',');
 }
 
 // One loop per status line: a fetch in flight or a timer set means the loop is running.

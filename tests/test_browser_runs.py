@@ -34,15 +34,21 @@ def enabled(page) -> dict[str, bool]:
 
 
 def pick_preset(page, name: str, steps_value: str) -> None:
+    """Pick a preset, then the speed control's max: a lesson may play in slow motion, this test wants its runs
+    at full speed."""
     el(page, "w_preset").get_by_role("combobox").click()
     page.get_by_role("option", name=name, exact=True).click()
     wait_until(lambda: el(page, "w_steps").locator("input").input_value() == steps_value, what=f"{name}'s values")
+    slider = el(page, "w_speed").get_by_role("slider")
+    slider.press("End")
+    wait_until(lambda: slider.get_attribute("aria-valuetext") == "max", what="the speed control at max")
 
 
-def shown_runs(page) -> str:
-    """The run ids the status line shows now (its element says so in ``data-runs``)."""
-    return page.evaluate("(document.querySelector('.st-key-status_line .gel-status') || {dataset: {}})"
-                         ".dataset.runs || ''")
+def shown_runs(page, what: str = "runs") -> str:
+    """The run ids (or states) the status line shows now: its element says so in ``data-runs`` and
+    ``data-states``."""
+    return page.evaluate(f"(document.querySelector('.st-key-status_line .gel-status') || {{dataset: {{}}}})"
+                         f".dataset.{what} || ''")
 
 
 def run_id(page) -> str | None:
@@ -62,7 +68,7 @@ def start(page) -> None:
 def expect_end(page, state: str, banner: str, buttons: dict[str, bool]) -> None:
     """Wait for the status line to show ``state``; then, within END_S, the banner and the buttons must follow."""
     try:
-        wait_until(lambda: f"{state} · step" in status(page), timeout=RUN_S, what=f"the status line to say {state}")
+        wait_until(lambda: shown_runs(page, "states") == state, timeout=RUN_S, what=f"the status line to say {state}")
     except AssertionError as e:
         raise AssertionError(f"{e}; it says {status(page)!r}, banner {text(page, 'banner')!r}") from None
     seen = time.monotonic()
