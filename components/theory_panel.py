@@ -1,4 +1,5 @@
-"""The "Why it explodes" panel of the live lab: theory beside the measurement, for the run in the detail view.
+"""The theory panel of the live lab ("Why it explodes" when it did): theory beside the measurement, for the run
+in the detail view; its title says what the run did.
 
 Drawn inside the detail fragment, so it refreshes at that fragment's (slow) cadence, never faster.
 """
@@ -15,6 +16,7 @@ from training import explain, theory
 from training.config import Config
 
 from . import theory as TH
+from .data import run_outcome
 from .plot import Source, chart
 
 FLAT_NOTE = ("Why the right panel looks flat while the left one compounds: ‖∂L/∂W_l‖ = ‖∂L/∂h_l‖ × the size of "
@@ -40,11 +42,37 @@ def theory_panel(snap, source=None) -> None:
     ``source``: chart key -> the URL its chart refreshes itself from while the run trains (or None)."""
     cfg = snap.config
     source = source or (lambda key: None)
-    with st.expander("Why it explodes", expanded=True, icon=":material/functions:"):
+    with st.expander(panel_title(snap), expanded=True, icon=":material/functions:"):
         if cfg.is_recurrent:
             _recurrent(snap, cfg, source("chart_spectral"))
         else:
             _mlp(snap, cfg, source("chart_theory"))
+
+
+TITLES = {  # by the run's outcome (training/outcome.py): the panel explains what the run did
+    "exploded": "Why it explodes",
+    "vanished": "Why it vanishes",
+    "learned": "Gradient flow: why it could learn",
+    "stuck": "Gradient flow: it did not learn",
+}
+
+
+def panel_title(snap) -> str:
+    """The panel's title from what the run did: its outcome once it ended, else what the backward signal
+    measured at the latest probe does (first hidden layer or time step ÷ last: above 10 growing, below 0.1
+    fading), else neutral. Never "Why it explodes" for a healthy or vanishing net."""
+    o = run_outcome(snap) if snap.status in ("exploded", "finished") else None
+    if o is not None:
+        return TITLES[o.label]
+    probe = next((p for p in reversed(snap.probes) if len(p.get("backward_norm", []))), None)
+    b = np.asarray((probe or {}).get("time_backward_norm", (probe or {}).get("backward_norm", [])), dtype=float)
+    if len(b) > 1 and np.isfinite(b).all() and b[-1] > 0:
+        ratio = b[0] / b[-1]
+        if ratio > 10:
+            return "Gradient flow: growing toward the input"
+        if ratio < 0.1:
+            return "Gradient flow: fading toward the input"
+    return "Gradient flow: theory beside measurement"
 
 
 def _mlp(snap, cfg: Config, source: Source | None) -> None:

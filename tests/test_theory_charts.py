@@ -45,3 +45,75 @@ def test_spectral_figure_draws_the_pascanu_bound_and_skips_non_finite_norms():
     assert list(_trace(fig, "grad norm").y) == pytest.approx([1.0, 50.0])
     marker = _trace(fig, "✕ non-finite")
     assert list(marker.x) == [11] and marker.y[0] > 50.0
+
+
+# ---- readable for a student -----------------------------------------------------------------------------------
+
+from types import SimpleNamespace  # noqa: E402
+
+from components.theory import log_axis, tick_text  # noqa: E402
+from components.theory_panel import panel_title  # noqa: E402
+from training import outcome as O  # noqa: E402
+from training.config import Config  # noqa: E402
+
+
+def test_log_axis_labels_every_decade_with_its_exponent():
+    assert [tick_text(v) for v in (1e-5, 0.01, 1.0, 1000.0, 1e4, 2e7)] == ["10⁻⁵", "0.01", "1", "1000", "10⁴",
+                                                                            "2×10⁷"]
+    axis = log_axis([1.0, 3.0, 1450.0], "ratio")
+    assert axis["type"] == "log" and axis["tickvals"] == [1.0, 10.0, 100.0, 1000.0, 10000.0]
+    assert axis["ticktext"] == ["1", "10", "100", "1000", "10⁴"]  # a 1.45e3× change reads as one
+    assert axis["title"]["standoff"] > 0 and axis["automargin"]
+    short = log_axis([1.0, 1.45])  # under a decade: 1-2-5 steps, never a lone tick
+    assert len(short["tickvals"]) >= 2 and "1" in short["ticktext"]
+    wide = log_axis([44.7, 2.7e7, 1.6e13, 9e18])
+    assert len(wide["tickvals"]) <= 9 and all("×" in t or "⁰" in t or t.startswith("10") for t in wide["ticktext"])
+
+
+def test_backward_signal_axes_are_readable_log_axes():
+    fig = backward_signal_figure([1450.0, 40.0, 1.0], {"step": 0, "backward_norm": np.array([900.0, 30.0, 1.0])},
+                                 None, np.array([2.0, 1.5, 1.0]))
+    left, right = fig.layout.yaxis, fig.layout.yaxis2
+    assert left.type == right.type == "log"
+    assert list(left.ticktext) == ["1", "10", "100", "1000", "10⁴"] and left.title.standoff > 0
+
+
+def test_recurrent_axes_go_log_when_the_radius_runs_away_and_name_the_gate_blocks():
+    probes = [{"step": 0, "spectral_radius": 3.0, "max_singular_value": 4.5},
+              {"step": 10, "spectral_radius": 6000.0, "max_singular_value": 9e3}]
+    fig = spectral_figure(probes, np.array([0, 10]), np.array([44.7, 9e18]), bound=1.0)
+    assert fig.layout.yaxis.type == "log" and fig.layout.yaxis2.type == "log"
+    assert "10¹⁸" in fig.layout.yaxis2.ticktext or "10¹⁹" in fig.layout.yaxis2.ticktext
+    gated = [{"step": 0, "spectral_radius": 1.3, "max_singular_value": 2.0, "gate_names": ("input", "forget",
+              "cell", "output"), "gate_radii": np.array([1.1, 1.3, 1.0, 0.9])}]
+    fig = spectral_figure(gated, np.array([0]), np.array([1.0]), bound=1.0)
+    trace = _trace(fig, "spectral radius")
+    assert trace.name == "spectral radius ρ, largest of the 4 gate blocks" and "forget 1.3" in trace.hovertext[0]
+
+
+def _snap(status, events=(), probes=()):
+    latest = SimpleNamespace(events=list(events), loss=0.1, step=9)
+    return SimpleNamespace(status=status, events=list(events), probes=list(probes), latest=latest, step=10,
+                           config=Config())
+
+
+def test_panel_title_says_what_the_run_did():
+    exploded = O.Outcome("exploded", "x", 5).event(5)
+    assert panel_title(_snap("exploded", [exploded])) == "Why it explodes"
+    for label in ("learned", "stuck", "vanished"):
+        title = panel_title(_snap("finished", [O.Outcome(label, "x").event(9)]))
+        assert "explodes" not in title
+    assert panel_title(_snap("finished", [O.Outcome("vanished", "x").event(9)])) == "Why it vanishes"
+    fading = {"step": 0, "backward_norm": np.array([1e-4, 1e-2, 1.0])}
+    assert panel_title(_snap("running", probes=[fading])) == "Gradient flow: fading toward the input"
+    assert "explodes" not in panel_title(_snap("running"))
+
+
+def test_the_reading_states_the_ratio_the_chart_draws():
+    cfg = Config(init="normal", init_std=1.0)
+    pred = mlp_theory(cfg)
+    ratio = pred["hidden_backward_profile"][0]  # what the chart's left panel draws at the first hidden layer
+    text = pred["reading"]
+    assert f"~{ratio:.3g}× larger" in text and "relative to the last hidden layer" in text
+    words, formula = text.index("weights' scale σ_w²"), text.index("χ = σ_w² · E[φ′(h)²]")
+    assert words < formula  # in words first, then the formula

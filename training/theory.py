@@ -210,36 +210,55 @@ def _verdict(growth: float) -> str:
     if growth >= 0.5:
         return "the network sits near the edge of chaos, so gradients keep their size"
     if growth >= 0.1:
-        return "gradients shrink noticeably toward the input"
+        return "gradients shrink noticeably toward the input: they start to vanish"
     return "gradients vanish"
 
 
+CHI_IN_WORDS = (
+    "**What χ measures.** Going backward, each layer multiplies the gradient signal by its weights and by the "
+    "activation's slope φ′ (how strongly the activation's output moves when its input moves). χ is the factor "
+    "by which one layer multiplies the signal's *squared* size: the weights' scale σ_w² (the variance of one "
+    "weight times the number of inputs it sees, its fan-in) times the average squared slope E[φ′(h)²] over the "
+    "layer's pre-activations h. In symbols, χ = σ_w² · E[φ′(h)²]. Above 1 the signal grows layer after layer "
+    "toward the input; below 1 it shrinks; at 1 it keeps its size."
+)
+
+
 _REMEDY = {
-    "relu": "He (kaiming) init for ReLU puts chi at exactly 1.",
-    "leaky_relu": "He (kaiming) init puts chi at ~1 for leaky ReLU.",
-    "tanh": "For tanh chi ~ 1 needs sigma_w^2 ~ 1 with small biases (xavier-like for equal widths).",
-    "sigmoid": "Sigmoid's slope is at most 1/4 and its mean is 1/2, so chi reaches 1 only near "
-    "sigma_w^2 ~ 100; deep sigmoid nets usually vanish.",
-    "selu": "SELU with sigma_w^2 = 1 (LeCun normal) is built to keep chi ~ 1.",
+    "relu": "He (kaiming) init for ReLU puts χ at exactly 1.",
+    "leaky_relu": "He (kaiming) init puts χ at ~1 for leaky ReLU.",
+    "tanh": "For tanh, χ ≈ 1 needs σ_w² ≈ 1 with small biases (Xavier-like for equal widths).",
+    "sigmoid": "Sigmoid's slope is at most 1/4 and its mean is 1/2, so χ reaches 1 only near "
+    "σ_w² ≈ 100; deep sigmoid nets usually vanish.",
+    "selu": "SELU with σ_w² = 1 (LeCun normal) is built to keep χ ≈ 1.",
 }
 
 
 def _reading(activation: str, chis: np.ndarray, growth: float, q_last: float) -> str:
+    """Words first, then the formula, then this network's numbers. ``growth``: ‖∂L/∂h‖ at the first hidden layer
+    ÷ at the last, the ratio the chart draws (it normalises to the last hidden layer)."""
     if len(chis) == 0:
         return "No hidden layers: the gradient passes through a single linear map, nothing compounds."
-    mean_chi = float(np.exp(np.mean(np.log(chis)))) if np.all(chis > 0) else 0.0
-    if growth >= 1:
-        size = f"~{growth:.3g}x larger"
+    between = chis[:-1] if len(chis) > 1 else chis  # the factors between the first and the last hidden layer
+    mean_chi = float(np.exp(np.mean(np.log(between)))) if np.all(between > 0) else 0.0
+    if len(chis) == 1:
+        here = (f"With one hidden layer nothing compounds between hidden layers (χ ≈ {mean_chi:.3g} at that "
+                f"layer).")
     else:
-        size = f"~{1 / growth:.3g}x smaller" if growth > 0 else "zero, not smaller,"
-    text = (
-        f"chi ~ {mean_chi:.3g} per layer: each layer multiplies the backward signal's squared size by "
-        f"~{mean_chi:.3g}, so after {len(chis)} layers gradients at the first hidden layer are {size} "
-        f"than at the output; {_verdict(growth)}."
-    )
+        if growth >= 1:
+            size = f"~{growth:.3g}× larger"
+        else:
+            size = f"~{1 / growth:.3g}× smaller" if growth > 0 else "zero, not just smaller,"
+        steps = len(chis) - 1
+        here = (f"**This network, at initialisation:** χ ≈ {mean_chi:.3g} per layer (the signal's size changes by "
+                f"√χ ≈ {np.sqrt(mean_chi):.3g} per layer), so over the {steps} "
+                f"layer{'s' if steps > 1 else ''} from the last hidden layer back to the first, the backward signal "
+                f"‖∂L/∂h‖ at the first hidden layer is predicted {size} than at the last (the chart's scale: "
+                f"relative to the last hidden layer). At initialisation, {_verdict(growth)}.")
     if q_last > 1e6:
-        text += f" The forward signal blows up too (pre-activation variance reaches {q_last:.3g})."
-    return f"{text} {_REMEDY.get(activation, 'chi = 1 marks the edge between exploding and vanishing.')}"
+        here += f" The forward signal blows up too (pre-activation variance reaches {q_last:.3g})."
+    remedy = _REMEDY.get(activation, "χ = 1 marks the edge between exploding and vanishing.")
+    return f"{CHI_IN_WORDS}\n\n{here} {remedy}"
 
 
 def mlp_prediction(
@@ -265,7 +284,7 @@ def mlp_prediction(
         "chi": chis.tolist(),
         "backward_norm": norms.tolist(),
         "chi_fixed_point": chi_star,
-        "reading": _reading(activation, chis, float(norms[0]), float(q[-1])),
+        "reading": _reading(activation, chis, float(norms[0] / norms[-2]) if len(norms) > 1 else 1.0, float(q[-1])),
     }
 
 
