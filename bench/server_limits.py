@@ -1,4 +1,4 @@
-"""S1-S4: the server under abuse and large models. Each measurement runs in a fresh Python process, so memory
+"""S1-S5: the server under abuse and large models. Each measurement runs in a fresh Python process, so memory
 figures are the process's own RSS and nothing one leaves behind weighs on the next.
 
 - S1: one ``GET /api/chart`` naming one finished run 1,000 times in ``runs`` and in ``extra`` (~24 KB of query):
@@ -9,6 +9,8 @@ figures are the process's own RSS and nothing one leaves behind weighs on the ne
 - S3: RSS growth after 10 ended one-step Adam runs of the largest allowed MLP.
 - S4: the first Start of a fresh process (AppTest: the page, then Start, until a step is drawn), after the
   server's warm-up, beside the same without it.
+- S5: the longest stall of an event loop that looks runs up (as the live route does; /_stcore/health is served
+  by the same loop) while a Start builds the largest allowed MLP and takes its step.
 """
 
 from __future__ import annotations
@@ -128,6 +130,34 @@ print(json.dumps({"grown": rss_mb() - base, "runs": int(sys.argv[1]), "cfg_batch
 m.shutdown()
 """
 
+BUILD = PRELUDE + LARGEST + """
+import asyncio
+from training.manager import RunManager
+m = RunManager(idle_pause_s=0)
+gaps = []
+
+async def main():
+    # The event loop that serves /_stcore/health, looking runs up as the live route does, while a Start builds
+    done = threading.Event()
+    def start():
+        m.start(largest_mlp().replace(steps=1)).wait()
+        done.set()
+    threading.Thread(target=start).start()
+    last = time.perf_counter()
+    while not done.is_set():
+        await asyncio.sleep(0.01)
+        m.get("r-none")
+        now = time.perf_counter()
+        gaps.append(now - last - 0.01)
+        last = now
+
+from components import live_api  # the server has imported these before any Start
+live_api.warm_up()
+asyncio.run(main())
+print(json.dumps({"worst": max(gaps), "ticks": len(gaps)}))
+m.shutdown()
+"""
+
 FIRST_START = PRELUDE + """
 warm = sys.argv[1] == "warm"
 t_import = time.perf_counter()
@@ -193,6 +223,10 @@ def run(quick: bool = False) -> list[Row]:
     rows.append(_row("S3", f"RSS held by {ended['runs'] if ended else '?'} ended largest-MLP Adam runs",
                      [ended["grown"]] if ended else [], "MB", "<= 1000",
                      f"4096-4096-4096, batch {ended['cfg_batch']}" if ended else "failed"))
+    build = [b for b in (_python(BUILD) for _ in range(1 if quick else 3)) if b]
+    rows.append(_row("S5", "longest event-loop stall while the largest allowed MLP builds and trains",
+                     [b["worst"] for b in build], "s", "<= 1.0", "the loop looks a run up every 10 ms, as the live "
+                                                                "route does"))
     app = str(REPO / "app.py")
     warm = [r for r in (_python(FIRST_START, "warm", app) for _ in range(1 if quick else 3)) if r]
     cold = [] if quick else [r for r in (_python(FIRST_START, "cold", app) for _ in range(3)) if r]
