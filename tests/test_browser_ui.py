@@ -6,6 +6,7 @@ from __future__ import annotations
 from urllib.parse import quote, urlparse
 
 import pytest
+from test_browser import el, wait_until
 
 pytestmark = pytest.mark.browser
 IMAGE = "![c](http://evil.example/pixel.png)"
@@ -27,3 +28,38 @@ def test_url_values_never_become_images_or_links(streamlit_server, browser_page)
         assert page.locator("[data-testid='stMain'] a[href*='evil'], [data-testid='stMain'] img[src*='evil']"
                             ).count() == 0
     assert asked == []
+
+
+def server_log(tmp_path_factory) -> str:
+    """The output of the test session's server (conftest's ``streamlit_server`` writes it under the base temp)."""
+    logs = sorted(tmp_path_factory.getbasetemp().glob("streamlit*/server.log"))
+    return logs[-1].read_text(errors="replace") if logs else ""
+
+
+def test_no_deploy_button_no_developer_menu_and_a_quiet_server_log(streamlit_server, browser_page,
+                                                                  tmp_path_factory):
+    page = browser_page
+    page.goto(f"{streamlit_server}/stability-map")
+    el(page, "btn_map_launch").wait_for(timeout=60_000)
+    assert page.locator("[data-testid='stAppDeployButton']").count() == 0
+    page.locator("[data-testid='stMainMenu']").first.click()
+    menu = page.locator("[data-testid='stMainMenuPopover']")
+    menu.wait_for(timeout=10_000)
+    items = menu.inner_text()
+    assert "Dark" in items and not any(word in items for word in ("Rerun", "Clear cache", "Deploy", "Developer"))
+    page.keyboard.press("Escape")
+
+    # A small map on the local process pool: its spawned workers must not run the app (one "missing
+    # ScriptRunContext" warning per st call, as they did).
+    for key, value in (("m_x", "lr=0.001,0.01"), ("m_y", "init_std=0.1,1"), ("m_steps", "5")):
+        box = el(page, key).locator("input")
+        box.fill(value)
+        box.press("Enter")
+    wait_until(lambda: el(page, "m_steps").locator("input").input_value() == "5", what="the map's settings")
+    el(page, "m_backend").get_by_text("local").click()
+    el(page, "btn_map_launch").locator("button").click()
+    wait_until(lambda: "Sweep ended" in page.locator("[data-testid='stMain']").inner_text(), timeout=120,
+               what="the sweep to end")
+    log = server_log(tmp_path_factory)
+    for noise in ("missing ScriptRunContext", "no static folder", "Inotify", "Session state does not function"):
+        assert noise not in log, log[-3000:]
