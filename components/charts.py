@@ -416,18 +416,22 @@ def time_figure(probe: dict, first: dict | None = None) -> go.Figure:
     """
     t = np.arange(len(probe["time_backward_norm"]))
     rho = probe.get("spectral_radius")
+    gates, radii = list(probe.get("gate_names", ())), probe.get("gate_radii")
+    which = (f", largest of the {len(gates)} gate blocks ({gates[int(np.argmax(radii))]})"
+             if len(gates) > 1 and radii is not None else "")  # LSTM / GRU: one radius per gate block
     title = (f"Backward signal through time t (step {probe['step']}"
-             + (f", ρ(W_hh) = {rho:.3g})" if rho else ")"))
+             + (f", ρ(W_hh) = {rho:.3g}{which})" if rho else ")"))
     top, bottom = _Marks(), _Marks()
     _, back = top.line(t, probe["time_backward_norm"], label="‖∂L/∂h_t‖")
     _, std = bottom.line(t, probe["time_act_std"], log=False, label="std(h_t)")
-    _, stuck = bottom.line(t, probe["time_stuck"], log=False, label="saturated")
+    stuck_label = probe.get("stuck_label", "saturated")  # "dead" for a ReLU RNN: units off on the whole batch
+    _, stuck = bottom.line(t, probe["time_stuck"], log=False, label=stuck_label)
     data = [_scatter(t, back, mode="lines+markers", marker={"size": 4}, name="‖∂L/∂h_t‖",
                      line={"color": T.PRE_CLIP, "width": 1.6}, **TOP),
             *_first_backward(t, first, probe, top),
             *top.traces(**TOP),
             _scatter(t, std, mode="lines", name="std(h_t)", line={"color": T.POST_CLIP, "width": 1.4}, **BOTTOM),
-            _scatter(t, stuck, mode="lines", name="saturated fraction",
+            _scatter(t, stuck, mode="lines", name=f"{stuck_label} units (whole batch)",
                      line={"color": T.REFERENCE, "width": 1.2, "dash": "dot"}, **BOTTOM),
             *bottom.traces(log=False, **BOTTOM)]
     layout = _two_rows_layout(title, _yaxis("‖∂L/∂h_t‖", type="log"), _yaxis("std(h_t)"))

@@ -117,3 +117,14 @@ def test_the_reading_states_the_ratio_the_chart_draws():
     assert f"~{ratio:.3g}× larger" in text and "relative to the last hidden layer" in text
     words, formula = text.index("weights' scale σ_w²"), text.index("χ = σ_w² · E[φ′(h)²]")
     assert words < formula  # in words first, then the formula
+
+
+def test_time_chart_names_the_largest_gate_block_and_the_stuck_units():
+    from components.charts import time_figure
+
+    p = Trainer(Config(model="lstm", dataset="adding", seq_len=8, hidden_size=12, probe_every=1), "cpu").step().probe
+    fig = time_figure(p)
+    best = p["gate_names"][int(np.argmax(p["gate_radii"]))]
+    assert f"largest of the 4 gate blocks ({best})" in fig.layout.title.text
+    assert any(t.name == "saturated units (whole batch)" for t in fig.data)
+    assert f"{p['spectral_radius']:.3g}" in fig.layout.title.text
