@@ -58,9 +58,12 @@ def compare(name: str) -> None:
 
 
 def speed_control() -> None:
-    if "w_speed" not in ss:  # a new session, or a reattach through ?run=: show the run's own pace
-        runner = S.current_runner()
-        ss.w_speed = _speed_option(runner.steps_per_s if runner is not None and runner.alive else None)
+    if "w_speed" not in ss:  # a new session: a reattached run's own pace, or a lesson link's speed
+        runner, preset = S.current_runner(), R.PRESETS.get(ss.get("w_preset"))
+        if runner is not None and runner.alive:
+            ss.w_speed = _speed_option(runner.steps_per_s)
+        else:
+            ss.w_speed = _speed_option(preset.speed if preset else None)
     st.select_slider("Speed (steps per second)", SPEEDS, key="w_speed", on_change=on_speed,
                      format_func=lambda v: v if v == S.MAX_SPEED else f"{v:g}",
                      help="Slow motion to watch an explosion develop, up to max (no waiting at all). Applies live "

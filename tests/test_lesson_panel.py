@@ -101,3 +101,11 @@ def test_a_reattached_page_shows_the_throttled_runs_own_speed(at):
     at.query_params["run"] = runner.runs[0].id
     at.run()
     assert not at.exception and at.select_slider(key="w_speed").value == 3.0
+
+
+def test_a_link_to_a_lesson_opens_at_its_speed(at):
+    for k, v in LS.problem("a step too large").to_query().items():
+        at.query_params[k] = v
+    at.run()
+    assert at.selectbox(key="w_preset").value == "a step too large"
+    assert at.select_slider(key="w_speed").value == R.PRESETS["a step too large"].speed
