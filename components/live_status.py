@@ -24,23 +24,30 @@ from .panels import STATE_BADGE, fmt, latest_test_accuracy
 from .plot import base_path
 from .theme import run_color
 
+OUTCOME_BADGE = {"learned": "green", "stuck": "orange", "vanished": "orange", "exploded": "red"}  # as the banner
 POLL_S = 0.25  # a step waits at most this long (plus the fetch) to show
 API_PREFIX = "/api/live/"
 
+# Colours from the active theme (Streamlit gives a v2 element --st-text-color and friends), so the line reads as
+# well in dark mode as in light: labels and borders are the text colour made translucent, and each badge's hue is
+# mixed with the text colour (darker on a light page, lighter on a dark one).
 CSS = """
-.gel-status { display: grid; gap: 1rem; font-family: inherit; }
+.gel-status { display: grid; gap: 1rem; font-family: inherit; --gel-text: var(--st-text-color, rgb(49, 51, 63)); }
 .gel-status.gel-multi { grid-template-columns: repeat(auto-fit, minmax(18rem, 1fr)); }
-.gel-status.gel-multi .gel-run { border: 1px solid rgba(49, 51, 63, 0.2); border-radius: 0.5rem; padding: 1rem; }
+.gel-status.gel-multi .gel-run { border: 1px solid color-mix(in srgb, var(--gel-text) 20%, transparent);
+  border-radius: 0.5rem; padding: 1rem; }
 .gel-head { line-height: 1.6; margin-bottom: 0.75rem; }
-.gel-badge { border-radius: 0.5rem; padding: 0.1em 0.4em; font-size: 0.875em; }
-.gel-badge-gray { background: rgba(49, 51, 63, 0.1); color: rgb(49, 51, 63); }
-.gel-badge-blue { background: rgba(28, 131, 225, 0.1); color: rgb(0, 66, 128); }
-.gel-badge-orange { background: rgba(255, 164, 33, 0.1); color: rgb(146, 74, 0); }
-.gel-badge-green { background: rgba(33, 195, 84, 0.1); color: rgb(23, 114, 51); }
-.gel-badge-red { background: rgba(255, 43, 43, 0.09); color: rgb(125, 53, 59); }
+.gel-badge { border-radius: 0.5rem; padding: 0.1em 0.4em; font-size: 0.875em;
+  background: color-mix(in srgb, var(--gel-hue) 15%, transparent);
+  color: color-mix(in srgb, var(--gel-hue) 55%, var(--gel-text)); }
+.gel-badge-gray { --gel-hue: var(--gel-text); }
+.gel-badge-blue { --gel-hue: rgb(28, 131, 225); }
+.gel-badge-orange { --gel-hue: rgb(255, 164, 33); }
+.gel-badge-green { --gel-hue: rgb(33, 195, 84); }
+.gel-badge-red { --gel-hue: rgb(255, 43, 43); }
 .gel-metrics { display: grid; grid-template-columns: repeat(4, minmax(0, 1fr)); gap: 1rem; }
 .gel-multi .gel-metrics { grid-template-columns: repeat(2, minmax(0, 1fr)); }
-.gel-label { font-size: 0.875rem; color: rgba(49, 51, 63, 0.8); }
+.gel-label { font-size: 0.875rem; color: color-mix(in srgb, var(--gel-text) 80%, transparent); }
 .gel-value { font-size: 2.25rem; line-height: 1.3; white-space: nowrap; overflow: hidden; text-overflow: ellipsis; }
 """
 
@@ -172,7 +179,8 @@ def run_status(snap, title: str | None = None, color: str | None = None) -> dict
     shown = o.explosion_step if o is not None and o.explosion_step is not None else snap.step
     return {
         "id": snap.id, "title": title, "color": color,
-        "state": snap.status, "label": o.words if o else snap.status, "badge": STATE_BADGE.get(snap.status, "gray"),
+        "state": snap.status, "label": o.words if o else snap.status,
+        "badge": OUTCOME_BADGE[o.label] if o else STATE_BADGE.get(snap.status, "gray"),
         "step": snap.step, "step_text": f"{shown:,}", "steps_text": f"{snap.config.steps:,}",
         "detail": f"{snap.steps_per_s:,.0f} steps/s · {snap.device} · {clip} · lr {live_lr(snap):g}",
         "metrics": [["Loss", fmt(rec.loss if rec else None)],

@@ -152,3 +152,7 @@ def test_finished_runs_are_named_by_their_outcome_not_a_green_finished():
     kind, banner = D.end_banner(runner.snapshot())
     assert kind == "warning" and ("stuck**" in banner or "vanished**" in banner), banner
     assert "without exploding" not in banner
+    from components.live_status import run_status
+
+    line = run_status(runner.snapshot())
+    assert line["label"] in ("stuck", "vanished") and line["badge"] == "orange" and line["state"] == "finished"
