@@ -22,6 +22,7 @@ from . import session as S
 from .data import describe
 from .map_chart import outcome_map_figure
 from .panels import plain
+from .plot import themed
 
 ss = st.session_state
 REFRESH_S = 1.0
@@ -211,7 +212,7 @@ def draw(results, sweep: SW.Sweep, status: str) -> None:
     line = SW.critical_line(sweep.x, sweep.y, sweep.base, sweep.width)
     fig = outcome_map_figure(xs, ys, codes, counts, line, sweep.x.name, sweep.y.name, sweep.x.scale == "log",
                              sweep.y.scale == "log", title=f"Stability map: {describe(sweep.base)} · {status}")
-    st.plotly_chart(fig, key="chart_map", theme=None, on_select=on_pick, selection_mode="points",
+    st.plotly_chart(themed(fig), key="chart_map", theme=None, on_select=on_pick, selection_mode="points",
                     config={"displaylogo": False})
     if line is not None:
         st.caption(f"Dashed: mean-field theory's χ = 1 line (edge of chaos) at init_std = {line.value:.3g} for "

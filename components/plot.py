@@ -22,8 +22,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import plotly
+import plotly.graph_objects as go
 import streamlit as st
 from plotly.offline import get_plotlyjs_version
+
+from .theme import DARK_SWAPS, dark
 
 STATIC_DIR = Path(__file__).resolve().parent.parent / "static"  # Streamlit serves <app dir>/static at /app/static
 PLOTLY_JS_SOURCE = Path(plotly.__file__).resolve().parent / "package_data" / "plotly.min.js"
@@ -54,6 +57,29 @@ function loadPlotly(src) {
   return state.loading;
 }
 
+// Dark mode: Streamlit gives the element its theme as CSS variables; a light text colour means a dark page.
+function isDark(div) {
+  const style = getComputedStyle(div);
+  const text = style.getPropertyValue('--st-text-color').trim() || style.color;
+  const probe = document.createElement('span');
+  probe.style.color = text;
+  document.body.appendChild(probe);
+  const rgb = (getComputedStyle(probe).color.match(/[\d.]+/g) || [0, 0, 0]).map(Number);
+  probe.remove();
+  return 0.2126 * rgb[0] + 0.7152 * rgb[1] + 0.0722 * rgb[2] > 128;
+}
+
+// The figure's light ink and paper swapped for dark ones (components/theme.py DARK_SWAPS), values only.
+function recolor(value, swaps) {
+  if (Array.isArray(value)) return value.map((v) => recolor(v, swaps));
+  if (value && typeof value === 'object') {
+    const out = {};
+    for (const k of Object.keys(value)) out[k] = recolor(value[k], swaps);
+    return out;
+  }
+  return typeof value === 'string' && swaps[value.toLowerCase()] !== undefined ? swaps[value.toLowerCase()] : value;
+}
+
 const later = (fn) => (window.scheduler && scheduler.postTask)
   ? scheduler.postTask(fn, {priority: 'background'}) : setTimeout(fn, 0);
 
@@ -66,7 +92,10 @@ function pump() {
   state.queue.delete(next);
   state.busy = true;
   later(() => loadPlotly(data.src).then((Plotly) => {
-    const fig = JSON.parse(data.figure);
+    let fig = JSON.parse(data.figure);
+    const dark = isDark(next);
+    if (dark) fig = recolor(fig, data.dark);
+    next.dataset.theme = dark ? 'dark' : 'light';
     return Plotly.react(next, fig.data, fig.layout, data.config);
   }).then(() => { next.dataset.drawn = String((next.__draws = (next.__draws || 0) + 1)); }, (err) => {
     next.textContent = 'The chart could not be drawn: ' + err.message;
@@ -186,13 +215,22 @@ def plotly_figure(fig, key: str, config: dict | None = None, source: Source | No
     config = {"displaylogo": False, "displayModeBar": "hover", "responsive": True, **(config or {})}
     if not in_place_available():
         # theme=None: our own colours and log axes, as in the in-place chart.
-        st.plotly_chart(fig, key=key, theme=None, config=config)
+        st.plotly_chart(themed(fig), key=key, theme=None, config=config)
         return
     figure = fig.to_json()
     height = (fig.layout.height or DEFAULT_HEIGHT)
     _element(key=key, data={"figure": figure, "config": config, "height": height, "src": plotly_js_url(),
+                            "dark": DARK_SWAPS,
                             "source": source.url if source else None,
                             "every_ms": int(source.every_s * 1000) if source else None})
+
+
+def themed(fig):
+    """``fig`` in the viewer's theme, for charts drawn by ``st.plotly_chart`` (the in-place chart swaps colours
+    in the page, see DARK_SWAPS)."""
+    if (st.context.theme.type or "light") != "dark":
+        return fig
+    return go.Figure(dark(fig.to_plotly_json()))
 
 
 @dataclass(frozen=True)

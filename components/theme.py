@@ -25,6 +25,30 @@ HEATMAP_SCALE = ["#000000", *sequential.Inferno[1:]]
 CHART_HEIGHT = 310
 
 
+# Dark mode: the figures are built once, in light colours (the live chart route does not know the viewer's theme);
+# the page swaps these where the active theme is dark (components/plot.py), the map page on the server. Only
+# the page's ink and paper change; the data colours read on both.
+DARK_SWAPS = {
+    "white": "rgba(0,0,0,0)",  # paper and plot: the page's own background shows through
+    "#111827": "#F3F4F6",  # loss line, titles, the map's chi = 1 line
+    "#374151": "#D1D5DB",  # axis text, threshold
+    "#4b5563": "#9CA3AF",  # live-change markers
+    "#6b7280": "#9CA3AF",  # zeros, references
+    "#ebf0f8": "rgba(250,250,250,0.12)",  # grid
+    "#d1d5db": "rgba(250,250,250,0.3)",  # axis lines
+    "rgba(255,255,255,0.75)": "rgba(14,17,23,0.75)",  # legend box over the data
+}
+
+
+def dark(value):
+    """``value`` (a figure as plain dicts and lists) with every colour of DARK_SWAPS swapped, as the page does."""
+    if isinstance(value, dict):
+        return {k: dark(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [dark(v) for v in value]
+    return DARK_SWAPS.get(value.lower(), value) if isinstance(value, str) else value
+
+
 def run_color(i: int) -> str:
     return RUN_COLORS[i % len(RUN_COLORS)]
 

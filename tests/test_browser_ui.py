@@ -6,7 +6,7 @@ from __future__ import annotations
 from urllib.parse import quote, urlparse
 
 import pytest
-from test_browser import el, wait_until
+from test_browser import click_button, el, wait_until
 
 pytestmark = pytest.mark.browser
 IMAGE = "![c](http://evil.example/pixel.png)"
@@ -63,3 +63,41 @@ def test_no_deploy_button_no_developer_menu_and_a_quiet_server_log(streamlit_ser
     log = server_log(tmp_path_factory)
     for noise in ("missing ScriptRunContext", "no static folder", "Inotify", "Session state does not function"):
         assert noise not in log, log[-3000:]
+
+
+# Any CSS colour, computed to rgb(r, g, b) in 0-255 or color(srgb r g b / a) in 0-1 (what color-mix() gives).
+LUMA = """((c) => { const p = document.createElement('i'); p.style.color = c; document.body.append(p);
+    c = getComputedStyle(p).color; p.remove();
+    const k = c.startsWith('color(') ? 255 : 1; const v = c.replace(/^color\\(srgb/, '')
+    .match(/[\\d.]+/g).map((x) => Number(x) * k); return 0.2126 * v[0] + 0.7152 * v[1] + 0.0722 * v[2]; })"""
+
+
+def luma(page, selector: str, prop: str = "color") -> float:
+    """Brightness (0-255) of a CSS colour property of the first element matching ``selector``."""
+    return page.evaluate(f"{LUMA}(getComputedStyle(document.querySelector({selector!r})).{prop})")
+
+
+def test_dark_mode_status_line_and_charts_follow_the_theme(streamlit_server, browser):
+    context = browser.new_context(viewport={"width": 1400, "height": 1000}, color_scheme="dark")
+    try:
+        page = context.new_page()
+        page.goto(streamlit_server)
+        el(page, "btn_start").wait_for(timeout=60_000)
+        assert luma(page, "[data-testid='stApp']", "backgroundColor") < 60  # the page itself is dark
+        el(page, "w_preset").get_by_role("combobox").click()
+        page.get_by_role("option", name="clip it", exact=True).click()
+        wait_until(lambda: el(page, "w_steps").locator("input").input_value() == "300", what="the preset's values")
+        click_button(page, "btn_start")
+        page.locator(".st-key-status_line .gel-label").first.wait_for(timeout=30_000)
+        assert luma(page, ".st-key-status_line .gel-label") > 150  # was rgba(49,51,63,.8): dark on dark
+        assert luma(page, ".st-key-status_line .gel-badge") > 150
+        page.locator(".st-key-chart_loss .gel-plot .main-svg").first.wait_for(timeout=30_000)
+        fig = page.evaluate("""(() => { const d = document.querySelector('.st-key-chart_loss .gel-plot');
+            return {theme: d.dataset.theme, paper: d._fullLayout.paper_bgcolor, font: d._fullLayout.font.color,
+                    title: d._fullLayout.title.font.color,
+                    loss: (d._fullData.find((t) => t.name === 'loss') || {line: {color: ''}}).line.color}; })()""")
+        assert fig["theme"] == "dark" and fig["paper"].replace(" ", "") == "rgba(0,0,0,0)", fig
+        for key in ("font", "title"):
+            assert page.evaluate(f"{LUMA}({fig[key]!r})") > 150, fig
+    finally:
+        context.close()

@@ -77,3 +77,16 @@ def test_without_static_serving_the_charts_fall_back_to_plotly_chart(monkeypatch
     assert not at.get("bidi_component")
     assert len(at.get("plotly_chart")) == 2
     assert live_figures(at)["chart_b"]["data"][0]["y"] == [3.0, 4.0]
+
+
+def test_dark_swaps_the_ink_and_paper_and_keeps_the_data_colours():
+    from components import charts as C
+    from components import theme as T
+    from tests.test_app import make_snapshot
+
+    fig = C.grad_norm_figure([make_snapshot({"grad_norm_pre_clip": [1.0, 2.0]})]).to_plotly_json()
+    dark = T.dark(fig)
+    assert dark["layout"]["paper_bgcolor"] == dark["layout"]["plot_bgcolor"] == "rgba(0,0,0,0)"
+    assert dark["layout"]["title"]["font"]["color"] == T.DARK_SWAPS[fig["layout"]["title"]["font"]["color"].lower()]
+    pre = next(t for t in dark["data"] if t.get("name") == "pre-clip")
+    assert pre["line"]["color"] == T.PRE_CLIP  # the data keep their colours
