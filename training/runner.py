@@ -29,6 +29,7 @@ IDLE, RUNNING, PAUSED, FINISHED, EXPLODED, ERROR, STOPPED = (
 LIVE = (IDLE, RUNNING, PAUSED)
 MAX_PROBES = 512
 MAX_EVENTS = 10_000
+COALESCE_S = 1.0  # live changes of one setting closer than this make one marker (see Run.add_change)
 SPEED_RANGE = (0.1, 1000.0)  # steps per second a throttled run may be set to; None is "as fast as it goes"
 
 ID_BYTES = 12  # 96 random bits: an id is all it takes to read a live run through the server's routes
@@ -115,6 +116,7 @@ class Run:
         # only appends here; the store's writer thread takes them with drain().
         self._pending_rows: list[tuple[int, np.ndarray]] | None = None
         self._pending_events: list[dict] | None = None
+        self._last_change: tuple[float, dict] | None = None  # (when, event): the newest live change, to fold into
 
     def record(self, rec: StepRecord) -> None:
         row = rec.row()
@@ -159,6 +161,30 @@ class Run:
     def add_event(self, event: dict) -> None:
         with self._lock:
             self._add_events([event])
+
+    def add_change(self, event: dict, message) -> None:
+        """A live setting change (``event`` with field, old and new). One following a change of the same field by
+        less than COALESCE_S, with no event between, folds into it: three arrow-key presses on the learning-rate
+        slider are one marker, from the first press's step and old value to the last one's new value.
+        ``message(old, new)`` words it."""
+        now = time.monotonic()
+        with self._lock:
+            last = self._last_change
+            if (last is not None and now - last[0] < COALESCE_S and self.events and self.events[-1] is last[1]
+                    and last[1]["field"] == event["field"]):
+                prev = last[1]
+                event = {**prev, "new": event["new"], "message": message(prev["old"], event["new"])}
+                self.events[-1] = event  # a new dict: snapshots already taken keep the one they copied
+                pending = self._pending_events
+                if pending is not None:  # not saved yet: replace it; saved: the store gets the folded one after
+                    at = next((i for i, e in enumerate(pending) if e is prev), None)
+                    if at is None:
+                        pending.append(event)
+                    else:
+                        pending[at] = event
+            else:
+                self._add_events([event])
+            self._last_change = (now, event)
 
     def set_status(self, status: str, error: str | None = None) -> None:
         with self._lock:
@@ -328,14 +354,15 @@ class Runner:
                 if kind == "lr":
                     old, t_new = t.lr, cmd[1]
                     t.set_lr(t_new)
-                    msg, change = f"lr {old:g} → {t_new:g}", {"field": "lr", "old": old, "new": t_new}
+                    change = {"field": "lr", "old": old, "new": t_new}
                 else:
                     old = (t.clip, t.clip_threshold, t.clip_norm_type)
                     t.set_clip(*cmd[1])
                     new = (t.clip, t.clip_threshold, t.clip_norm_type)
-                    msg = f"clip {_clip_text(*old)} → {_clip_text(*new)}"
                     change = {"field": "clip", "old": list(old), "new": list(new)}
-                r.add_event({"step": t.step_idx, "kind": "config_change", "message": msg, **change})
+                words = _change_words[change["field"]]
+                r.add_change({"step": t.step_idx, "kind": "config_change",
+                              "message": words(change["old"], change["new"]), **change}, words)
         self._commands.clear()
 
     def _next(self) -> bool:
@@ -412,3 +439,8 @@ def _clip_text(mode: str, threshold: float, norm_type: str) -> str:
     if mode == "norm":
         return f"norm ≤ {threshold:g}" + (" (inf-norm)" if norm_type == "inf" else "")
     return f"value ±{threshold:g}"
+
+
+# How a config_change event words its field's change (old and new as the event holds them).
+_change_words = {"lr": lambda old, new: f"lr {old:g} → {new:g}",
+                 "clip": lambda old, new: f"clip {_clip_text(*old)} → {_clip_text(*new)}"}

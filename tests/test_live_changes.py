@@ -1,0 +1,79 @@
+"""Live setting changes close together make one marker: three arrow-key presses on the learning-rate slider are
+one config_change event, from the first press's step and old value to the last one's new value, in the charts and
+in the store alike."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from training import runner as RN
+from training.config import Config
+from training.runner import Run, Runner
+
+SMALL = {"hidden_sizes": (16,), "batch_size": 8, "device": "cpu", "steps": 10**6}
+
+
+def changes(events):
+    return [e for e in events if e["kind"] == "config_change"]
+
+
+def wait(pred, timeout=20.0):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if pred():
+            return True
+        time.sleep(0.01)
+    return False
+
+
+@pytest.fixture
+def runner():
+    r = Runner(Config(lr=0.001, **SMALL))
+    r.start(paused=True)
+    yield r
+    r.stop(timeout=5.0)
+
+
+def test_three_quick_lr_changes_are_one_marker_with_the_last_value(runner):
+    runner.step_once(3)
+    assert wait(lambda: runner.snapshot().step == 3)
+    for lr in (0.002, 0.005, 0.01):
+        runner.set_lr(lr)
+    runner.step_once(2)
+    assert wait(lambda: runner.snapshot().step == 5)
+    (change,) = changes(runner.snapshot().events)
+    assert (change["step"], change["old"], change["new"]) == (3, 0.001, 0.01)
+    assert change["message"] == "lr 0.001 → 0.01"
+    steps, lr = runner.snapshot().series("lr")
+    assert set(lr[steps >= 3]) == {0.01}  # every press applied at once, only the marker is folded
+
+
+def test_changes_further_apart_or_of_another_setting_stay_apart(runner, monkeypatch):
+    monkeypatch.setattr(RN, "COALESCE_S", 0.05)
+    runner.set_lr(0.002)
+    runner.set_clip("norm", 1.0)  # another setting: its own marker
+    runner.step_once(1)
+    assert wait(lambda: runner.snapshot().step == 1)
+    time.sleep(0.1)
+    runner.set_lr(0.005)  # later than COALESCE_S: a marker of its own
+    runner.step_once(1)
+    assert wait(lambda: runner.snapshot().step == 2)
+    assert [(e["field"], e["new"]) for e in changes(runner.snapshot().events)] == [
+        ("lr", 0.002), ("clip", ["norm", 1.0, "2"]), ("lr", 0.005)]
+
+
+def test_the_store_gets_the_folded_change_whether_or_not_it_saved_the_first():
+    run = Run(Config(**SMALL))
+    run.keep_pending()  # as a store does before the run starts
+    words = RN._change_words["lr"]
+    ev = {"step": 0, "kind": "config_change", "field": "lr", "old": 0.01}
+    run.add_change({**ev, "new": 0.02, "message": words(0.01, 0.02)}, words)
+    run.add_change({**ev, "new": 0.05, "message": words(0.01, 0.05)}, words)
+    _, saved, _, _ = run.drain()
+    assert [e["new"] for e in saved] == [0.05]  # replaced before it was saved
+    run.add_change({**ev, "new": 0.1, "message": words(0.01, 0.1)}, words)
+    _, saved, _, _ = run.drain()
+    assert [e["new"] for e in saved] == [0.1]  # saved already: the folded one follows, the last one wins
+    assert [e["new"] for e in changes(run.snapshot(history=False).events)] == [0.1]
