@@ -40,7 +40,9 @@ class Dataset:
     def sample(self, batch_size: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         if self.x_train is not None:
             idx = torch.randint(len(self.x_train), (batch_size,), generator=gen)
-            return self.x_train[idx], self.y_train[idx]
+            # index_select, not x[idx]: the same rows, without advanced indexing's general machinery (~17 µs
+            # instead of ~36 for a batch of 64 digits, ~1% of the reference step).
+            return self.x_train.index_select(0, idx), self.y_train.index_select(0, idx)
         return _GENERATORS[self.name](batch_size, self.seq_len, gen)
 
     def to(self, device: torch.device) -> Dataset:
