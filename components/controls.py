@@ -152,11 +152,13 @@ def run_buttons() -> None:
     st.button("Start", key="btn_start", on_click=S.start, type="primary", width="stretch",
               icon=":material/play_arrow:", help="Train from scratch with these settings (stops this tab's "
                                                  "current run)")
+    # Two rows of two, whatever the labels: in one row of four, "Resume" (longer than "Pause") pushed Reset down.
     with st.container(horizontal=True, gap="small"):
         st.button("Resume" if ss.paused else "Pause", key="btn_pause", on_click=S.pause_resume, disabled=not alive,
                   width="stretch")
         st.button("Step", key="btn_step", on_click=S.step, disabled=not (alive and ss.paused), width="stretch",
                   help="One training step (while paused)")
+    with st.container(horizontal=True, gap="small"):
         st.button("Stop", key="btn_stop", on_click=S.stop, disabled=not alive, width="stretch")
         st.button("Reset", key="btn_reset", on_click=S.reset, disabled=runner is None, width="stretch",
                   help="Stop and clear the charts; the settings stay")

@@ -108,7 +108,8 @@ def runs_section() -> None:
                        format_func=lambda rid: f"{LF.short(rid)} {snaps[rid].label} · {snaps[rid].status} at "
                                                f"{snaps[rid].step} · {describe(snaps[rid].config)}")
     panels.runs_table(list(snaps.values()), current_ids)
-    if current is not None:
-        multi = len(current.runs) > 1
-        panels.downloads([(f"run {run.label}" if multi else "", snaps[run.id], lambda i=i: current.snapshot(i))
-                          for i, run in enumerate(current.runs)], table_csv, table_parquet)
+    # The current run's downloads; after Reset, the run just cleared keeps them (it is still on the server).
+    shown = current if current is not None else runners[-1]
+    multi = len(shown.runs) > 1
+    panels.downloads([(f"run {run.label}" if multi else "", snaps[run.id], lambda i=i: shown.snapshot(i))
+                      for i, run in enumerate(shown.runs)], table_csv, table_parquet)

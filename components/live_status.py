@@ -182,7 +182,9 @@ def run_status(snap, title: str | None = None, color: str | None = None) -> dict
         "state": snap.status, "label": o.words if o else snap.status,
         "badge": OUTCOME_BADGE[o.label] if o else STATE_BADGE.get(snap.status, "gray"),
         "step": snap.step, "step_text": f"{shown:,}", "steps_text": f"{snap.config.steps:,}",
-        "detail": f"{snap.steps_per_s:,.0f} steps/s · {snap.device} · {clip} · lr {live_lr(snap):g}",
+        # A paused run has no speed: the rate of its last steps would read as if it still trained.
+        "detail": ("" if snap.status == "paused" else f"{snap.steps_per_s:,.0f} steps/s · ")
+                  + f"{snap.device} · {clip} · lr {live_lr(snap):g}",
         "metrics": [["Loss", fmt(rec.loss if rec else None)],
                     ["‖g‖ before clip", fmt(rec.grad_norm_pre_clip if rec else None)],
                     ["‖g‖ after clip", fmt(rec.grad_norm_post_clip if rec else None)],

@@ -101,3 +101,35 @@ def test_dark_mode_status_line_and_charts_follow_the_theme(streamlit_server, bro
             assert page.evaluate(f"{LUMA}({fig[key]!r})") > 150, fig
     finally:
         context.close()
+
+
+def box(page, key: str) -> dict:
+    return el(page, key).locator("button").first.bounding_box()
+
+
+def test_pause_resume_and_reset_keep_the_layout_the_speed_honest_and_the_downloads(streamlit_server, browser_page):
+    page = browser_page
+    page.goto(streamlit_server)
+    el(page, "btn_start").wait_for(timeout=60_000)
+    el(page, "w_preset").get_by_role("combobox").click()
+    page.get_by_role("option", name="clip it", exact=True).click()
+    wait_until(lambda: el(page, "w_steps").locator("input").input_value() == "300", what="the preset's values")
+    el(page, "w_steps").locator("input").fill("100000")
+    el(page, "w_steps").locator("input").press("Enter")
+    wait_until(lambda: "steps=100000" in page.evaluate("location.href"), what="the steps")
+    before = {key: box(page, key) for key in ("btn_pause", "btn_step", "btn_stop", "btn_reset")}
+    click_button(page, "btn_start")
+    wait_until(lambda: "running" in el(page, "status").inner_text() and "steps/s" in el(page, "status").inner_text(),
+               what="the run to train")
+    click_button(page, "btn_pause")
+    wait_until(lambda: el(page, "btn_pause").inner_text().strip().endswith("Resume"), what="the Resume label")
+    wait_until(lambda: "paused" in el(page, "status").inner_text(), what="the paused status")
+    assert "steps/s" not in el(page, "status").inner_text()  # a paused run has no speed
+    after = {key: box(page, key) for key in before}
+    for key in before:  # the labels changed, the rows did not (measured from Pause: the sidebar may scroll)
+        moved = (after[key]["y"] - after["btn_pause"]["y"]) - (before[key]["y"] - before["btn_pause"]["y"])
+        assert abs(moved) < 2, (key, before, after)
+
+    click_button(page, "btn_reset")
+    wait_until(lambda: "Try this first" in page.locator("[data-testid='stMain']").inner_text(), what="the reset")
+    el(page, "dl_csv0").wait_for(timeout=20_000)  # the run just cleared keeps its downloads
