@@ -389,7 +389,7 @@ def test_earlier_runs_stay_listed_and_can_be_overlaid(at):
     at.multiselect(key="w_overlay").select(first.runs[0].id).run()
     poll(at, lambda at: not second.alive)
     names = {t.get("name") for t in live_figures(at)["chart_loss"]["data"]}
-    assert f"{first.runs[0].id.split('-')[0]} #1 loss" in names
+    assert f"{first.runs[0].id[:7]} #1 loss" in names  # the legend's short id: "r" and 6 hex digits
     assert len(at.dataframe[0].value) == 2
 
 
