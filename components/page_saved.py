@@ -16,6 +16,7 @@ from training.manager import get_manager
 from training.store import StoreError, thin
 
 from . import saved_charts as SC
+from .live_figures import short
 
 ss = st.session_state
 TABLE_FIELDS = ("model", "activation", "init", "clip", "lr")  # config fields shown in the table
@@ -73,7 +74,7 @@ def _live_key(manager, run_id: str) -> str | None:
 def _label(info: dict) -> str:
     # "steps" counts the rows stored: an exploded run has one more than its explosion step, so say the outcome.
     how = info.get("outcome") or f"{info['status']} after {info['steps']:,} steps"
-    return f"{info['id'].split('-')[0]} {info['label']} · {how}"
+    return f"{short(info['id'])} {info['label']} · {how}"
 
 
 def overlay(store, runs: dict[str, dict], picked: list[str]) -> None:
