@@ -123,6 +123,25 @@ def test_ended_runs_are_dropped_oldest_first_beyond_the_byte_bound():
         assert m.shutdown()
 
 
+def test_a_paused_run_nobody_watches_is_stopped_in_the_end_and_frees_its_model():
+    """A tab closed on a paused run left its model in memory for good; a watched paused run stays."""
+    m = RunManager(idle_pause_s=0.2, idle_stop_s=1.0)
+    try:
+        left, watched = m.start(FOREVER), m.start(FOREVER)
+        wid = watched.runs[0].id
+        m.pause(wid)
+        deadline = time.monotonic() + 30
+        while left.alive and time.monotonic() < deadline:
+            m.touch(wid)
+            time.sleep(0.05)
+        assert not left.alive and left.runs[0].status == "stopped"
+        kinds = [e["kind"] for e in left.runs[0].events]
+        assert kinds[-2:] == ["idle_pause", "idle_stop"] and isinstance(left.runs[0].trainer, EndedTrainer)
+        assert watched.alive and watched.paused and not isinstance(watched.runs[0].trainer, EndedTrainer)
+    finally:
+        assert m.shutdown()
+
+
 # Building: a model at the parameter cap took 16-22 s to build while start() held the lock every route takes.
 def test_a_slow_build_holds_no_lock_and_keeps_its_slot(monkeypatch):
     release, building = threading.Event(), threading.Event()

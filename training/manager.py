@@ -3,7 +3,8 @@
 A refresh or a second browser reattaches to a live run through its id (the URL's ``?run=``). A cap on
 concurrently running runners keeps the machine responsive; a Start beyond it is refused, saying how many
 slots are taken (never which runs: their ids would let one user read another's runs). A run nobody has
-watched (``touch``) for ``idle_pause_s`` pauses itself, freeing its slot, and resumes on the next ``touch``.
+watched (``touch``) for ``idle_pause_s`` pauses itself, freeing its slot, and resumes on the next ``touch``; a
+paused run nobody has watched for ``idle_stop_s`` (its tab closed) is stopped, which frees its model.
 An ended run keeps only its history and events, and ended runs are dropped, oldest first, beyond a count and
 a byte bound. With a store, every run is saved as it trains and runs from before a restart stay listed
 (``past_runs``).
@@ -24,6 +25,9 @@ from .store import Store, StoredRun, StoreError, default_data_dir
 
 DEFAULT_MAX_RUNNING = env_number("GEL_MAX_RUNNING", os.cpu_count() or 1, 1, 1024)
 DEFAULT_IDLE_PAUSE_S = env_number("GEL_IDLE_PAUSE_S", 120.0, 0.0, 7 * 24 * 3600.0, float)  # 0: never pause
+# A paused run nobody has watched for this long (its tab was closed) is stopped, which frees its model, optimizer
+# and data; its steps stay in the store. 0: never.
+DEFAULT_IDLE_STOP_S = env_number("GEL_IDLE_STOP_S", 3600.0, 0.0, 30 * 24 * 3600.0, float)
 # Ended runners kept in memory for reattaching (an ended run holds only its history, events and probes, a few MB;
 # its model and data are freed when it ends); beyond either bound the oldest are dropped and live on in the store.
 KEEP_FINISHED = env_number("GEL_KEEP_FINISHED", 32, 0, 100_000)
@@ -39,10 +43,11 @@ class CapacityError(RuntimeError):
 class RunManager:
     def __init__(self, max_running: int = DEFAULT_MAX_RUNNING, store: Store | None = None,
                  idle_pause_s: float = DEFAULT_IDLE_PAUSE_S, keep_finished: int = KEEP_FINISHED,
-                 keep_finished_bytes: int = KEEP_FINISHED_MB * 1_000_000):
+                 keep_finished_bytes: int = KEEP_FINISHED_MB * 1_000_000, idle_stop_s: float = DEFAULT_IDLE_STOP_S):
         self.max_running = max_running
         self.store = store
         self.idle_pause_s = idle_pause_s
+        self.idle_stop_s = idle_stop_s
         self.keep_finished = keep_finished
         self.keep_finished_bytes = keep_finished_bytes
         self.store_error: str | None = None  # why runs are not being saved, for a banner (see get_manager)
@@ -208,7 +213,7 @@ class RunManager:
             self._idle.discard(rid)
 
     def _ensure_watchdog(self) -> None:
-        if self.idle_pause_s <= 0 or self._watchdog is not None:
+        if (self.idle_pause_s <= 0 and self.idle_stop_s <= 0) or self._watchdog is not None:
             return
         stop = threading.Event()
         t = track_thread(threading.Thread(target=self._watch, args=(stop,), name="run-watchdog", daemon=True))
@@ -216,8 +221,9 @@ class RunManager:
         t.start()
 
     def _watch(self, stop: threading.Event) -> None:
-        """One thread per manager: pause runs nobody touched for idle_pause_s; end when no run is live."""
-        interval = min(max(self.idle_pause_s / 4, 0.05), 5.0)
+        """One thread per manager: pause runs nobody touched for idle_pause_s, stop paused ones nobody touched for
+        idle_stop_s; end when no run is live."""
+        interval = min(max(min(x for x in (self.idle_pause_s, self.idle_stop_s) if x > 0) / 4, 0.05), 5.0)
         while not stop.wait(interval):
             with self._lock:
                 if self._watchdog is None or self._watchdog[1] is not stop:
@@ -227,12 +233,20 @@ class RunManager:
                     return
 
     def _pause_idle(self) -> bool:
-        """Pause the unwatched runs; False when no run is live any more (the watchdog can end)."""
+        """Pause the unwatched runs and stop the long-unwatched paused ones; False when no run is live any more
+        (the watchdog can end)."""
         now, live = time.monotonic(), False
         for rid, r in self._runners.items():
             live = live or any(run.status in LIVE for run in r.runs)
-            if (r.alive and not r.paused and rid not in self._idle
-                    and now - self._seen.get(rid, now) >= self.idle_pause_s):
+            unseen = now - self._seen.get(rid, now)
+            if self.idle_stop_s > 0 and r.alive and r.paused and unseen >= self.idle_stop_s:
+                for run in r.runs:
+                    run.add_event({"step": run.trainer.step_idx, "kind": "idle_stop",
+                                   "message": f"stopped: nobody watched this paused run for {self.idle_stop_s:g} s"})
+                r.stop(timeout=0)  # the thread ends at its next wait and frees the model; no wait here
+                self._idle.discard(rid)
+            elif (self.idle_pause_s > 0 and r.alive and not r.paused and rid not in self._idle
+                    and unseen >= self.idle_pause_s):
                 r.pause()
                 self._idle.add(rid)
                 for run in r.runs:
