@@ -430,3 +430,15 @@ def test_a_foreign_store_is_refused_before_a_sweep_and_in_one_line_on_the_map_pa
     monkeypatch.setenv("GEL_DATA_DIR", str(d))
     at = AppTest.from_function(page, default_timeout=30).run()
     assert not at.exception and any("Cannot list the saved maps" in w.value for w in at.warning)
+
+
+def test_a_step_count_that_is_not_a_number_is_damage_and_unreadable_not_a_crash(tmp_path):
+    d = tmp_path / "d"
+    Store(d)
+    with sqlite3.connect(d / "runs.sqlite3") as conn:
+        conn.execute("INSERT INTO runs (id, label, config_json, status, created, updated, columns_json, n_steps) "
+                     "VALUES ('odd', 'x', '{}', 'finished', 1, 1, '[]', 'many')")
+    conn.close()
+    store = Store(d)
+    assert store.damage == ["run 'odd' holds 0 of the 'many' steps it recorded"]
+    assert store.unreadable_runs() == [("odd", "its step count is not a whole number")]

@@ -144,7 +144,7 @@ class Store:
             else:
                 fatal, damage = None, damage + self._check_counts(conn)
         except sqlite3.DatabaseError as e:
-            if "not a database" in str(e) or "encrypted" in str(e):
+            if e.sqlite_errorcode == sqlite3.SQLITE_NOTADB:  # some other file: nothing of ours to keep
                 raise StoreError(f"cannot open the run store at {self.path}: {e}") from None
             fatal = f"SQLite cannot read it ({e})"
         finally:
@@ -181,8 +181,9 @@ class Store:
         for rid, recorded, n, lo, hi in rows:
             if recorded is None:
                 found.append(f"{n:,} rows of run {rid!r}, which is not listed")
-            elif n != recorded:
-                found.append(f"run {rid!r} holds {n:,} of the {recorded:,} steps it recorded")
+            elif n != recorded:  # recorded is whatever the row holds: shown with repr unless a count
+                shown = f"{recorded:,}" if isinstance(recorded, int) else repr(recorded)
+                found.append(f"run {rid!r} holds {n:,} of the {shown} steps it recorded")
             elif n and (lo != 0 or hi != n - 1):
                 found.append(f"run {rid!r} has gaps: {n:,} steps stored between step {lo} and step {hi}")
         if len(found) > SHOWN_DAMAGE:
