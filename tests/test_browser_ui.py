@@ -133,3 +133,67 @@ def test_pause_resume_and_reset_keep_the_layout_the_speed_honest_and_the_downloa
     click_button(page, "btn_reset")
     wait_until(lambda: "Try this first" in page.locator("[data-testid='stMain']").inner_text(), what="the reset")
     el(page, "dl_csv0").wait_for(timeout=20_000)  # the run just cleared keeps its downloads
+
+
+PHONE = {"width": 390, "height": 844}
+# Every control of the page region: buttons, inputs, sliders, checkboxes, radios, selects, links (the hidden
+# bookkeeping control excepted).
+CONTROLS = ("button, input, [role='slider'], [role='checkbox'], [role='radio'], [role='combobox'], a[href], "
+            "[data-testid='stDownloadButton'] button")
+
+
+def unreachable(page, region: str) -> list[str]:
+    """Controls in ``region`` that cannot be scrolled to, or that no finger reaches: off the phone's width or
+    covered by something else."""
+    bad = []
+    controls = page.locator(f"{region} :is({CONTROLS}):not(.st-key-drawn_stamp *)")
+    for i in range(controls.count()):
+        c = controls.nth(i)
+        if not c.is_visible():
+            continue
+        name = c.get_attribute("aria-label") or c.inner_text()[:30] or c.evaluate("e => e.outerHTML.slice(0, 80)")
+        try:
+            c.scroll_into_view_if_needed(timeout=5000)
+        except Exception:
+            if c.is_visible():  # not redrawn by a rerun in between
+                bad.append(f"{name}: cannot scroll to it")
+            continue
+        bb = c.bounding_box()
+        # A finger reaches it if some point of it (centre, or either end: a slider's thumb carries a wide value
+        # label) is on screen and not covered by something else.
+        points = [] if bb is None else [(bb["x"] + dx, bb["y"] + bb["height"] / 2)
+                                        for dx in (bb["width"] / 2, min(8, bb["width"] / 2), bb["width"] - 8)]
+        hit = any(0 <= x <= PHONE["width"] and page.evaluate(
+            "([x, y, e]) => { const h = document.elementFromPoint(x, y); return !!h && "
+            "(e.contains(h) || h.contains(e) || !!h.closest('label')); }", [x, y, c.element_handle()])
+            for x, y in points)
+        if not hit:
+            bad.append(f"{name}: off the screen or covered {bb}")
+    return bad
+
+
+def test_phone_width_every_control_is_reachable(streamlit_server, browser):
+    context = browser.new_context(viewport=PHONE, is_mobile=True, has_touch=True)
+    try:
+        page = context.new_page()
+        page.goto(f"{streamlit_server}/?compare=1&steps=100000")
+        page.locator("[data-testid='stMain'] h1").first.wait_for(timeout=60_000)
+        page.locator("[data-testid='stExpandSidebarButton']").click()
+        el(page, "btn_start").wait_for(timeout=30_000)
+        click_button(page, "btn_start")
+        wait_until(lambda: el(page, "w_inspect").count() > 0, what="the comparison to start")
+        assert unreachable(page, "[data-testid='stSidebar']") == []
+        page.locator("[data-testid='stSidebarCollapseButton'] button, [data-testid='stSidebarCollapseButton']"
+                     ).first.click()
+        wait_until(lambda: page.locator("[data-testid='stExpandSidebarButton']").is_visible(),
+                   what="the sidebar closed")
+        el(page, "dl_csv0").wait_for(timeout=30_000)
+        assert unreachable(page, "[data-testid='stMain']") == []
+        for path, key in (("stability-map", "btn_map_launch"), ("saved-runs", None)):
+            page.goto(f"{streamlit_server}/{path}")
+            page.locator("[data-testid='stMain'] h1").first.wait_for(timeout=30_000)
+            if key:
+                el(page, key).wait_for(timeout=30_000)
+            assert unreachable(page, "[data-testid='stMain']") == [], path
+    finally:
+        context.close()
