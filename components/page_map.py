@@ -11,6 +11,8 @@ import threading
 import time
 import urllib.parse
 
+import numpy as np
+import plotly.graph_objects as go
 import streamlit as st
 
 from training import registry as R
@@ -19,6 +21,7 @@ from training.config import Config, ConfigError, from_preset
 from training.store import StoreError
 
 from . import session as S
+from . import theme as T
 from .data import describe
 from .map_chart import outcome_map_figure
 from .panels import plain
@@ -185,6 +188,38 @@ def controls() -> None:
                          for s in stored if s["id"] == sid))
 
 
+# Brings the picked cell's details into view after a click on the map (a click redraws the page where it was).
+_SCROLL_JS = """
+export default function ({ data, parentElement }) {
+  const seen = parentElement.__token;  // undefined on the first draw: the page opens where it opens
+  if (seen !== undefined && seen !== data.token) parentElement.scrollIntoView({block: 'center', behavior: 'smooth'});
+  parentElement.__token = data.token;
+}
+"""
+_scroll_here = st.components.v2.component("gel_scroll_here", html="", js=_SCROLL_JS, isolate_styles=False)
+
+
+def _edges(values, log: bool) -> list[float]:
+    """Cell boundaries around sorted grid ``values``: midpoints (geometric on a log axis), ends mirrored."""
+    v = np.log10(values) if log else np.asarray(values, dtype=float)
+    if len(v) == 1:
+        mids = np.array([v[0] - 0.5, v[0] + 0.5])
+    else:
+        inner = (v[1:] + v[:-1]) / 2
+        mids = np.concatenate([[v[0] - (inner[0] - v[0])], inner, [v[-1] + (v[-1] - inner[-1])]])
+    return list(10 ** mids if log else mids)
+
+
+def highlight(fig, sweep: SW.Sweep, x: float, y: float) -> None:
+    """Outline the picked cell (a closed line, which log axes draw as well as linear ones)."""
+    xs, ys = sorted(sweep.x.values), sorted(sweep.y.values)
+    ex, ey = _edges(xs, sweep.x.scale == "log"), _edges(ys, sweep.y.scale == "log")
+    i, j = xs.index(x), ys.index(y)
+    x0, x1, y0, y1 = ex[i], ex[i + 1], ey[j], ey[j + 1]
+    fig.add_trace(go.Scatter(x=[x0, x1, x1, x0, x0], y=[y0, y0, y1, y1, y0], mode="lines", name="picked cell",
+                             showlegend=False, hoverinfo="skip", line={"color": T.LOSS, "width": 3}))
+
+
 def lab_link(cfg: Config) -> str:
     """A URL that opens the lab with ``cfg`` (the lab reads its controls from the URL on a session's first load)."""
     query = urllib.parse.urlencode(cfg.to_query())
@@ -204,6 +239,7 @@ def on_pick() -> None:
         return
     near = lambda values, v: min(values, key=lambda a: abs(float(a) - float(v)))  # noqa: E731 (float round trip)
     ss.m_cell_x, ss.m_cell_y = near(sweep.x.values, points[0]["x"]), near(sweep.y.values, points[0]["y"])
+    ss.map_picks = ss.get("map_picks", 0) + 1  # the details scroll into view
 
 
 def draw(results, sweep: SW.Sweep, status: str) -> None:
@@ -212,16 +248,18 @@ def draw(results, sweep: SW.Sweep, status: str) -> None:
     line = SW.critical_line(sweep.x, sweep.y, sweep.base, sweep.width)
     fig = outcome_map_figure(xs, ys, codes, counts, line, sweep.x.name, sweep.y.name, sweep.x.scale == "log",
                              sweep.y.scale == "log", title=f"Stability map: {describe(sweep.base)} · {status}")
+    for key, axis in (("m_cell_x", sweep.x), ("m_cell_y", sweep.y)):
+        if key in ss and ss[key] not in axis.values:  # left from another sweep's axes
+            del ss[key]
+    highlight(fig, sweep, ss.get("m_cell_x", sweep.x.values[0]), ss.get("m_cell_y", sweep.y.values[0]))
     st.plotly_chart(themed(fig), key="chart_map", theme=None, on_select=on_pick, selection_mode="points",
                     config={"displaylogo": False})
     if line is not None:
         st.caption(f"Dashed: mean-field theory's χ = 1 line (edge of chaos) at init_std = {line.value:.3g} for "
                    f"fan-in {line.fan_in}; {'to its right' if line.axis == 'x' else 'above it'} χ > 1 and gradients "
                    "grow layer after layer.")
-    for key, axis in (("m_cell_x", sweep.x), ("m_cell_y", sweep.y)):
-        if key in ss and ss[key] not in axis.values:  # left from another sweep's axes
-            del ss[key]
     st.markdown("**Open a cell in the lab** (click a cell, or pick it here)")
+    _scroll_here(key="map_cell_details", data={"token": ss.get("map_picks", 0)})
     a, b, c = st.columns([2, 2, 3])
     x = a.selectbox(sweep.x.name, sweep.x.values, key="m_cell_x")
     y = b.selectbox(sweep.y.name, sweep.y.values, key="m_cell_y")

@@ -197,3 +197,38 @@ def test_phone_width_every_control_is_reachable(streamlit_server, browser):
             assert unreachable(page, "[data-testid='stMain']") == [], path
     finally:
         context.close()
+
+
+MAP_PLOT = "document.querySelector('.st-key-chart_map .js-plotly-plot')"
+
+
+def test_clicking_a_map_cell_outlines_it_and_brings_its_details_into_view(streamlit_server, browser_page):
+    page = browser_page
+    page.set_viewport_size({"width": 1200, "height": 700})  # short: the details start below the map
+    page.goto(f"{streamlit_server}/stability-map")
+    el(page, "btn_map_launch").wait_for(timeout=60_000)
+    for key, value in (("m_x", "lr=0.001,0.01,0.1"), ("m_y", "init_std=0.1,1"), ("m_steps", "5")):
+        box = el(page, key).locator("input")
+        box.fill(value)
+        box.press("Enter")
+    wait_until(lambda: el(page, "m_steps").locator("input").input_value() == "5", what="the map's settings")
+    el(page, "m_backend").get_by_text("serial").click()
+    el(page, "btn_map_launch").locator("button").click()
+    wait_until(lambda: "Sweep ended" in page.locator("[data-testid='stMain']").inner_text(), timeout=120,
+               what="the sweep to end")
+    page.locator(".st-key-chart_map .js-plotly-plot .main-svg").first.wait_for(timeout=30_000)
+    page.evaluate("window.scrollTo(0, 0); document.querySelector('[data-testid=\"stMain\"]').scrollTo(0, 0)")
+    el(page, "chart_map").scroll_into_view_if_needed()
+    # The centre of cell (lr 0.1, init_std 1) in page pixels, from the plot's own axes.
+    x, y = page.evaluate(f"""(() => {{ const gd = {MAP_PLOT}, L = gd._fullLayout, r = gd.getBoundingClientRect();
+        return [r.left + L._size.l + L.xaxis.d2p(0.1), r.top + L._size.t + L.yaxis.d2p(1)]; }})()""")
+    page.mouse.click(x, y)
+    picked = lambda key: float(el(page, key).locator("input").first.input_value())  # noqa: E731
+    wait_until(lambda: picked("m_cell_x") == 0.1 and picked("m_cell_y") == 1.0, what="the pickers to follow the click")
+    outline = page.evaluate(f"""(() => {{ const t = {MAP_PLOT}.data.find((t) => t.name === 'picked cell');
+        return t ? [Math.min(...t.x), Math.max(...t.x), Math.min(...t.y), Math.max(...t.y)] : null; }})()""")
+    assert outline is not None and outline[0] < 0.1 < outline[1] and outline[2] < 1 < outline[3], outline
+    link = page.get_by_role("link", name="Open in the lab")
+    wait_until(lambda: 0 <= link.bounding_box()["y"] <= 700 - link.bounding_box()["height"],
+               what="the cell's details in view")
+    assert "lr=0.1" in link.get_attribute("href")
