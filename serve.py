@@ -16,7 +16,9 @@ from streamlit import config
 
 from components.host_guard import HostGuard
 from components.live_api import routes, warm_up
+from components.page_base import PageBase
 
 app = st.App("app.py", routes=routes(),
-             middleware=[Middleware(HostGuard, bound=config.get_option("server.address"))])
+             middleware=[Middleware(HostGuard, bound=config.get_option("server.address")),
+                         Middleware(PageBase, base_path=config.get_option("server.baseUrlPath"))])
 threading.Thread(target=warm_up, name="warm-up", daemon=True).start()

@@ -232,3 +232,15 @@ def test_clicking_a_map_cell_outlines_it_and_brings_its_details_into_view(stream
     wait_until(lambda: 0 <= link.bounding_box()["y"] <= 700 - link.bounding_box()["height"],
                what="the cell's details in view")
     assert "lr=0.1" in link.get_attribute("href")
+
+
+def test_opening_a_page_directly_logs_no_404(streamlit_server, browser_page):
+    page = browser_page
+    failed = []
+    page.on("response", lambda r: failed.append(f"{r.status} {r.url}") if r.status >= 400 else None)
+    page.on("console", lambda m: failed.append(m.text) if m.type == "error" else None)
+    for path in ("saved-runs", "stability-map"):
+        page.goto(f"{streamlit_server}/{path}")
+        page.locator("[data-testid='stMain'] h1").first.wait_for(timeout=60_000)
+        page.wait_for_function("() => window.__streamlit && window.__streamlit.BACKEND_BASE_URL")
+    assert failed == []  # Streamlit's page used to probe /saved-runs/_stcore/health and .../host-config first

@@ -57,3 +57,10 @@ def test_plain_escapes_every_markdown_trigger_and_keeps_the_words():
     assert "\n" not in out
     assert out.replace("\\", "").replace("\u200b", "") == " ".join(text.split())
     assert "http\u200b" in out and "www\u200b" in out  # the page's own linking of bare addresses finds none
+
+
+def test_the_page_is_told_where_the_server_is_under_any_base_path():
+    from components.page_base import script
+
+    assert b'window.location.origin + "/"' in script("")
+    assert b'window.location.origin + "/lab/"' in script("/lab/")
