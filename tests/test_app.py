@@ -15,6 +15,7 @@ from streamlit.testing.v1 import AppTest
 from components import charts as C
 from components import data as D
 from components import panels
+from components import session as S
 from components import theme as T
 from tests.apptest_helpers import live_figures, live_status, poll, shown
 from training.config import FIELDS, Config, from_preset, from_query
@@ -162,7 +163,9 @@ def test_suggestion_depends_on_the_config():
 def test_export_table_has_step_and_every_column_and_keeps_inf():
     snap = make_snapshot({"loss": [2.0, np.inf]}, steps=[0, 1])
     df = D.run_table(snap)
-    assert list(df.columns) == ["step", *snap.columns] and len(df) == 2
+    # The export schema: step, the scalars, the test columns (NaN: not in this snapshot), then every parameter.
+    assert list(df.columns) == ["step", *snap.columns[:5], "test_loss", "test_accuracy", *snap.columns[5:]]
+    assert len(df) == 2 and df["test_loss"].isna().all() and df["clipped"].dtype == bool
     assert "inf" in D.table_csv(snap).decode().splitlines()[2]
     assert D.full_resolution_start(snap) is None
     assert D.full_resolution_start(make_snapshot({"loss": [1.0] * 4}, steps=[3, 7, 8, 9])) == 8
@@ -195,6 +198,7 @@ def status_step(at) -> int:
 def start(at, preset=None, **widgets):
     if preset:
         at.selectbox(key="w_preset").set_value(preset).run()  # its callback fills the controls first
+        widgets = {"w_speed": S.MAX_SPEED, **widgets}  # a lesson may play in slow motion; these tests want max
     for key, value in widgets.items():
         at.session_state[key] = value
     at.button(key="btn_start").click().run()
@@ -255,7 +259,7 @@ def test_every_control_renders_and_changes_the_config(at):
 def test_start_uses_the_controls_and_the_run_buttons_drive_the_runner(at):
     at.run()
     at.selectbox(key="w_preset").set_value("fix the init").run()
-    assert at.session_state["w_init"] == "kaiming_normal"
+    assert at.session_state["w_init"] == from_preset("fix the init").init
     at.selectbox(key="w_activation").set_value("tanh")
     at.number_input(key="w_steps").set_value(100_000)
     at.text_input(key="w_hidden_sizes").input("32")
