@@ -238,3 +238,20 @@ def test_the_sweep_file_names_its_axes_by_field(tmp_path):
     df, meta = S.load(out)
     assert df.columns[:2].tolist() == ["lr", "batch_size"] and "x" not in df.columns and "y" not in df.columns
     assert meta["x"]["name"] == "lr" and sorted(df["lr"].unique()) == [0.05, 0.5]
+
+
+def test_the_cli_names_the_outcome_as_the_lab_does(tmp_path):
+    """The CLI skips activation statistics but keeps step 0's: a vanishing net is called vanished by both."""
+    cfg = Config(hidden_sizes=(32,) * 30, activation="tanh", init="normal", init_std=0.05, batch_size=16, steps=5,
+                 device="cpu")
+    out = tmp_path / "v.csv"
+    assert main(["run", "--hidden-sizes", ",".join(["32"] * 30), "--activation", "tanh", "--init", "normal",
+                 "--init-std", "0.05", "--batch-size", "16", "--steps", "5", "--device", "cpu", "--quiet",
+                 "--out", str(out)]) == 0
+    cli = [e for e in json.loads((tmp_path / "v.csv.events.json").read_text())["events"] if e["kind"] == "outcome"]
+    r = Runner(cfg)
+    r.start()
+    assert r.wait(60)
+    lab = [e for e in r.snapshot().events if e["kind"] == "outcome"]
+    assert len(cli) == len(lab) == 1 and cli[0]["outcome"] == lab[0]["outcome"] == "vanished"
+    assert export.finite(lab[0]) == cli[0]

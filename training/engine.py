@@ -154,7 +154,8 @@ class Trainer:
     def step(self, batch: tuple[torch.Tensor, torch.Tensor] | None = None) -> StepRecord:
         x, y = self.sample() if batch is None else batch
         probing = self.step_idx % self.cfg.probe_every == 0
-        probe: list | None = [] if probing and self.activation_probes else None
+        # Step 0's statistics stay on: the outcome classifier reads the backward signal's ratio at initialisation.
+        probe: list | None = [] if probing and (self.activation_probes or self.step_idx == 0) else None
         if not self.model.training:  # only evaluate() leaves train mode; re-walking every module costs ~40 µs
             self.model.train()
         # None, not zeros: backward then writes each gradient instead of adding it to a zero-filled buffer. This is
