@@ -18,7 +18,7 @@ Mark real-browser tests with ``@pytest.mark.browser``.
 
 An autouse fixture clears Streamlit's ``st.cache_resource`` and ``st.cache_data`` before
 every test that runs with Streamlit already imported, so ``AppTest`` runs do not share
-cached engines or data between tests.
+cached engines or data between tests, and puts back the ``__main__`` module an AppTest replaces.
 """
 
 from __future__ import annotations
@@ -70,12 +70,19 @@ def _read_log(path: Path, limit: int = 20_000) -> str:
 
 
 @pytest.fixture(autouse=True)
-def _clear_streamlit_caches() -> None:
-    """Clear Streamlit caches before each test; free when Streamlit was never imported."""
+def _clear_streamlit_caches() -> Iterator[None]:
+    """Clear Streamlit caches before each test; free when Streamlit was never imported.
+
+    Afterwards put back ``sys.modules["__main__"]``: an AppTest run leaves its script module there, and a process
+    pool started later (the stability map's local backend) would re-run that temporary script in every worker.
+    """
     st = sys.modules.get("streamlit")
     if st is not None:
         st.cache_resource.clear()
         st.cache_data.clear()
+    main = sys.modules["__main__"]
+    yield
+    sys.modules["__main__"] = main
 
 
 @pytest.fixture(scope="session")

@@ -92,10 +92,13 @@ def test_dark_mode_status_line_and_charts_follow_the_theme(streamlit_server, bro
         assert luma(page, ".st-key-status_line .gel-label") > 150  # was rgba(49,51,63,.8): dark on dark
         assert luma(page, ".st-key-status_line .gel-badge") > 150
         page.locator(".st-key-chart_loss .gel-plot .main-svg").first.wait_for(timeout=30_000)
-        fig = page.evaluate("""(() => { const d = document.querySelector('.st-key-chart_loss .gel-plot');
-            return {theme: d.dataset.theme, paper: d._fullLayout.paper_bgcolor, font: d._fullLayout.font.color,
-                    title: d._fullLayout.title.font.color,
-                    loss: (d._fullData.find((t) => t.name === 'loss') || {line: {color: ''}}).line.color}; })()""")
+        # The first drawing may be the waiting placeholder, which has no title: wait for the run's figure.
+        read = """(() => { const d = document.querySelector('.st-key-chart_loss .gel-plot');
+            const l = d && d._fullLayout;
+            if (!l || !l.title || !l.title.text || !l.title.font) return null;
+            return {theme: d.dataset.theme, paper: l.paper_bgcolor, font: l.font.color, title: l.title.font.color}; })()"""
+        wait_until(lambda: page.evaluate(read) is not None, what="the loss chart's figure")
+        fig = page.evaluate(read)
         assert fig["theme"] == "dark" and fig["paper"].replace(" ", "") == "rgba(0,0,0,0)", fig
         for key in ("font", "title"):
             assert page.evaluate(f"{LUMA}({fig[key]!r})") > 150, fig
@@ -146,7 +149,11 @@ def unreachable(page, region: str) -> list[str]:
     """Controls in ``region`` that cannot be scrolled to, or that no finger reaches: off the phone's width or
     covered by something else."""
     bad = []
-    controls = page.locator(f"{region} :is({CONTROLS}):not(.st-key-drawn_stamp *)")
+    # Hover toolbars are left out (Plotly's modebar, Streamlit's toolbar over a table): they float over their
+    # element only while a finger is on it, where their library puts them, and what they offer (zoom, reset,
+    # search, full screen) the element's own gestures or the page's download buttons do.
+    controls = page.locator(f"{region} :is({CONTROLS}):not(.st-key-drawn_stamp *):not(.modebar *)"
+                            ":not([data-testid='stElementToolbar'] *)")
     for i in range(controls.count()):
         c = controls.nth(i)
         if not c.is_visible():
@@ -154,6 +161,8 @@ def unreachable(page, region: str) -> list[str]:
         name = c.get_attribute("aria-label") or c.inner_text()[:30] or c.evaluate("e => e.outerHTML.slice(0, 80)")
         try:
             c.scroll_into_view_if_needed(timeout=5000)
+            # Centred, as a finger scrolls to it: at the very top edge Streamlit's own header covers it.
+            c.evaluate("e => e.scrollIntoView({block: 'center', inline: 'nearest'})")
         except Exception:
             if c.is_visible():  # not redrawn by a rerun in between
                 bad.append(f"{name}: cannot scroll to it")
