@@ -1,4 +1,4 @@
-"""P6: the whole ``python -m training run`` process ÷ a bare PyTorch loop of the same model, in CPU time.
+"""C1: the whole ``python -m training run`` process ÷ a bare PyTorch loop of the same model, in CPU time.
 
 Both sides are fresh processes: the CLI as a user runs it (its default config, the seed's MLP on digits, batch
 64, SGD lr 0.01, probes every 10 steps and the test set every 50, the progress bar on, one table and its events
@@ -70,9 +70,9 @@ def run(quick: bool = False) -> list[Row]:
     us = {k: sorted(v)[len(v) // 2] * 1e6 for k, v in per_step.items()}
     note = (f"{pairs} pairs of {long}-{short} steps; CPU per step: CLI {us['cli']:.0f} µs, engine loop "
             f"{us['engine']:.0f} µs, bare {us['bare']:.0f} µs")
-    return [row("P6", "python -m training run ÷ bare loop, whole process, CPU time", ratio["cli"], "x", "<= 1.05",
+    return [row("C1", "python -m training run ÷ bare loop, whole process, CPU time", ratio["cli"], "x", "<= 1.05",
                 note),
-            row("P6", "  of which the engine: a process stepping Trainer alone ÷ bare loop", ratio["engine"], "x",
+            row("C1", "  of which the engine: a process stepping Trainer alone ÷ bare loop", ratio["engine"], "x",
                 "-", "Trainer.step() with the CLI's probes; no progress bar, no rows kept, no file")]
 
 
