@@ -96,7 +96,8 @@ def test_dark_mode_status_line_and_charts_follow_the_theme(streamlit_server, bro
         read = """(() => { const d = document.querySelector('.st-key-chart_loss .gel-plot');
             const l = d && d._fullLayout;
             if (!l || !l.title || !l.title.text || !l.title.font) return null;
-            return {theme: d.dataset.theme, paper: l.paper_bgcolor, font: l.font.color, title: l.title.font.color}; })()"""
+            return {theme: d.dataset.theme, paper: l.paper_bgcolor, font: l.font.color,
+                    title: l.title.font.color}; })()"""
         wait_until(lambda: page.evaluate(read) is not None, what="the loss chart's figure")
         fig = page.evaluate(read)
         assert fig["theme"] == "dark" and fig["paper"].replace(" ", "") == "rgba(0,0,0,0)", fig
