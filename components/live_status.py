@@ -134,12 +134,21 @@ function poll(s) {
     show(s, status);
     if (status && !status.alive) s.url = null;
     // A run of the tab ended, exploded or stopped: one rerun brings its banner, the buttons and the URL.
-    if (status && states(status) !== s.rendered && states(status) !== s.asked) {
-      s.asked = states(status);
-      s.changed(true);
-    }
+    if (status && states(status) !== s.rendered && states(status) !== s.asked) ask(s, states(status));
     schedule(s);
   });
+}
+
+// Ask for the rerun; if the page has still not drawn that state after ASK_AGAIN_MS (a trigger lost while the
+// server was busy, or a rerun that ran before the runner's thread had quite ended), ask again. The polling has
+// stopped by then, so nothing else would.
+const ASK_AGAIN_MS = 1500;
+function ask(s, want) {
+  s.asked = want;
+  s.changed(true);
+  clearTimeout(s.retry);
+  s.retry = setTimeout(() => { if (!s.stopped && s.rendered !== want && s.asked === want) ask(s, want); },
+                       ASK_AGAIN_MS);
 }
 
 function schedule(s) {
@@ -160,7 +169,7 @@ export default function ({ data, parentElement, setTriggerValue }) {
   const url = data.status.alive ? data.url : null;
   if (url !== s.url) { clearTimeout(s.timer); s.timer = null; s.url = url; }
   schedule(s);
-  return () => { s.stopped = true; clearTimeout(s.timer); };
+  return () => { s.stopped = true; clearTimeout(s.timer); clearTimeout(s.retry); };
 }
 """
 
