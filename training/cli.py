@@ -35,15 +35,21 @@ def _flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
+def _add_config_flags(parser: argparse.ArgumentParser, config_help: str, with_default: bool) -> None:
+    """--preset, --config and one flag per Config field, generated from the fields' metadata (run and config)."""
+    parser.add_argument("--preset", help="start from a named preset (see `presets`); flags override it")
+    parser.add_argument("--config", help=config_help)
+    for name, f in FIELDS.items():
+        default = f"; default {_default_text(f)}" if with_default else ""
+        parser.add_argument(_flag(name), dest=name, default=None, metavar=name.upper(),
+                            help=f"{f.metadata['help']} ({allowed_text(f)}{default})")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="python -m training", description="Gradient Explosion Lab: train headless, list presets.")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
     run = sub.add_parser("run", help="train one configuration headless and write one row per step")
-    run.add_argument("--preset", help="start from a named preset (see `presets`); flags override it")
-    run.add_argument("--config", help="a JSON file of field: value (JSON only, at most 64 KiB)")
-    for name, f in FIELDS.items():
-        run.add_argument(_flag(name), dest=name, default=None, metavar=name.upper(),
-                         help=f"{f.metadata['help']} ({allowed_text(f)}; default {_default_text(f)})")
+    _add_config_flags(run, "a JSON file of field: value (JSON only, at most 64 KiB)", with_default=True)
     run.add_argument("--out", help="output file: .csv or .parquet (events go to FILE.events.json)")
     run.add_argument("--store", nargs="?", const="", metavar="DIR",
                      help="also save the run, every step, to the run store in DIR (the dashboard's store: "
@@ -52,11 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--threads", metavar="N", help=f"torch threads (default 1, as the dashboard uses: on a busy "
                      f"machine more threads fight over the cores; allowed: 1 to {max_threads()})")
     cfg = sub.add_parser("config", help="print a config as JSON (from a preset and flags), for run --config FILE")
-    cfg.add_argument("--preset", help="start from a named preset (see `presets`); flags override it")
-    cfg.add_argument("--config", help="a JSON file of field: value to start from")
-    for name, f in FIELDS.items():
-        cfg.add_argument(_flag(name), dest=name, default=None, metavar=name.upper(),
-                         help=f"{f.metadata['help']} ({allowed_text(f)})")
+    _add_config_flags(cfg, "a JSON file of field: value to start from", with_default=False)
     runs = sub.add_parser("runs", help="list the runs saved in a run store, newest first")
     runs.add_argument("--store", default="", metavar="DIR",
                       help="the store's folder (default $GEL_DATA_DIR, else ./data)")
