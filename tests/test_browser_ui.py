@@ -13,6 +13,19 @@ IMAGE = "![c](http://evil.example/pixel.png)"
 LINK = "[Your session expired, click to log in](http://evil.example/phish)"
 
 
+def play_small_map(page, x_axis: str, backend: str) -> None:
+    """On the map page: a 5-step sweep of ``x_axis`` × init_std 0.1, 1 on ``backend``, played to its end."""
+    for key, value in (("m_x", x_axis), ("m_y", "init_std=0.1,1"), ("m_steps", "5")):
+        box = el(page, key).locator("input")
+        box.fill(value)
+        box.press("Enter")
+    wait_until(lambda: el(page, "m_steps").locator("input").input_value() == "5", what="the map's settings")
+    el(page, "m_backend").get_by_text(backend).click()
+    el(page, "btn_map_launch").locator("button").click()
+    wait_until(lambda: "Sweep ended" in page.locator("[data-testid='stMain']").inner_text(), timeout=120,
+               what="the sweep to end")
+
+
 def test_url_values_never_become_images_or_links(streamlit_server, browser_page):
     page = browser_page
     asked = []
@@ -51,15 +64,7 @@ def test_no_deploy_button_no_developer_menu_and_a_quiet_server_log(streamlit_ser
 
     # A small map on the local process pool: its spawned workers must not run the app (one "missing
     # ScriptRunContext" warning per st call, as they did).
-    for key, value in (("m_x", "lr=0.001,0.01"), ("m_y", "init_std=0.1,1"), ("m_steps", "5")):
-        box = el(page, key).locator("input")
-        box.fill(value)
-        box.press("Enter")
-    wait_until(lambda: el(page, "m_steps").locator("input").input_value() == "5", what="the map's settings")
-    el(page, "m_backend").get_by_text("local").click()
-    el(page, "btn_map_launch").locator("button").click()
-    wait_until(lambda: "Sweep ended" in page.locator("[data-testid='stMain']").inner_text(), timeout=120,
-               what="the sweep to end")
+    play_small_map(page, "lr=0.001,0.01", "local")
     log = server_log(tmp_path_factory)
     for noise in ("missing ScriptRunContext", "no static folder", "Inotify", "Session state does not function"):
         assert noise not in log, log[-3000:]
@@ -217,15 +222,7 @@ def test_clicking_a_map_cell_outlines_it_and_brings_its_details_into_view(stream
     page.set_viewport_size({"width": 1200, "height": 700})  # short: the details start below the map
     page.goto(f"{streamlit_server}/stability-map")
     el(page, "btn_map_launch").wait_for(timeout=60_000)
-    for key, value in (("m_x", "lr=0.001,0.01,0.1"), ("m_y", "init_std=0.1,1"), ("m_steps", "5")):
-        box = el(page, key).locator("input")
-        box.fill(value)
-        box.press("Enter")
-    wait_until(lambda: el(page, "m_steps").locator("input").input_value() == "5", what="the map's settings")
-    el(page, "m_backend").get_by_text("serial").click()
-    el(page, "btn_map_launch").locator("button").click()
-    wait_until(lambda: "Sweep ended" in page.locator("[data-testid='stMain']").inner_text(), timeout=120,
-               what="the sweep to end")
+    play_small_map(page, "lr=0.001,0.01,0.1", "serial")
     page.locator(".st-key-chart_map .js-plotly-plot .main-svg").first.wait_for(timeout=30_000)
     page.evaluate("window.scrollTo(0, 0); document.querySelector('[data-testid=\"stMain\"]').scrollTo(0, 0)")
     el(page, "chart_map").scroll_into_view_if_needed()

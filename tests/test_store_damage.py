@@ -9,6 +9,7 @@ import sqlite3
 import struct
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -156,9 +157,12 @@ def test_a_run_with_fewer_rows_than_it_recorded_is_named(crash, tmp_path):
 
 # ---- the log check against logs SQLite wrote: no false alarm on what a healthy log holds ---------------------------
 
-def _log_with_history(path: Path) -> sqlite3.Connection:
-    """A log restarted in place by a checkpoint (older frames after the current ones), plus a rolled-back
-    transaction that spilled to the log, partly written over by a shorter commit. Returns the open connection."""
+@pytest.fixture
+def log_path(tmp_path) -> Iterator[Path]:
+    """A database whose log was restarted in place by a checkpoint (older frames after the current ones), plus a
+    rolled-back transaction that spilled to the log, partly written over by a shorter commit. Its connection stays
+    open for the test, so nothing checkpoints the log away."""
+    path = tmp_path / "x.db"
     conn = sqlite3.connect(path, isolation_level=None)
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA wal_autocheckpoint=0")
@@ -174,7 +178,10 @@ def _log_with_history(path: Path) -> sqlite3.Connection:
         conn.execute("INSERT INTO t VALUES (?)", (os.urandom(3000),))
     conn.execute("ROLLBACK")  # ...and rolls back: its frames stay, to be written over by the next commit
     conn.execute("INSERT INTO t VALUES (?)", (os.urandom(100),))
-    return conn
+    try:
+        yield path
+    finally:
+        conn.close()
 
 
 def _frames(path: Path) -> list[tuple[int, int, bool]]:
@@ -188,57 +195,45 @@ def _frames(path: Path) -> list[tuple[int, int, bool]]:
     return out
 
 
-def test_checksums_match_sqlite_and_a_healthy_log_with_history_is_sound(tmp_path):
-    path = tmp_path / "x.db"
-    conn = _log_with_history(path)
-    try:
-        frames = _frames(path)
-        last_commit = max(i for i, (_, commit, c) in enumerate(frames) if c and commit)
-        leftover = [c for _, _, c in frames[last_commit + 1:]]
-        assert leftover[0] and not all(leftover), "the rolled-back frames, then the older generation's"
-        assert wal.damage(path) is None
-        data = Path(f"{path}-wal").read_bytes()
-        old = bytearray(data)
-        old[32 + (len(frames) - 1) * FRAME + 24:] = os.urandom(4096)  # the last frame: an older generation's
-        Path(f"{path}-wal").write_bytes(bytes(old))
-        assert wal.damage(path) is None
-        # A garbled second frame is found as the second: the first passes the checksum from the header's, and
-        # the commits after it pass theirs, so the checksum is SQLite's.
-        Path(f"{path}-wal").write_bytes(data)
-        _garble(path, 1)
-        assert "garbled at frame 2 of" in wal.damage(path)
-    finally:
-        conn.close()
+def test_checksums_match_sqlite_and_a_healthy_log_with_history_is_sound(log_path):
+    path = log_path
+    frames = _frames(path)
+    last_commit = max(i for i, (_, commit, c) in enumerate(frames) if c and commit)
+    leftover = [c for _, _, c in frames[last_commit + 1:]]
+    assert leftover[0] and not all(leftover), "the rolled-back frames, then the older generation's"
+    assert wal.damage(path) is None
+    data = Path(f"{path}-wal").read_bytes()
+    old = bytearray(data)
+    old[32 + (len(frames) - 1) * FRAME + 24:] = os.urandom(4096)  # the last frame: an older generation's
+    Path(f"{path}-wal").write_bytes(bytes(old))
+    assert wal.damage(path) is None
+    # A garbled second frame is found as the second: the first passes the checksum from the header's, and
+    # the commits after it pass theirs, so the checksum is SQLite's.
+    Path(f"{path}-wal").write_bytes(data)
+    _garble(path, 1)
+    assert "garbled at frame 2 of" in wal.damage(path)
 
 
-def test_a_crash_between_a_frame_header_and_its_page_is_not_damage(tmp_path):
-    path = tmp_path / "x.db"
-    conn = _log_with_history(path)
-    try:
-        data = Path(f"{path}-wal").read_bytes()
-        Path(f"{path}-wal").write_bytes(data + data[32:32 + 24])  # a current frame's header, its page not yet
-        assert wal.damage(path) is None
-    finally:
-        conn.close()
+def test_a_crash_between_a_frame_header_and_its_page_is_not_damage(log_path):
+    path = log_path
+    data = Path(f"{path}-wal").read_bytes()
+    Path(f"{path}-wal").write_bytes(data + data[32:32 + 24])  # a current frame's header, its page not yet
+    assert wal.damage(path) is None
 
 
-def test_a_log_cut_inside_a_current_frame_is_damage_and_an_empty_one_is_not(tmp_path):
-    path = tmp_path / "x.db"
-    conn = _log_with_history(path)
-    try:
-        data = Path(f"{path}-wal").read_bytes()
-        Path(f"{path}-wal").write_bytes(data[:32 + 2 * FRAME + 1000])
-        assert "cut short inside frame 3" in wal.damage(path)
-        Path(f"{path}-wal").write_bytes(data[:20])
-        assert "cut short" in wal.damage(path)
-        Path(f"{path}-wal").write_bytes(b"")
-        assert wal.damage(path) is None
-        bad_header = bytearray(data)
-        bad_header[12] ^= 0xFF  # the checkpoint sequence number: covered by the header's checksum
-        Path(f"{path}-wal").write_bytes(bytes(bad_header))
-        assert "damaged header" in wal.damage(path)
-    finally:
-        conn.close()
+def test_a_log_cut_inside_a_current_frame_is_damage_and_an_empty_one_is_not(log_path):
+    path = log_path
+    data = Path(f"{path}-wal").read_bytes()
+    Path(f"{path}-wal").write_bytes(data[:32 + 2 * FRAME + 1000])
+    assert "cut short inside frame 3" in wal.damage(path)
+    Path(f"{path}-wal").write_bytes(data[:20])
+    assert "cut short" in wal.damage(path)
+    Path(f"{path}-wal").write_bytes(b"")
+    assert wal.damage(path) is None
+    bad_header = bytearray(data)
+    bad_header[12] ^= 0xFF  # the checkpoint sequence number: covered by the header's checksum
+    Path(f"{path}-wal").write_bytes(bytes(bad_header))
+    assert "damaged header" in wal.damage(path)
 
 
 # ---- a file that is not a run store, or that SQLite finds damaged: one line, nothing trained ----------------------
