@@ -46,23 +46,9 @@ def reset_peak():
 """
 
 CHART = PRELUDE + """
-import asyncio
-from starlette.routing import Router
+from bench.asgi import get
 from components import live_api
 from training.config import Config
-
-def get(path):
-    # GET path from the live routes as the ASGI server calls them: (status, body bytes, headers)
-    sent = []
-    async def receive():
-        return {"type": "http.request", "body": b"", "more_body": False}
-    async def send(message):
-        sent.append(message)
-    path, _, query = path.partition("?")
-    scope = {"type": "http", "method": "GET", "path": path, "raw_path": path.encode(), "headers": [],
-             "query_string": query.encode(), "root_path": "", "scheme": "http", "server": ("127.0.0.1", 80)}
-    asyncio.run(Router(routes=live_api.routes())(scope, receive, send))
-    return sent[0]["status"], b"".join(m.get("body", b"") for m in sent[1:]), sent[0]["headers"]
 
 from training.manager import get_manager
 runner = get_manager().start(Config(steps=int(sys.argv[1])))

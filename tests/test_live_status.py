@@ -4,15 +4,13 @@ the figure a rerun would draw."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import math
-from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from starlette.routing import Router
 from streamlit.testing.v1 import AppTest
 
+from bench import asgi
 from components import live_api, live_status, plot
 from tests.apptest_helpers import live_status as element_status
 from training.config import Config, from_preset
@@ -27,22 +25,8 @@ def _served_flag_restored(monkeypatch):
 
 def get(path: str) -> tuple[int, dict, dict]:
     """GET ``path`` from the live routes, as the ASGI server would call them: (status, JSON body, headers)."""
-    sent = []
-
-    async def receive():
-        return {"type": "http.request", "body": b"", "more_body": False}
-
-    async def send(message):
-        sent.append(message)
-
-    path, _, query = path.partition("?")
-    scope = {"type": "http", "method": "GET", "path": path, "raw_path": path.encode(), "headers": [],
-             "query_string": query.encode(), "root_path": "", "scheme": "http", "server": ("127.0.0.1", 80)}
-    # On a thread of its own: the browser tests' Playwright keeps an event loop running on this one.
-    with ThreadPoolExecutor(1) as pool:
-        pool.submit(asyncio.run, Router(routes=live_api.routes())(scope, receive, send)).result()
-    headers = {k.decode(): v.decode() for k, v in sent[0]["headers"]}
-    return sent[0]["status"], json.loads(b"".join(m.get("body", b"") for m in sent[1:])), headers
+    status, body, headers = asgi.get(path)
+    return status, json.loads(body), headers
 
 
 def test_the_route_answers_the_runs_own_numbers():

@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 from starlette.routing import Router
 
+from bench import asgi
 from components import live_api
 from tests.test_live_status import get
 from training import manager as M
@@ -192,13 +193,7 @@ def test_the_live_route_never_blocks_the_event_loop_while_the_manager_is_busy():
     /_stcore/health keeps turning: the route waits on a worker thread."""
     manager = M.get_manager()
     rid = _finished().runs[0].id
-    path = live_api.API_PREFIX + rid
-    scope = {"type": "http", "method": "GET", "path": path, "raw_path": path.encode(), "headers": [],
-             "query_string": b"", "root_path": "", "scheme": "http", "server": ("127.0.0.1", 80)}
     sent, ticks = [], []
-
-    async def receive():
-        return {"type": "http.request", "body": b"", "more_body": False}
 
     async def send(message):
         sent.append(message)
@@ -209,7 +204,8 @@ def test_the_live_route_never_blocks_the_event_loop_while_the_manager_is_busy():
             ticks.append(time.monotonic())
 
     async def main():
-        route = asyncio.ensure_future(Router(routes=live_api.routes())(scope, receive, send))
+        route = asyncio.ensure_future(Router(routes=live_api.routes())(asgi.scope(live_api.API_PREFIX + rid),
+                                                                      asgi.receive, send))
         await ticker()
         assert ticks and not sent  # the loop ticked while the route waited for the lock
         held.release()
@@ -292,6 +288,7 @@ def test_every_preset_and_the_step_estimate_inputs_stay_true():
 # The first Start after the server started took 10.5 s to draw (the next ones 1.2-1.9 s): it paid for imports.
 WARM_CHECK = """
 import sys, torch
+from bench import asgi
 from components import live_api
 live_api.warm_up()
 before = set(sys.modules)
