@@ -10,6 +10,7 @@ import torch
 from training import registry as R
 from training.config import Config, from_preset
 from training.engine import Trainer
+from training.layout import row_slices
 
 SMALL = {"hidden_sizes": (32, 16), "batch_size": 16}
 
@@ -412,3 +413,18 @@ def test_backward_signal_through_time_keeps_values_below_float32_squares():
     expected = [h.grad.double().norm().item() for h in kept]
     np.testing.assert_allclose(back, expected, rtol=1e-9)
     assert np.all(back > 0) and back.min() < 1e-19  # float32 squares of these would be 0
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+def test_row_layout_names_each_group_and_follows_a_live_clip_change(optimizer):
+    t = Trainer(Config(**SMALL, optimizer=optimizer, probe_every=1000), "cpu")
+    for group, at in row_slices(len(t.names)).items():
+        assert t.columns[at] == [f"{group}/{n}" for n in t.names]
+    rec = t.step()
+    assert np.array_equal(rec.row()[t.columns.index(f"weight_norm/{t.names[0]}")], rec.weight_norms[0])
+    for mode in ("value", "norm", "none"):  # each mode sends a different transfer: the numbers must follow it
+        t.set_clip(mode, 1e-3)
+        rec = t.step()
+        assert rec.applied and (rec.grad_norm_post_clip < rec.grad_norm_pre_clip) == (mode != "none")
+        moved = rec.weight_norms > 0
+        assert moved.any() and np.isfinite(rec.update_ratios[moved]).all() and (rec.update_ratios[moved] > 0).all()

@@ -21,7 +21,6 @@ from __future__ import annotations
 import math
 import statistics
 from collections import deque
-from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -30,6 +29,7 @@ import torch.nn.functional as F
 from . import outcome as O
 from . import registry as R
 from .config import Config
+from .layout import PER_PARAM, SCALAR_COLUMNS, TEST_COLUMNS, Host, Sent, StepRecord, held_out, row_slices
 
 # The gate blocks stacked in W_hh, in PyTorch's order; the probe's spectral_radius is the largest of theirs.
 GATES = {"rnn": ("W_hh",), "lstm": ("input", "forget", "cell", "output"), "gru": ("reset", "update", "new")}
@@ -62,40 +62,6 @@ def available_devices() -> list[str]:
     return out
 
 
-@dataclass
-class StepRecord:
-    step: int
-    loss: float
-    lr: float
-    grad_norm_pre_clip: float
-    grad_norm_post_clip: float
-    clipped: bool
-    grad_norms: np.ndarray  # per parameter, forward order
-    weight_norms: np.ndarray
-    # ‖Δw‖/‖w‖; NaN where undefined (‖w‖ = 0) or not applied (a non-finite step). Plain SGD: lr·‖g‖/‖w‖, the update
-    # it applies, which the stored float32 weights follow to ~1e-5 unless it is below their resolution (~1e-7 ‖w‖).
-    update_ratios: np.ndarray
-    applied: bool = True  # False: the loss or a gradient element was non-finite, and the update was not applied
-    probe: dict | None = None
-    events: list[dict] = field(default_factory=list)
-    flat: np.ndarray | None = field(default=None, repr=False)  # the row, when the arrays above are views of it
-    clip_norm: float | None = None  # the norm a norm clip compared with its threshold (its own norm type); not a column
-
-    def row(self) -> np.ndarray:
-        """Flat row in ``Trainer.columns`` order."""
-        if self.flat is not None:
-            return self.flat
-        head = [self.loss, self.lr, self.grad_norm_pre_clip, self.grad_norm_post_clip, float(self.clipped)]
-        return np.concatenate([head, _test_values(self.probe), self.grad_norms, self.weight_norms, self.update_ratios])
-
-
-SCALAR_COLUMNS = ["loss", "lr", "grad_norm_pre_clip", "grad_norm_post_clip", "clipped"]
-# After the scalars: the held-out set's loss and accuracy on the steps that evaluated it, NaN on the others. Carried
-# in the row so that the history, the store and every export have them without a second record.
-TEST_COLUMNS = ["test_loss", "test_accuracy"]
-HEAD = len(SCALAR_COLUMNS) + len(TEST_COLUMNS)  # the per-parameter columns start here
-
-
 class Trainer:
     """One model, optimizer and data stream. Not thread-safe: one thread steps it (see runner.Runner)."""
 
@@ -119,12 +85,13 @@ class Trainer:
         self._signal_ratio = math.nan  # backward signal first/last hidden layer, from the step-0 probe
         self.references = O.reference_losses(self.data)  # all-zero and best-constant output losses, for outcome()
         self._clip_total = math.nan
-        self.columns = (SCALAR_COLUMNS + TEST_COLUMNS + [f"grad_norm/{n}" for n in self.names]
-                        + [f"weight_norm/{n}" for n in self.names] + [f"update_ratio/{n}" for n in self.names])
+        self.columns = SCALAR_COLUMNS + TEST_COLUMNS + [f"{g}/{n}" for g in PER_PARAM for n in self.names]
+        self._row = row_slices(len(self.params))
         # The nonlinearity the probe measures: lstm and gru ignore cfg.activation, their h_t is tanh-squashed.
         self.probe_act = cfg.activation if cfg.model in ("mlp", "rnn") else "tanh"
         self.stuck_label = R.ACTIVATIONS[self.probe_act].stuck_label
         self._sgd_lr_only = _moves_by_lr_times_grad(self.optimizer)
+        self._sent = Sent.of(len(self.params), self.clip, not self._sgd_lr_only)  # rebuilt by set_clip
         self._before: list[torch.Tensor] | None = None  # the weights before an optimistic update (other optimizers)
         self._last_eval: int | None = None  # the step of the last test-set evaluation
         # False: probe steps only evaluate the test set (on the same schedule), for callers that keep no activation
@@ -143,6 +110,7 @@ class Trainer:
             self.clip_threshold = threshold
         if norm_type is not None:
             self.clip_norm_type = norm_type
+        self._sent = Sent.of(len(self.params), mode, not self._sgd_lr_only)
 
     def sample(self) -> tuple[torch.Tensor, torch.Tensor]:
         x, y = self.data.sample(self.cfg.batch_size, self.batch_gen)
@@ -169,13 +137,14 @@ class Trainer:
         probe_out = self._probe(probe) if probing else None
 
         with torch.no_grad():
-            # Per-tensor norms once; the clipping reuses them (clip_grad_norm_ too takes the norm of these norms).
-            gnorms = torch._foreach_norm(grads)
-            clip_scalars, post_norms = self._clip(grads, gnorms)
-            # One flat row of 0-d tensors, one stack, one transfer: loss, [a norm clip's total and coefficient,] then
-            # n each of ‖g‖, ‖w‖, and ‖g‖ after a value clip and/or ‖Δw‖. A small op costs microseconds, as much as
-            # the arithmetic.
-            head = [loss, *(clip_scalars or ()), *gnorms, *torch._foreach_norm(self.params)]
+            # Per-tensor norms of the gradients and the weights in one call; the clipping reuses the gradients' (as
+            # clip_grad_norm_ too takes the norm of these norms).
+            n = len(self.params)
+            norms = torch._foreach_norm(grads + self.params)
+            clip_scalars, post_norms = self._clip(grads, norms[:n])
+            # One flat row of 0-d tensors, one stack, one transfer, in the order of ``Sent``. A small op costs
+            # microseconds, as much as the arithmetic.
+            head = [loss, *(clip_scalars or ()), *norms]
             coef = clip_scalars[1] if clip_scalars else None
             if self._sgd_lr_only:
                 host, un, applied = self._look_then_update(grads, coef, head, post_norms)
@@ -185,15 +154,14 @@ class Trainer:
 
         # The row in Trainer.columns order, built once from plain floats: after forward and backward have swept the
         # caches, every numpy call here costs microseconds, so the few numbers are handled as Python floats.
-        n = len(self.params)
-        loss_v, pre_v, post_v = host[0], host[1], host[2]
-        gn, wn = host[4:4 + n], host[4 + n:4 + 2 * n]
+        loss_v, pre_v, post_v, sent = host.loss, host.pre, host.post, self._sent
+        wn = host.values[sent.weights]
         ratios = [u / w if w > 0 else math.nan for u, w in zip(un, wn, strict=True)] if applied else [math.nan] * n
-        test = _test_values(probe_out)
-        row = np.array([loss_v, self.lr, pre_v, post_v, float(post_v < pre_v), *test, *gn, *wn, *ratios])
-        rec = StepRecord(self.step_idx, loss_v, self.lr, pre_v, post_v, post_v < pre_v, row[HEAD:HEAD + n],
-                         row[HEAD + n:HEAD + 2 * n], row[HEAD + 2 * n:], applied, flat=row,
-                         clip_norm=clip_norm)
+        row = np.array([loss_v, self.lr, pre_v, post_v, float(post_v < pre_v), *held_out(probe_out),
+                        *host.values[sent.grads], *wn, *ratios])
+        at = self._row
+        rec = StepRecord(self.step_idx, loss_v, self.lr, pre_v, post_v, post_v < pre_v, row[at["grad_norm"]],
+                         row[at["weight_norm"]], row[at["update_ratio"]], applied, flat=row, clip_norm=clip_norm)
         if not applied:
             rec.events.append(self._explosion_event(rec))
         else:
@@ -212,15 +180,14 @@ class Trainer:
         """How the run went so far, by the one classifier (training/outcome.py); at the last step, how it ended."""
         return O.classify(self.trajectory, *self.references, signal_ratio=self._signal_ratio)
 
-    def _look_then_update(self, grads, coef, head, post_norms) -> tuple[list[float], list[float], bool]:
+    def _look_then_update(self, grads, coef, head, post_norms) -> tuple[Host, list[float], bool]:
         """Plain SGD: every number of the row is known before the update, so read them first, then apply.
 
         The update is exactly -lr * g, so ‖Δw‖ = lr * ‖g‖ (post-clip) without a copy of the weights or a second
         pass over them; a non-finite step is simply not applied, so nothing needs rolling back.
         """
-        n = len(grads)
-        host, applied = self._host([*head, *(post_norms or ())], n, grads)
-        if coef is not None and (host[3] < 1.0 or not applied):  # a coefficient of 1.0 changes nothing: skip
+        host, applied = self._host([*head, *(post_norms or ())], grads)
+        if coef is not None and (host.coef < 1.0 or not applied):  # a coefficient of 1.0 changes nothing: skip
             torch._foreach_mul_(grads, coef)
         lr = self.optimizer.param_groups[0]["lr"]
         if applied:
@@ -228,11 +195,11 @@ class Trainer:
             # per-tensor path runs the same kernel), bit for bit (tested), without ~100 µs of its bookkeeping.
             torch._foreach_add_(self.params, grads, alpha=-lr)
         if post_norms:  # clip by value: measured after the clamp
-            return host, [lr * g for g in host[4 + 2 * n:]], applied
-        scale = lr * host[3] if coef is not None else lr
-        return host, [scale * g for g in host[4:4 + n]], applied
+            return host, [lr * g for g in host.values[self._sent.clamped]], applied
+        scale = lr * host.coef if coef is not None else lr
+        return host, [scale * g for g in host.values[self._sent.grads]], applied
 
-    def _update_then_look(self, grads, coef, head, post_norms) -> tuple[list[float], list[float], bool]:
+    def _update_then_look(self, grads, coef, head, post_norms) -> tuple[Host, list[float], bool]:
         """Other optimizers: apply optimistically, measure ‖Δw‖ against a snapshot, roll back if non-finite.
 
         No host sync is needed before the update: on an accelerator the whole step stays queued.
@@ -243,17 +210,15 @@ class Trainer:
             self._before = [torch.empty_like(p) for p in self.params]
         torch._foreach_copy_(self._before, self.params)
         self.optimizer.step()
-        n = len(grads)
         moved = torch._foreach_norm(torch._foreach_sub(self._before, self.params))
-        host, applied = self._host([*head, *(post_norms or ()), *moved], n, grads, self._before,
-                                   scaled=coef is not None)
+        host, applied = self._host([*head, *(post_norms or ()), *moved], grads, self._before, scaled=coef is not None)
         if not applied:
             torch._foreach_copy_(self.params, self._before)  # the update is not applied
-        return host, host[len(host) - n:], applied
+        return host, host.values[self._sent.moved], applied
 
-    def _host(self, scalars: list[torch.Tensor], n: int, grads: list[torch.Tensor],
-              weights: list[torch.Tensor] | None = None, scaled: bool = False) -> tuple[list[float], bool]:
-        """The row's numbers on the host as loss, pre, post, coef, then the per-tensor columns; and whether the
+    def _host(self, scalars: list[torch.Tensor], grads: list[torch.Tensor],
+              weights: list[torch.Tensor] | None = None, scaled: bool = False) -> tuple[Host, bool]:
+        """The transferred numbers (laid out as ``self._sent``) with the loss and the global norms, and whether the
         step is finite (its loss and every gradient element).
 
         The L2 global norms are taken here, in float64, from the per-tensor norms (as clip_grad_norm_ takes them),
@@ -262,16 +227,20 @@ class Trainer:
         coefficient (the device needs both to scale). ``weights``: the weights the norms were taken of, when the
         parameters have moved since; ``scaled``: the gradients were multiplied by the clip coefficient since.
         """
-        host = _to_host(scalars)
-        k = 3 if self.clip == "norm" else 1  # loss, [total, coef]
-        finite = math.isfinite(host[0]) and _exact_norms(
-            host, k, n, grads, self.params if weights is None else weights, host[2] if scaled else None)
-        pre = math.sqrt(sum(g * g for g in host[k:k + n]))  # inf or NaN when one of them is
-        if self.clip == "norm":
-            self._clip_total = host[1]
-            return [host[0], pre, pre * host[2], host[2], *host[3:]], finite
-        post = math.sqrt(sum(g * g for g in host[1 + 2 * n:1 + 3 * n])) if self.clip == "value" else pre
-        return [host[0], pre, post, 1.0, *host[1:]], finite
+        sent, values = self._sent, _to_host(scalars)
+        coef = values[sent.coef] if sent.coef is not None else 1.0
+        finite = math.isfinite(values[0]) and _exact_norms(
+            values, sent.grads.start, sent.n, grads, self.params if weights is None else weights,
+            coef if scaled else None)
+        pre = math.sqrt(sum([g * g for g in values[sent.grads]]))  # inf or NaN when one of them is
+        if sent.total is not None:
+            self._clip_total = values[sent.total]
+            post = pre * coef
+        elif sent.clamped is not None:
+            post = math.sqrt(sum([g * g for g in values[sent.clamped]]))
+        else:
+            post = pre
+        return Host(values, values[0], pre, post, coef), finite
 
     def _clip(self, grads: list[torch.Tensor],
               gnorms: list[torch.Tensor]) -> tuple[list[torch.Tensor] | None, list[torch.Tensor] | None]:
@@ -386,6 +355,8 @@ def _exact_norms(host: list[float], k: int, n: int, grads: list[torch.Tensor], w
     (coefficient 0, as clip_grad_norm_ does when its float32 total overflows) cannot be measured again: its norm
     stays inf, and the step is finite if its elements were.
     """
+    if sum(host[k:k + 2 * n]) < math.inf:  # the usual step: all finite (norms are >= 0, an inf or NaN shows)
+        return True
     if any(math.isnan(host[k + i]) for i in range(n)):
         return False
     over = [i for i in range(2 * n) if host[k + i] == math.inf]
@@ -399,13 +370,6 @@ def _exact_norms(host: list[float], k: int, n: int, grads: list[torch.Tensor], w
             v = v / coef if coef > 0 and math.isfinite(v) else math.inf
         host[k + i] = v
     return finite
-
-
-def _test_values(probe: dict | None) -> tuple[float, float]:
-    """(test loss, test accuracy) of a probe that evaluated the held-out set, else (NaN, NaN)."""
-    if probe is None or probe["test_loss"] is None:
-        return math.nan, math.nan
-    return probe["test_loss"], probe["test_accuracy"]
 
 
 def _grad_norm(h: torch.Tensor) -> torch.Tensor:
