@@ -138,7 +138,9 @@ class Trainer:
 
         with torch.no_grad():
             # Per-tensor norms of the gradients and the weights in one call; the clipping reuses the gradients' (as
-            # clip_grad_norm_ too takes the norm of these norms).
+            # clip_grad_norm_ too takes the norm of these norms). ~190 µs of the reference step: a float32 norm is one
+            # chain of dependent vector adds, so it is bound by their latency, not by memory (taken in backward
+            # hooks, while each gradient is still in cache, it measured no faster); a faster sum changes the bits.
             n = len(self.params)
             norms = torch._foreach_norm(grads + self.params)
             clip_scalars, post_norms = self._clip(grads, norms[:n])
