@@ -144,7 +144,8 @@ def widths(sizes: tuple[int, ...]) -> str:
 
 def describe(cfg: Config) -> str:
     """A short label for a run: what distinguishes it at a glance."""
-    arch = f"mlp {widths(cfg.hidden_sizes)}" if cfg.model == "mlp" else f"{cfg.model} h{cfg.hidden_size} T{cfg.seq_len}"
+    shape = f"h{cfg.hidden_size} T{cfg.seq_len}" if cfg.is_recurrent else widths(cfg.hidden_sizes)
+    arch = f"{cfg.model} {shape}"
     init = f"normal({cfg.init_std:g})" if cfg.init == "normal" else cfg.init
     clip = R.describe_clip(cfg.clip, cfg.clip_threshold, cfg.clip_norm_type)
     act = "gates" if R.MODELS[cfg.model].hidden_activation else cfg.activation  # lstm, gru: their own
