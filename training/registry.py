@@ -150,6 +150,7 @@ INITS: dict[str, Callable] = {
 }
 RECURRENT_ONLY_INITS = {"spectral_radius"}
 
+
 @dataclass(frozen=True)
 class ClipMode:
     label: str  # the control's short name
