@@ -26,6 +26,7 @@ from training import explain, sweep, theory
 from training import registry as R
 from training.cli import main
 from training.config import FIELDS, Config, allowed_text, from_dict, from_query
+from training.engine import Trainer
 from training.manager import get_manager
 
 APP = str(Path(__file__).resolve().parent.parent / "app.py")
@@ -128,3 +129,22 @@ def test_the_lab_offers_it_and_a_run_starts_with_it(softplus):
         assert np.isfinite(predicted).all() and len(predicted) == 2
     finally:
         get_manager().stop_all(timeout=5.0)
+
+
+def _lecun_fill(w, b, cfg, g):
+    nn.init.normal_(w, 0.0, w.shape[1] ** -0.5, generator=g)
+    if b is not None:
+        nn.init.zeros_(b)
+
+
+def test_an_init_is_one_entry_too(monkeypatch):
+    monkeypatch.setitem(R.INITS, "lecun_normal", R.Init(_lecun_fill, lambda fan_in, fan_out, std: 1.0 / fan_in))
+    cfg, errors = from_query({"init": "lecun_normal", "activation": "selu", "hidden_sizes": "256,256,256"})
+    assert not errors and cfg.init == "lecun_normal"
+    w = Trainer(cfg, "cpu").model.blocks[1].fc.weight.detach().double()  # built with the entry's fill
+    sigma_w2, _ = theory.init_sigma2("lecun_normal", 256, 256)
+    assert float((w**2).mean()) * 256 == pytest.approx(sigma_w2, rel=0.02)  # the theory reads the same entry
+    pred = explain.mlp_theory(cfg)
+    # The prediction used the entry's σ_w² = 1 (χ between hidden layers 2 and 3 at the predicted q of layer 2).
+    assert sigma_w2 == pytest.approx(1.0)
+    assert pred["chi"][1] == pytest.approx(theory.chi("selu", 1.0, 0.0, pred["q"][1]))

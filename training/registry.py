@@ -134,19 +134,42 @@ def _spectral(w, cfg, g):
         block.mul_(cfg.spectral_radius / radius)
 
 
-# Each init fills a weight matrix (and zeroes its bias, except the PyTorch default, which has its own bias rule).
-INITS: dict[str, Callable] = {
-    "pytorch_default": _linear_default,
-    "xavier_normal": _zero_bias(lambda w, cfg, g: nn.init.xavier_normal_(w, generator=g)),
-    "xavier_uniform": _zero_bias(lambda w, cfg, g: nn.init.xavier_uniform_(w, generator=g)),
+@dataclass(frozen=True)
+class Init:
+    # fill(weight, bias, cfg, generator): fills the weight in place and zeroes the bias (except the PyTorch default,
+    # which has its own bias rule)
+    fill: Callable[[torch.Tensor, torch.Tensor | None, object, torch.Generator], None]
+    # Var(W) of a layer from its fan-in, fan-out and the 'normal' init's std: the theory's σ_w² = fan_in · Var(W)
+    weight_var: Callable[[int, int, float], float]
+    bias_var: Callable[[int], float] = lambda fan_in: 0.0
+
+
+def _xavier_var(fan_in, fan_out, std):
+    return 2.0 / (fan_in + fan_out)
+
+
+def _he_var(fan_in, fan_out, std):
+    return 2.0 / fan_in
+
+
+INITS: dict[str, Init] = {
+    # kaiming_uniform(a=sqrt 5): U(±1/sqrt fan_in), variance 1/(3 fan_in), bias alike
+    "pytorch_default": Init(_linear_default, lambda i, o, s: 1.0 / (3.0 * i), lambda i: 1.0 / (3.0 * i)),
+    "xavier_normal": Init(_zero_bias(lambda w, cfg, g: nn.init.xavier_normal_(w, generator=g)), _xavier_var),
+    "xavier_uniform": Init(_zero_bias(lambda w, cfg, g: nn.init.xavier_uniform_(w, generator=g)), _xavier_var),
     # He init for ReLU: Var(w) = 2 / fan_in.
-    "kaiming_normal": _zero_bias(lambda w, cfg, g: nn.init.kaiming_normal_(w, nonlinearity="relu", generator=g)),
-    "kaiming_uniform": _zero_bias(lambda w, cfg, g: nn.init.kaiming_uniform_(w, nonlinearity="relu", generator=g)),
-    "orthogonal": _zero_bias(lambda w, cfg, g: nn.init.orthogonal_(w, generator=g)),
+    "kaiming_normal": Init(_zero_bias(lambda w, cfg, g: nn.init.kaiming_normal_(w, nonlinearity="relu", generator=g)),
+                           _he_var),
+    "kaiming_uniform": Init(_zero_bias(lambda w, cfg, g: nn.init.kaiming_uniform_(w, nonlinearity="relu",
+                                                                                  generator=g)), _he_var),
+    # Orthonormal rows or columns, gain 1.
+    "orthogonal": Init(_zero_bias(lambda w, cfg, g: nn.init.orthogonal_(w, generator=g)),
+                       lambda i, o, s: 1.0 / max(i, o)),
     # Absolute std, whatever the fan-in: N(0, 1) is the classic too-large init.
-    "normal": _zero_bias(lambda w, cfg, g: nn.init.normal_(w, 0.0, cfg.init_std, generator=g)),
+    "normal": Init(_zero_bias(lambda w, cfg, g: nn.init.normal_(w, 0.0, cfg.init_std, generator=g)),
+                   lambda i, o, s: s**2),
     # Recurrent models only: input weights Xavier, recurrent matrix at a chosen spectral radius.
-    "spectral_radius": _zero_bias(lambda w, cfg, g: nn.init.xavier_normal_(w, generator=g)),
+    "spectral_radius": Init(_zero_bias(lambda w, cfg, g: nn.init.xavier_normal_(w, generator=g)), _xavier_var),
 }
 RECURRENT_ONLY_INITS = {"spectral_radius"}
 
@@ -219,7 +242,7 @@ def build_model(cfg, ds: data.Dataset, g: torch.Generator) -> nn.Module:
                          cfg.norm, cfg.residual)
         with torch.no_grad():
             for lin in net.linears():
-                INITS[cfg.init](lin.weight, lin.bias, cfg, g)
+                INITS[cfg.init].fill(lin.weight, lin.bias, cfg, g)
         return net
     net = models.RecurrentNet(cfg.model, ds.input_dim, cfg.hidden_size, ds.output_dim, hidden_activation(cfg))
     with torch.no_grad():
@@ -229,14 +252,14 @@ def build_model(cfg, ds: data.Dataset, g: torch.Generator) -> nn.Module:
             for p in rnn.parameters():
                 nn.init.uniform_(p, -bound, bound, generator=g)
         else:
-            INITS[cfg.init](rnn.weight_ih_l0, rnn.bias_ih_l0, cfg, g)
+            INITS[cfg.init].fill(rnn.weight_ih_l0, rnn.bias_ih_l0, cfg, g)
             if cfg.init == "spectral_radius":
                 _spectral(rnn.weight_hh_l0, cfg, g)
                 nn.init.zeros_(rnn.bias_hh_l0)
             else:
-                INITS[cfg.init](rnn.weight_hh_l0, rnn.bias_hh_l0, cfg, g)
+                INITS[cfg.init].fill(rnn.weight_hh_l0, rnn.bias_hh_l0, cfg, g)
         head_init = "xavier_normal" if cfg.init == "spectral_radius" else cfg.init
-        INITS[head_init](net.head.weight, net.head.bias, cfg, g)
+        INITS[head_init].fill(net.head.weight, net.head.bias, cfg, g)
     return net
 
 

@@ -148,21 +148,11 @@ def predicted_backward_norms(
 
 
 def init_sigma2(init: str, fan_in: int, fan_out: int, init_std: float = 1.0) -> tuple[float, float]:
-    """(sigma_w^2, sigma_b^2) with Var(W) = sigma_w^2 / fan_in, for the engine's init names."""
-    if init == "pytorch_default":
-        return 1.0 / 3.0, 1.0 / (3.0 * fan_in)  # kaiming_uniform(a=sqrt 5): U(+-1/sqrt fan_in), bias alike
-    var = {
-        "xavier_normal": 2.0 / (fan_in + fan_out),
-        "xavier_uniform": 2.0 / (fan_in + fan_out),
-        "kaiming_normal": 2.0 / fan_in,
-        "kaiming_uniform": 2.0 / fan_in,
-        "orthogonal": 1.0 / max(fan_in, fan_out),  # orthonormal rows/columns, gain 1
-        "normal": init_std**2,
-        "spectral_radius": 2.0 / (fan_in + fan_out),  # recurrent-only name: non-recurrent weights get xavier
-    }
-    if init not in var:
-        raise ValueError(f"unknown init {init!r}; expected pytorch_default or one of {sorted(var)}")
-    return fan_in * var[init], 0.0
+    """(sigma_w^2, sigma_b^2) with Var(W) = sigma_w^2 / fan_in, from the registry entry of ``init``."""
+    if init not in R.INITS:
+        raise ValueError(f"unknown init {init!r}; expected one of {sorted(R.INITS)}")
+    entry = R.INITS[init]
+    return fan_in * entry.weight_var(fan_in, fan_out, init_std), entry.bias_var(fan_in)
 
 
 def _verdict(growth: float) -> str:
