@@ -318,8 +318,7 @@ def on_model() -> None:
     settle()
     model = ss.w_model
     # The config's own rule (C.model_conflicts): every setting it would refuse for this model, with a value it allows.
-    current = {name: ss[A + name] for name in ("dataset", "activation", "init", "norm", "residual")}
-    changes = {name: value for name, value, _ in C.model_conflicts(model, current)}
+    changes = {name: value for name, value, _ in C.model_conflicts(model, {n: ss.get(A + n) for n in FIELDS})}
     for name, value in changes.items():
         ss[A + name] = value
     if changes:
