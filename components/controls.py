@@ -18,8 +18,6 @@ from . import session as S
 from .data import LIVE_FIELDS
 from .panels import plain
 
-CLIP_LABELS = {"none": "off", "norm": "by norm", "value": "by value"}
-NORM_TYPE_LABELS = {"2": "L2", "inf": "L∞"}
 ss = st.session_state
 
 
@@ -38,7 +36,8 @@ def _error_at(key: str) -> None:
 
 def _select(label: str, name: str, prefix: str = S.A, options=None, **kw) -> None:
     kw.setdefault("on_change", S.mark_custom if prefix == S.A else None)
-    st.selectbox(label, options or FIELDS[name].metadata["choices"], key=prefix + name, help=_help(name), **kw)
+    # The field's choices are read now, not at import: a registry entry added at runtime is an option at once.
+    st.selectbox(label, list(options or FIELDS[name].metadata["choices"]), key=prefix + name, help=_help(name), **kw)
     _error_at(prefix + name)
 
 
@@ -50,13 +49,13 @@ def _number(label: str, name: str, step, prefix: str = S.A, fmt: str | None = No
 
 def _clip_controls(prefix: str) -> None:
     live = {"on_change": S.on_live, "args": (prefix,)}
-    st.radio("Gradient clipping", R.CLIP_MODES, format_func=CLIP_LABELS.get, horizontal=True,
+    st.radio("Gradient clipping", list(R.CLIP_MODES), format_func=lambda m: R.CLIP_MODES[m].label, horizontal=True,
              key=prefix + "clip", help=_help("clip"), **live)
     _error_at(prefix + "clip")
     off = ss[prefix + "clip"] == "none"
     _number("Clip threshold", "clip_threshold", 0.1, prefix, "%g", disabled=off, **live)
     if prefix == S.A:
-        st.radio("Norm type", R.CLIP_NORM_TYPES, format_func=NORM_TYPE_LABELS.get, key="w_clip_norm_type",
+        st.radio("Norm type", list(R.CLIP_NORM_TYPES), format_func=R.CLIP_NORM_TYPES.get, key="w_clip_norm_type",
                  horizontal=True, disabled=ss.w_clip != "norm", help=_help("clip_norm_type"), **live)
         _error_at("w_clip_norm_type")
 
@@ -65,12 +64,17 @@ def _init_label(name: str) -> str:
     return f"{name} (recurrent only)" if name in R.RECURRENT_ONLY_INITS else name
 
 
+def _activation_fixed() -> bool:
+    """The model family applies its own activation (lstm, gru): the control would change nothing."""
+    return R.MODELS[ss.w_model].hidden_activation is not None
+
+
 def mitigations() -> None:
-    recurrent = ss.w_model in R.RECURRENT_MODELS
+    recurrent = R.MODELS[ss.w_model].recurrent
     st.caption("Clipping and learning rate change a running run at once; the rest apply on next Start.")
     _clip_controls(S.A)
-    _select("Activation", "activation", options=tuple(R.ACTIVATIONS), disabled=ss.w_model in ("lstm", "gru"))
-    _select("Initialization", "init", options=tuple(R.INITS), format_func=_init_label)
+    _select("Activation", "activation", disabled=_activation_fixed())
+    _select("Initialization", "init", format_func=_init_label)
     c1, c2 = st.columns(2)
     with c1:
         _number("Init std", "init_std", 0.05, fmt="%g", disabled=ss.w_init != "normal")
@@ -82,8 +86,8 @@ def mitigations() -> None:
 
 
 def model() -> None:
-    recurrent = ss.w_model in R.RECURRENT_MODELS
-    _select("Architecture", "model", options=R.MODELS, on_change=S.on_model)
+    recurrent = R.MODELS[ss.w_model].recurrent
+    _select("Architecture", "model", on_change=S.on_model)
     st.text_input("Hidden widths (input → output)", key="w_hidden_sizes", on_change=S.mark_custom,
                   disabled=recurrent, help=_help("hidden_sizes"))
     _error_at("w_hidden_sizes")
@@ -109,7 +113,7 @@ def _device_label(name: str) -> str:
 def training() -> None:
     c1, c2 = st.columns(2)
     with c1:
-        _select("Optimizer", "optimizer", options=tuple(R.OPTIMIZERS))
+        _select("Optimizer", "optimizer")
     with c2:
         _number("Momentum", "momentum", 0.01, fmt="%g", disabled=ss.w_optimizer != "momentum")
     st.select_slider("Learning rate (log scale)", S.lr_options(), format_func=lambda v: f"{v:g}", key="w_lr",
@@ -121,7 +125,7 @@ def training() -> None:
         _number("Steps", "steps", 100)
     c1, c2 = st.columns(2)
     with c1:
-        _select("Dataset", "dataset", options=tuple(R.DATASETS))
+        _select("Dataset", "dataset")
     with c2:
         _number("Seed", "seed", 1)
     _select("Device", "device", options=R.DEVICES, format_func=_device_label)
@@ -140,8 +144,8 @@ def compare() -> None:
         return
     with st.expander("Run B: A with these changes", expanded=True):
         _clip_controls(S.B)
-        _select("Activation", "activation", S.B, options=tuple(R.ACTIVATIONS), disabled=ss.w_model in ("lstm", "gru"))
-        _select("Initialization", "init", S.B, options=tuple(R.INITS), format_func=_init_label)
+        _select("Activation", "activation", S.B, disabled=_activation_fixed())
+        _select("Initialization", "init", S.B, format_func=_init_label)
         st.select_slider("Learning rate", S.lr_options(), format_func=lambda v: f"{v:g}", key="b_lr",
                          on_change=S.on_live, args=(S.B,), help=_help("lr"))
 

@@ -16,8 +16,13 @@ from training import registry as R
 from training.config import FIELDS, Config
 from training.data import accuracy_note
 
-RELU_FAMILY = ("relu", "leaky_relu", "elu", "gelu", "selu")
+INIT_NAMES = {"kaiming_normal": "He", "xavier_normal": "Xavier"}  # an activation's matched init, as people name it
 LIVE_FIELDS = ("clip", "clip_threshold", "clip_norm_type", "lr")  # fields a running run can change
+# A run's badge colour, by its state (runner or store) and, once it ended, by its outcome as the banner says it:
+# the status line and the Saved runs page both read these.
+STATE_BADGE = {"idle": "gray", "running": "blue", "paused": "orange", "finished": "green", "exploded": "red",
+               "error": "red", "stopped": "gray", "interrupted": "violet"}
+OUTCOME_BADGE = {"learned": "green", "stuck": "orange", "vanished": "orange", "exploded": "red"}
 
 
 def lr_grid() -> list[float]:
@@ -117,9 +122,9 @@ def suggestion(cfg: Config) -> str:
         tips.append("turn on clipping (by norm, threshold 1.0)")
     if cfg.model == "rnn" and cfg.init == "spectral_radius" and cfg.spectral_radius > 1:
         tips.append(f"bring the spectral radius ({cfg.spectral_radius:g}) down to 1 or below")
-    if cfg.model == "mlp" and cfg.init == "normal" and cfg.init_std > 0.1:
-        tips.append("use He init (kaiming_normal)" if cfg.activation in RELU_FAMILY
-                    else "use Xavier init (xavier_normal)")
+    if not cfg.is_recurrent and cfg.init == "normal" and cfg.init_std > 0.1:
+        init = R.ACTIVATIONS[cfg.activation].init
+        tips.append(f"use {INIT_NAMES[init]} init ({init})" if init in INIT_NAMES else f"use the {init} init")
     if cfg.lr >= 0.1 or len(tips) < 2:
         tips.append(f"lower the learning rate (now {cfg.lr:g})")
     return "; or ".join(tips[:2])
@@ -139,11 +144,11 @@ def widths(sizes: tuple[int, ...]) -> str:
 
 def describe(cfg: Config) -> str:
     """A short label for a run: what distinguishes it at a glance."""
-    arch = f"mlp {widths(cfg.hidden_sizes)}" if cfg.model == "mlp" else f"{cfg.model} h{cfg.hidden_size} T{cfg.seq_len}"
+    shape = f"h{cfg.hidden_size} T{cfg.seq_len}" if cfg.is_recurrent else widths(cfg.hidden_sizes)
+    arch = f"{cfg.model} {shape}"
     init = f"normal({cfg.init_std:g})" if cfg.init == "normal" else cfg.init
-    clip = {"none": "no clip", "norm": f"clip ‖g‖≤{cfg.clip_threshold:g}",
-            "value": f"clip ±{cfg.clip_threshold:g}"}[cfg.clip]
-    act = cfg.activation if cfg.model in ("mlp", "rnn") else "gates"
+    clip = R.describe_clip(cfg.clip, cfg.clip_threshold, cfg.clip_norm_type)
+    act = "gates" if R.MODELS[cfg.model].hidden_activation else cfg.activation  # lstm, gru: their own
     return f"{arch} · {act} · {init} · {clip} · {cfg.optimizer} lr {cfg.lr:g}"
 
 

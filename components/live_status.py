@@ -19,12 +19,13 @@ import time
 
 import streamlit as st
 
-from .data import accuracy_label, live_clip, live_lr, run_outcome
-from .panels import STATE_BADGE, fmt, latest_test_accuracy
+from training.registry import describe_clip
+
+from .data import OUTCOME_BADGE, STATE_BADGE, accuracy_label, live_clip, live_lr, run_outcome
+from .panels import fmt, latest_test_accuracy
 from .plot import base_path
 from .theme import run_color
 
-OUTCOME_BADGE = {"learned": "green", "stuck": "orange", "vanished": "orange", "exploded": "red"}  # as the banner
 POLL_S = 0.25  # a step waits at most this long (plus the fetch) to show
 API_PREFIX = "/api/live/"
 
@@ -178,8 +179,7 @@ _element = st.components.v2.component("gel_status", html="", css=CSS, js=JS, iso
 
 def run_status(snap, title: str | None = None, color: str | None = None) -> dict:
     """One run's line as display text (plain strings and ints, JSON-safe: inf and NaN arrive as text)."""
-    mode, threshold, _ = live_clip(snap)
-    clip = {"none": "clipping off", "norm": f"clip ‖g‖ ≤ {threshold:g}", "value": f"clip ±{threshold:g}"}[mode]
+    clip = describe_clip(*live_clip(snap))
     rec = snap.latest
     acc = latest_test_accuracy(snap)
     # An ended run is named by the outcome classifier, as on the banner, Saved runs, the CLI and the map; an

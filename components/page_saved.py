@@ -13,15 +13,15 @@ import streamlit as st
 from training import export
 from training import outcome as O
 from training.manager import get_manager
+from training.registry import describe_clip
 from training.store import StoreError, thin
 
 from . import saved_charts as SC
+from .data import STATE_BADGE
 from .live_figures import short
 
 ss = st.session_state
 TABLE_FIELDS = ("model", "activation", "init", "clip", "lr")  # config fields shown in the table
-STATUS_BADGE = {"running": "blue", "paused": "orange", "finished": "green", "exploded": "red", "error": "red",
-                "stopped": "gray", "interrupted": "violet"}
 MAX_POINTS = 4000  # per line, before the chart thins it again to what it draws
 NOT_DELETABLE = ("running", "paused", "idle")  # still being trained and saved: stop it first
 
@@ -31,14 +31,21 @@ def runs_frame(runs: list[dict]) -> pd.DataFrame:
     rows = []
     for r in runs:
         cfg = r.get("config") or {}
-        clip = cfg.get("clip", "none")
         rows.append({"run": r["id"], "label": r["label"], "status": r["status"] + (" · live" if r.get("live") else ""),
                      "outcome": r.get("outcome", ""), "steps": r["steps"], "last loss": r["last_loss"],
                      "created": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r["created"])),
                      **{k: cfg.get(k) for k in TABLE_FIELDS if k != "clip"},
-                     "clip": clip if clip == "none" else f"{clip} {cfg.get('clip_threshold', '')}"})
+                     "clip": _clip_words(cfg)})
     return pd.DataFrame(rows, columns=["run", "label", "status", "outcome", "steps", "last loss", "created",
                                        *TABLE_FIELDS])
+
+
+def _clip_words(cfg: dict) -> str:
+    """The stored config's clipping as every view words it; a store written by another version may lack a key."""
+    try:
+        return describe_clip(cfg.get("clip", "none"), cfg.get("clip_threshold", 1.0), cfg.get("clip_norm_type", "2"))
+    except (KeyError, TypeError, ValueError):
+        return str(cfg.get("clip"))
 
 
 def with_outcomes(runs: dict[str, dict], outcomes: dict[str, dict]) -> dict[str, dict]:
@@ -117,7 +124,7 @@ def details(manager, info: dict) -> None:
         return
     live_key = _live_key(manager, rid)
     with st.container(key="saved_details"):
-        badge = STATUS_BADGE.get(info["status"], "gray")
+        badge = STATE_BADGE.get(info["status"], "gray")
         st.markdown(f"**{info['label']}** · `{rid}` · :{badge}-badge[{info['status']}] · {len(stored.steps):,} "
                     f"steps stored · {info.get('device') or '?'}" + (" · still training here" if live_key else ""))
         if info.get("error"):

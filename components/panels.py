@@ -22,8 +22,6 @@ _MARKDOWN_SPECIAL = re.compile(r"([!-/:-@\[-`{-~])")
 # The page also turns bare addresses into links after the Markdown is parsed, escapes or not: a zero-width space
 # after a scheme, after "www" and before "@" keeps "http://x", "www.x" and "a@x.y" plain text (it shows nothing).
 _AUTOLINK = re.compile(r"(?i)(?:https?|ftp|mailto|xmpp)(?=:)|www(?=\.)|(?=@)")
-STATE_BADGE = {"idle": "gray", "running": "blue", "paused": "orange", "finished": "green", "exploded": "red",
-               "error": "red", "stopped": "gray"}
 CAPTIONS = {  # one line each: what to look for
     "loss": "Look for the loss climbing by orders of magnitude in a few steps, then ✕ non-finite (dotted: test "
             "accuracy).",

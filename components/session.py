@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import streamlit as st
 
+from training import config as C
 from training import registry as R
 from training.config import FIELDS, Config, ConfigError, format_value, from_preset, from_query, parse_value, shown
 from training.engine import available_devices
@@ -315,20 +316,9 @@ def on_compare() -> None:
 def on_model() -> None:
     """Keep the other controls compatible with the new architecture, and say what changed."""
     settle()
-    model, recurrent = ss.w_model, ss.w_model in R.RECURRENT_MODELS
-    changes = {}
-    if recurrent and ss.w_dataset not in R.SEQUENCE_DATASETS:
-        changes["dataset"] = "adding"
-    if not recurrent and ss.w_dataset in R.SEQUENCE_DATASETS:
-        changes["dataset"] = "digits"
-    if model == "rnn" and ss.w_activation not in ("tanh", "relu"):
-        changes["activation"] = "tanh"
-    if not recurrent and ss.w_init in R.RECURRENT_ONLY_INITS:
-        changes["init"] = "pytorch_default"
-    if recurrent and ss.w_norm != "none":
-        changes["norm"] = "none"
-    if recurrent and ss.w_residual:
-        changes["residual"] = False
+    model = ss.w_model
+    # The config's own rule (C.model_conflicts): every setting it would refuse for this model, with a value it allows.
+    changes = {name: value for name, value, _ in C.model_conflicts(model, {n: ss.get(A + n) for n in FIELDS})}
     for name, value in changes.items():
         ss[A + name] = value
     if changes:
@@ -361,8 +351,7 @@ def on_live(prefix: str) -> None:
     now, changed = live_config(snap), []
     if (cfg.clip, cfg.clip_threshold, cfg.clip_norm_type) != (now.clip, now.clip_threshold, now.clip_norm_type):
         runner.set_clip(cfg.clip, cfg.clip_threshold, cfg.clip_norm_type, runs=runs)
-        changed.append({"none": "clipping off", "norm": f"clip by norm ≤ {cfg.clip_threshold:g}",
-                        "value": f"clip by value ±{cfg.clip_threshold:g}"}[cfg.clip])
+        changed.append(R.describe_clip(cfg.clip, cfg.clip_threshold, cfg.clip_norm_type))
     if cfg.lr != now.lr:
         runner.set_lr(cfg.lr, runs=runs)
         changed.append(f"lr {cfg.lr:g}")

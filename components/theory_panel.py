@@ -13,6 +13,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from training import explain, theory
+from training import registry as R
 from training.config import Config
 
 from . import theory as TH
@@ -121,8 +122,8 @@ def last_finite_weight_grads(snap) -> tuple[np.ndarray | None, int | None]:
 
 
 def _recurrent(snap, cfg: Config, source: Source | None) -> None:
-    gamma, sentence = _pascanu(_recurrent_activation(cfg))
-    if cfg.model in ("lstm", "gru"):
+    gamma, sentence = _pascanu(R.hidden_activation(cfg))
+    if len(R.MODELS[cfg.model].gates) > 1:
         st.markdown(GATED_NOTE)
     st.markdown(sentence)
     chart(spectral(snap), "chart_spectral", "Above the dashed line the recurrent matrix can amplify the backward "
@@ -130,12 +131,8 @@ def _recurrent(snap, cfg: Config, source: Source | None) -> None:
           source)
 
 
-def _recurrent_activation(cfg: Config) -> str:
-    return "tanh" if cfg.model in ("lstm", "gru") else cfg.activation
-
-
 def spectral(snap) -> go.Figure:
     """The recurrent matrix's spectral norm over the probes, the gradient norm, and the 1/gamma bound."""
-    gamma, _ = _pascanu(_recurrent_activation(snap.config))
+    gamma, _ = _pascanu(R.hidden_activation(snap.config))
     steps, pre_clip = snap.series("grad_norm_pre_clip")
     return TH.spectral_figure(snap.probes, steps, pre_clip, bound=1.0 / gamma)

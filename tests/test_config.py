@@ -2,6 +2,7 @@ import math
 
 import pytest
 
+from training import config as C
 from training import registry as R
 from training.config import FIELDS, Config, ConfigError, from_dict, from_preset, from_query, parse_value
 
@@ -43,6 +44,35 @@ def test_combinations_are_checked(changes, field):
     with pytest.raises(ConfigError) as e:
         Config(**changes)
     assert e.value.field == field
+
+
+@pytest.mark.parametrize("model", list(R.MODELS))
+@pytest.mark.parametrize("start", [Config(norm="layer", residual=True, activation="gelu"),
+                                   Config(model="lstm", dataset="temporal_order", init="spectral_radius")])
+def test_model_conflicts_name_every_refused_setting_and_a_value_that_fits(start, model):
+    # What the lab's architecture switch applies: every setting the model refuses, each with a value it allows.
+    values = vars(start)
+    fixes = {name: fit for name, fit, _ in C.model_conflicts(model, values)}
+    fixed = start.replace(model=model, **fixes)  # valid: raises otherwise
+    kept = {k: v for k, v in values.items() if k not in fixes and k != "model"}
+    assert fixed.model == model and all(getattr(fixed, k) == v for k, v in kept.items())
+    if fixes:
+        with pytest.raises(ConfigError) as e:
+            start.replace(model=model)
+        assert e.value.field == next(iter(fixes))  # the config refuses the first the same rule names
+
+
+def test_each_model_family_is_one_record_read_by_the_config_and_the_builder():
+    from training.engine import Trainer
+
+    for name, family in R.MODELS.items():
+        assert family.recurrent == (name in R.RECURRENT_MODELS)
+        if family.recurrent:  # a gate per square block of W_hh: the count the parameter cap uses
+            ds = next(d for d in R.DATASETS if d in R.SEQUENCE_DATASETS)
+            cfg = Config(model=name, dataset=ds, hidden_size=5, activation=(family.activations or ("tanh",))[0])
+            rnn = Trainer(cfg, "cpu").model.rnn
+            assert rnn.weight_hh_l0.shape[0] == 5 * len(family.gates)
+            assert getattr(rnn, "nonlinearity", "tanh") == R.hidden_activation(cfg)  # lstm, gru: tanh, fixed
 
 
 def test_parameter_cap_message_names_the_cap():

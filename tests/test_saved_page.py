@@ -72,7 +72,7 @@ def test_a_trained_run_is_listed_overlaid_and_opened(data_dir):
     at = _page()
     row = _table(at).iloc[0]
     assert (row["run"], row["label"], row["status"], row["model"], row["clip"]) == (
-        rid, "explodes", "exploded", "mlp", "none")
+        rid, "explodes", "exploded", "mlp", "clipping off")  # registry.describe_clip, as every view words it
     assert at.multiselect(key="w_saved_pick").value == [rid]  # the newest run is overlaid by default
     assert "loss" in _trace_names(at, 0)
     # The last step's gradient norm is inf: a marker, not a dropped point.

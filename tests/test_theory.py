@@ -13,35 +13,38 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import integrate
 
+from training import registry as R
 from training import theory
-from training.theory import ACTIVATIONS
 
-TORCH_FNS = {
-    "relu": F.relu,
-    "leaky_relu": F.leaky_relu,
-    "elu": F.elu,
-    "gelu": F.gelu,
-    "selu": F.selu,
-    "tanh": torch.tanh,
-    "sigmoid": torch.sigmoid,
-    "identity": torch.nn.Identity(),
-}
+ACTIVATIONS = {name: (a.phi, a.dphi) for name, a in R.ACTIVATIONS.items()}  # the theory's φ and φ′, per entry
 MC_SAMPLES = 2_000_000
 
 
-def test_activation_names_match_the_engine():
-    assert set(ACTIVATIONS) == set(TORCH_FNS)
-
-
-@pytest.mark.parametrize("name", sorted(TORCH_FNS))
-def test_activation_and_derivative_match_torch(name):
+@pytest.mark.parametrize("name", sorted(R.ACTIVATIONS))
+def test_each_registry_entry_has_the_phi_and_derivative_of_its_torch_module(name):
+    # The module the net is built with is the reference: the theory's numpy φ and φ′ must be its value and slope.
     x = np.linspace(-6.0, 6.0, 1200)  # even count: 0, the kink, is not on the grid
     phi, dphi = ACTIVATIONS[name]
     xt = torch.tensor(x, dtype=torch.float64, requires_grad=True)
-    y = TORCH_FNS[name](xt)
+    y = R.ACTIVATIONS[name].module()(xt)
     (grad,) = torch.autograd.grad(y.sum(), xt)
     np.testing.assert_allclose(phi(x), y.detach().numpy(), rtol=1e-12, atol=1e-14)
     np.testing.assert_allclose(dphi(x), grad.numpy(), rtol=1e-12, atol=1e-14)
+
+
+def test_the_modules_are_torchs_own_functions():
+    # The modules against torch.nn.functional, so a wrong constant in an entry cannot hide behind its own formula.
+    x = torch.linspace(-6.0, 6.0, 1200, dtype=torch.float64)
+    for name, fn in {"relu": F.relu, "leaky_relu": F.leaky_relu, "elu": F.elu, "gelu": F.gelu, "selu": F.selu,
+                     "tanh": torch.tanh, "sigmoid": torch.sigmoid}.items():
+        torch.testing.assert_close(R.ACTIVATIONS[name].module()(x), fn(x), rtol=0, atol=0)
+
+
+def test_the_theory_reads_every_registry_entry():
+    for name, entry in R.ACTIVATIONS.items():
+        assert theory._resolve(name) == (entry.phi, entry.dphi)
+    with pytest.raises(ValueError, match="unknown activation"):
+        theory._resolve("no_such_activation")
 
 
 def test_activations_survive_extreme_inputs():
@@ -294,7 +297,7 @@ def test_pascanu_condition():
     gamma, text = theory.pascanu_condition("sigmoid")
     assert gamma == pytest.approx(0.25) and "1/gamma = 4;" in text
     assert theory.pascanu_condition("relu")[0] == pytest.approx(1.0)
-    assert theory.pascanu_condition("selu")[0] == pytest.approx(theory.SELU_SCALE * theory.SELU_ALPHA)
+    assert theory.pascanu_condition("selu")[0] == pytest.approx(R.SELU_SCALE * R.SELU_ALPHA)
     x = math.sqrt(2.0)  # gelu' peaks where its derivative x*(2 - x^2)*pdf(x) vanishes
     peak = 0.5 * (1 + math.erf(x / math.sqrt(2))) + x * math.exp(-x * x / 2) / math.sqrt(2 * math.pi)
     assert theory.pascanu_condition("gelu")[0] == pytest.approx(peak, rel=1e-9)

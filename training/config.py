@@ -63,6 +63,13 @@ MAX_ACTIVATIONS = env_number("GEL_MAX_ACTIVATIONS", 100_000_000, 1, 10**13)
 MAX_STEP_GFLOP = env_number("GEL_MAX_STEP_GFLOP", 50.0, 0.001, 1e9, float)
 
 
+def _activation_rules() -> str:
+    """What each model family says about the activation: 'rnn: tanh or relu; lstm/gru use their own gates'."""
+    fixed = [name for name, m in R.MODELS.items() if m.hidden_activation]
+    rules = [f"{name}: {' or '.join(m.activations)}" for name, m in R.MODELS.items() if m.activations]
+    return "; ".join([*rules, *(["/".join(fixed) + " use their own gates"] if fixed else [])])
+
+
 def _f(default, help: str, *, choices=None, lo=None, hi=None, kind=None):
     meta = {"help": help, "choices": choices, "lo": lo, "hi": hi, "kind": kind}
     return field(default=default, metadata=meta)
@@ -70,12 +77,11 @@ def _f(default, help: str, *, choices=None, lo=None, hi=None, kind=None):
 
 @dataclass(frozen=True)
 class Config:
-    model: str = _f("mlp", "network: mlp, or a recurrent rnn / lstm / gru", choices=R.MODELS)
+    model: str = _f("mlp", "network: mlp, or a recurrent " + " / ".join(R.RECURRENT_MODELS), choices=R.Names(R.MODELS))
     hidden_sizes: tuple[int, ...] = _f((512, 256, 128), "MLP hidden widths, input → output (the seed's 512,256,128)",
                                        lo=1, hi=4096, kind="sizes")
-    activation: str = _f("relu", "hidden activation (rnn: tanh or relu; lstm/gru use their own gates)",
-                         choices=tuple(R.ACTIVATIONS))
-    init: str = _f("pytorch_default", "weight initialization", choices=tuple(R.INITS))
+    activation: str = _f("relu", f"hidden activation ({_activation_rules()})", choices=R.Names(R.ACTIVATIONS))
+    init: str = _f("pytorch_default", "weight initialization", choices=R.Names(R.INITS))
     init_std: float = _f(1.0, "std of the 'normal' init (absolute, whatever the fan-in)", lo=1e-6, hi=100.0)
     spectral_radius: float = _f(1.0, "spectral radius of the recurrent matrix for the 'spectral_radius' init",
                                 lo=0.01, hi=10.0)
@@ -84,16 +90,16 @@ class Config:
     residual: bool = _f(False, "skip connections where consecutive widths match (MLP only)")
     hidden_size: int = _f(64, "recurrent hidden size", lo=1, hi=2048)
     seq_len: int = _f(50, "sequence length of the sequence datasets", lo=2, hi=1000)
-    optimizer: str = _f("sgd", "sgd, sgd with momentum, or adam", choices=tuple(R.OPTIMIZERS))
+    optimizer: str = _f("sgd", "sgd, sgd with momentum, or adam", choices=R.Names(R.OPTIMIZERS))
     lr: float = _f(0.01, "learning rate", lo=1e-6, hi=10.0)
     momentum: float = _f(0.9, "momentum of the 'momentum' optimizer", lo=0.0, hi=0.999)
     batch_size: int = _f(64, "examples per step", lo=1, hi=4096)
     steps: int = _f(1000, "training steps", lo=1, hi=10_000_000)
-    clip: str = _f("none", "gradient clipping: none, by global norm, or by value", choices=R.CLIP_MODES)
+    clip: str = _f("none", "gradient clipping: none, by global norm, or by value", choices=R.Names(R.CLIP_MODES))
     clip_threshold: float = _f(1.0, "max_norm (clip=norm) or clip_value (clip=value)", lo=1e-6, hi=1e6)
-    clip_norm_type: str = _f("2", "norm used by clip=norm: 2 or inf", choices=R.CLIP_NORM_TYPES)
+    clip_norm_type: str = _f("2", "norm used by clip=norm: 2 or inf", choices=R.Names(R.CLIP_NORM_TYPES))
     dataset: str = _f("digits", "digits or gaussian (MLP); adding or temporal_order (recurrent)",
-                      choices=tuple(R.DATASETS))
+                      choices=R.Names(R.DATASETS))
     seed: int = _f(0, "random seed: the same seed gives the same weights, batches and losses", lo=0, hi=2**31 - 1)
     device: str = _f("auto", "auto picks cuda, then mps, then cpu", choices=R.DEVICES)
     probe_every: int = _f(10, "record activation statistics and the backward signal ‖∂L/∂h‖ every N steps",
@@ -125,7 +131,7 @@ class Config:
 
     @property
     def is_recurrent(self) -> bool:
-        return self.model in R.RECURRENT_MODELS
+        return R.MODELS[self.model].recurrent
 
 
 FIELDS = {f.name: f for f in fields(Config)}
@@ -162,19 +168,32 @@ def _check_field(f, v) -> None:
             raise ConfigError(f.name, v, allowed_text(f))
 
 
+def model_conflicts(model: str, values: Mapping) -> list[tuple[str, object, str]]:
+    """The settings in ``values`` (field -> value) that ``model`` does not allow, each as (field, a value it allows,
+    why), in the order the config reports them. The config refuses the first; the lab's controls switch them all."""
+    family, out = R.MODELS[model], []
+    fits = [d for d in R.DATASETS if (d in R.SEQUENCE_DATASETS) == family.recurrent]
+    if values["dataset"] not in fits:
+        why = f"needs a sequence dataset: {', '.join(fits)}" if family.recurrent else f"needs {' or '.join(fits)}"
+        out.append(("dataset", fits[0], f"the {model} model {why}"))
+    if family.activations is not None and values["activation"] not in family.activations:
+        out.append(("activation", family.activations[0], f"the {model} model allows {' or '.join(family.activations)}"))
+    if values["init"] in R.RECURRENT_ONLY_INITS and not family.recurrent:
+        *most, last = R.RECURRENT_MODELS
+        why = f"the {values['init']} init applies to {', '.join(most)} and {last} only"
+        out.append(("init", FIELDS["init"].default, why))
+    flat = " and ".join(name for name, m in R.MODELS.items() if not m.recurrent)
+    layered = f"normalization and residual connections apply to the {flat} model only"
+    if family.recurrent and values["norm"] != "none":
+        out.append(("norm", "none", layered))
+    if family.recurrent and values["residual"]:
+        out.append(("residual", False, layered))
+    return out
+
+
 def _check_combination(c: Config) -> None:
-    seq = c.dataset in R.SEQUENCE_DATASETS
-    if c.is_recurrent and not seq:
-        raise ConfigError("dataset", c.dataset, f"the {c.model} model needs a sequence dataset: adding, temporal_order")
-    if not c.is_recurrent and seq:
-        raise ConfigError("dataset", c.dataset, "the mlp model needs digits or gaussian")
-    if c.model == "rnn" and c.activation not in ("tanh", "relu"):
-        raise ConfigError("activation", c.activation, "the rnn model allows tanh or relu")
-    if c.init in R.RECURRENT_ONLY_INITS and not c.is_recurrent:
-        raise ConfigError("init", c.init, "the spectral_radius init applies to rnn, lstm and gru only")
-    if c.is_recurrent and (c.norm != "none" or c.residual):
-        raise ConfigError("norm" if c.norm != "none" else "residual", c.norm if c.norm != "none" else c.residual,
-                          "normalization and residual connections apply to the mlp model only")
+    for name, _, why in model_conflicts(c.model, vars(c))[:1]:
+        raise ConfigError(name, getattr(c, name), why)
     n = R.param_count(c, *R.DATASET_DIMS[c.dataset])
     if n > MAX_PARAMS:
         name = "hidden_size" if c.is_recurrent else "hidden_sizes"
@@ -191,7 +210,6 @@ def _check_combination(c: Config) -> None:
 # What a step costs, as the floating-point operations of large matrix products that take as long on one CPU core
 # (measured with thread CPU time on a Xeon with AVX-512, one torch thread; docs/benchmarks.md has the Stop times).
 TEST_EXAMPLES = {"digits": 360, "gaussian": 1024, "adding": 1000, "temporal_order": 1000}  # training/data.py
-GATES = {"rnn": 1, "lstm": 4, "gru": 3}
 PER_PARAM = 400  # norms, clipping, the update and zeroing read every parameter a few times: ~4 ns each
 PER_ACTIVATION = 1200  # a probe's statistics of every hidden value (MLP), ~12 ns each
 RECURRENT_SLOWDOWN = 1.5  # a recurrent layer's per-time-step products run at ~2/3 of a large product's rate
@@ -204,7 +222,7 @@ def step_flops(c: Config | SimpleNamespace) -> float:
     i, o = R.DATASET_DIMS[c.dataset]
     params = R.param_count(c, i, o)
     if c.is_recurrent:
-        macs = c.seq_len * GATES[c.model] * c.hidden_size * (i + c.hidden_size) * RECURRENT_SLOWDOWN
+        macs = c.seq_len * len(R.MODELS[c.model].gates) * c.hidden_size * (i + c.hidden_size) * RECURRENT_SLOWDOWN
         extra = c.seq_len * PER_TIME_STEP + SPECTRAL * c.hidden_size ** 3
     else:
         macs = params
@@ -251,7 +269,7 @@ def activation_count(c: Config) -> int:
     """Hidden values of one forward pass (what the activation cap bounds)."""
     if not c.is_recurrent:
         return c.batch_size * sum(c.hidden_sizes)
-    return c.batch_size * c.seq_len * c.hidden_size * {"rnn": 1, "lstm": 4, "gru": 3}[c.model]
+    return c.batch_size * c.seq_len * c.hidden_size * len(R.MODELS[c.model].gates)
 
 
 def format_value(v) -> str:

@@ -31,8 +31,6 @@ from . import registry as R
 from .config import Config
 from .layout import PER_PARAM, SCALAR_COLUMNS, TEST_COLUMNS, Host, Sent, StepRecord, held_out, row_slices
 
-# The gate blocks stacked in W_hh, in PyTorch's order; the probe's spectral_radius is the largest of theirs.
-GATES = {"rnn": ("W_hh",), "lstm": ("input", "forget", "cell", "output"), "gru": ("reset", "update", "new")}
 SPIKE_FACTOR = 10.0  # a pre-clip norm above 10x the running median is a spike
 SPIKE_WINDOW = 100
 SPIKE_MIN_HISTORY = 10  # the median of fewer steps is too noisy to call spikes
@@ -87,8 +85,7 @@ class Trainer:
         self._clip_total = math.nan
         self.columns = SCALAR_COLUMNS + TEST_COLUMNS + [f"{g}/{n}" for g in PER_PARAM for n in self.names]
         self._row = row_slices(len(self.params))
-        # The nonlinearity the probe measures: lstm and gru ignore cfg.activation, their h_t is tanh-squashed.
-        self.probe_act = cfg.activation if cfg.model in ("mlp", "rnn") else "tanh"
+        self.probe_act = R.hidden_activation(cfg)  # the nonlinearity the probe measures
         self.stuck_label = R.ACTIVATIONS[self.probe_act].stuck_label
         self._sgd_lr_only = _moves_by_lr_times_grad(self.optimizer)
         self._sent = Sent.of(len(self.params), self.clip, not self._sgd_lr_only)  # rebuilt by set_clip
@@ -318,7 +315,8 @@ class Trainer:
             out.update(layers=["rnn"], act_mean=whole[:1], act_std=whole[1:2], act_stuck=whole[2:3],
                        backward_norm=np.sqrt((per_t[2:3] ** 2).sum(1)), time_act_std=per_t[0], time_stuck=per_t[1],
                        time_backward_norm=per_t[2], spectral_radius=float(radii.max()),
-                       max_singular_value=float(sigmas.max()), gate_radii=radii, gate_names=GATES[self.cfg.model])
+                       max_singular_value=float(sigmas.max()), gate_radii=radii,
+                       gate_names=R.MODELS[self.cfg.model].gates)
         return out
 
     @torch.no_grad()

@@ -1,16 +1,20 @@
 """Why a configuration explodes: the mean-field prediction for a Config, ready to set beside measurements.
 
 The engine measures the backward signal ‖∂L/∂h_l‖ at each hidden layer's pre-activation (probe steps);
-this module predicts the same profile from the activation, the init and the widths (``theory``).
+this module predicts the same profile from the activation, the init and the widths (``theory``), and where an
+init's scale puts χ at 1 (the stability map's line).
 """
 
 from __future__ import annotations
+
+import math
+from functools import lru_cache
 
 import numpy as np
 
 from . import registry as R
 from . import theory
-from .config import Config
+from .config import FIELDS, Config
 
 
 def not_applicable(cfg: Config) -> str | None:
@@ -44,20 +48,22 @@ def mlp_theory(cfg: Config) -> dict | None:
     return pred
 
 
-def measured_profile(probe: dict) -> np.ndarray:
-    """A probe's ‖∂L/∂h_l‖ per hidden layer, normalised to the last hidden layer."""
-    b = np.asarray(probe["backward_norm"], dtype=float)
-    return b / b[-1] if len(b) and b[-1] > 0 else b
+@lru_cache(maxsize=64)
+def critical_init_std(activation: str, fan_in: int) -> float | None:
+    """The init_std of an N(0, init_std²) init with χ(q*) = 1 at this fan-in (the stability map's edge-of-chaos
+    line), by bisection in log init_std over the field's range; None if no std there reaches χ = 1.
 
+    Costs ~0.5 s (each step iterates the variance map to its fixed point), hence the cache.
+    """
+    def excess(log_std: float) -> float:
+        w2, b2 = theory.init_sigma2("normal", fan_in, fan_in, math.exp(log_std))
+        q = theory.fixed_point(activation, w2, b2)
+        return math.inf if not math.isfinite(q) else theory.chi(activation, w2, b2, q) - 1.0
 
-def suggestion(cfg: Config) -> str:
-    """One line: the most likely cure for an explosion under ``cfg``."""
-    if cfg.is_recurrent:
-        if cfg.clip == "none":
-            return "Turn on clipping by norm (Pascanu et al. 2013), or use an LSTM/GRU."
-        return "Lower the clipping threshold or the learning rate, or shrink the recurrent spectral radius below 1."
-    if cfg.init == "normal" and cfg.init_std > 0.1:
-        return "Use He init (kaiming_normal) for ReLU-like activations, or xavier for tanh: N(0,1) is far too large."
-    if cfg.clip == "none":
-        return "Turn on clipping by norm (threshold 1–5), or lower the learning rate."
-    return f"Lower the learning rate (now {cfg.lr:g}); clipping caps a step's size but not a bad init or lr."
+    lo, hi = math.log(FIELDS["init_std"].metadata["lo"]), math.log(FIELDS["init_std"].metadata["hi"])
+    if excess(lo) >= 0 or excess(hi) <= 0:
+        return None
+    for _ in range(50):  # the bracket starts 18 e-folds wide: 50 halvings leave ~1e-14 relative
+        mid = 0.5 * (lo + hi)
+        lo, hi = (mid, hi) if excess(mid) < 0 else (lo, mid)
+    return math.exp(0.5 * (lo + hi))

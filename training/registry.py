@@ -6,32 +6,106 @@ Adding an activation, init or preset is one entry here; nothing else needs to ch
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import torch
+from scipy import special
 from torch import nn
 
 from . import data, models
 
+Fn = Callable[[np.ndarray], np.ndarray]
+
+
+class Names(Sequence):
+    """The names of one registry map, read each time they are asked for: an entry added at runtime is at once a
+    choice of the config, a CLI value, a URL value and an option of the controls (a tuple taken at import is not)."""
+
+    def __init__(self, entries: Mapping):
+        self._entries = entries
+
+    def __getitem__(self, i):
+        return list(self._entries)[i]
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(list(self._entries))
+
+    def __contains__(self, name) -> bool:
+        return isinstance(name, str) and name in self._entries  # a list or dict would raise on hashing
+
+    def __repr__(self) -> str:
+        return f"Names({list(self._entries)})"
+
 
 @dataclass(frozen=True)
 class Activation:
+    """One activation, everything any part of the lab needs of it: the net's module, the theory's φ and φ′ in numpy
+    (float64, tested equal to the module through autograd), where a unit is stuck, and the init matched to it."""
+
     module: Callable[[], nn.Module]
+    phi: Fn
+    dphi: Fn
     # Where a unit passes (almost) no gradient: "dead" for the ReLU family, "saturated" for squashing ones.
     stuck: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
     stuck_label: str
+    init: str = "xavier_normal"  # the init that keeps χ near 1: the banner's cure for a too-large init
+    remedy: str = "χ = 1 marks the edge between exploding and vanishing."  # the theory reading's last sentence
+
+
+SELU_ALPHA = 1.6732632423543772848170429916717  # torch.nn.functional.selu constants
+SELU_SCALE = 1.0507009873554804934193349852946
+LEAKY_SLOPE = 0.01  # torch default negative_slope: almost no gradient
+_SQRT2 = np.sqrt(2.0)
+
+
+def _neg_expm1(x: np.ndarray) -> np.ndarray:
+    return np.expm1(np.minimum(x, 0.0))  # clamp so the unused branch of np.where can't overflow
+
+
+def _gelu(x: np.ndarray) -> np.ndarray:
+    return 0.5 * x * (1.0 + special.erf(x / _SQRT2))
+
+
+def _dgelu(x: np.ndarray) -> np.ndarray:
+    return 0.5 * (1.0 + special.erf(x / _SQRT2)) + x * np.exp(-0.5 * x * x) / np.sqrt(2.0 * np.pi)
+
+
+def _dsigmoid(x: np.ndarray) -> np.ndarray:
+    s = special.expit(x)
+    return s * (1.0 - s)
+
+
+def _dead(h, a):
+    return h <= 0
 
 
 ACTIVATIONS: dict[str, Activation] = {
-    "relu": Activation(nn.ReLU, lambda h, a: h <= 0, "dead"),
-    "leaky_relu": Activation(lambda: nn.LeakyReLU(0.01), lambda h, a: h <= 0, "dead"),  # slope 0.01: almost none
-    "elu": Activation(nn.ELU, lambda h, a: h < -4.0, "saturated"),  # elu'(-4) = 0.018
-    "gelu": Activation(nn.GELU, lambda h, a: h < -3.0, "dead"),  # gelu'(-3) ≈ -0.012
-    "selu": Activation(nn.SELU, lambda h, a: h < -4.0, "saturated"),
-    "tanh": Activation(nn.Tanh, lambda h, a: a.abs() > 0.99, "saturated"),  # tanh' < 0.02
-    "sigmoid": Activation(nn.Sigmoid, lambda h, a: (a < 0.01) | (a > 0.99), "saturated"),
-    "identity": Activation(nn.Identity, lambda h, a: torch.zeros_like(h, dtype=torch.bool), "dead"),
+    "relu": Activation(nn.ReLU, lambda x: np.maximum(x, 0.0), lambda x: (x > 0).astype(float), _dead, "dead",
+                       "kaiming_normal", "He (kaiming) init for ReLU puts χ at exactly 1."),
+    "leaky_relu": Activation(lambda: nn.LeakyReLU(LEAKY_SLOPE), lambda x: np.where(x > 0, x, LEAKY_SLOPE * x),
+                             lambda x: np.where(x > 0, 1.0, LEAKY_SLOPE), _dead, "dead",
+                             "kaiming_normal", "He (kaiming) init puts χ at ~1 for leaky ReLU."),
+    "elu": Activation(nn.ELU, lambda x: np.where(x > 0, x, _neg_expm1(x)),
+                      lambda x: np.where(x > 0, 1.0, np.exp(np.minimum(x, 0.0))),
+                      lambda h, a: h < -4.0, "saturated", "kaiming_normal"),  # elu'(-4) = 0.018
+    "gelu": Activation(nn.GELU, _gelu, _dgelu, lambda h, a: h < -3.0, "dead", "kaiming_normal"),  # gelu'(-3) ≈ -0.012
+    "selu": Activation(nn.SELU, lambda x: SELU_SCALE * np.where(x > 0, x, SELU_ALPHA * _neg_expm1(x)),
+                       lambda x: SELU_SCALE * np.where(x > 0, 1.0, SELU_ALPHA * np.exp(np.minimum(x, 0.0))),
+                       lambda h, a: h < -4.0, "saturated", "kaiming_normal",
+                       "SELU with σ_w² = 1 (LeCun normal) is built to keep χ ≈ 1."),
+    "tanh": Activation(nn.Tanh, np.tanh, lambda x: 1.0 - np.tanh(x) ** 2,
+                       lambda h, a: a.abs() > 0.99, "saturated",  # tanh' < 0.02
+                       remedy="For tanh, χ ≈ 1 needs σ_w² ≈ 1 with small biases (Xavier-like for equal widths)."),
+    "sigmoid": Activation(nn.Sigmoid, special.expit, _dsigmoid, lambda h, a: (a < 0.01) | (a > 0.99), "saturated",
+                          remedy="Sigmoid's slope is at most 1/4 and its mean is 1/2, so χ reaches 1 only near "
+                                 "σ_w² ≈ 100; deep sigmoid nets usually vanish."),
+    "identity": Activation(nn.Identity, lambda x: np.asarray(x, dtype=float), lambda x: np.ones_like(x, dtype=float),
+                           lambda h, a: torch.zeros_like(h, dtype=torch.bool), "dead"),
 }
 
 
@@ -54,30 +128,70 @@ def _zero_bias(fill: Callable[[torch.Tensor, object, torch.Generator], None]):
 def _spectral(w, cfg, g):
     """Recurrent matrix N(0, 1/n) per gate block, rescaled to the chosen spectral radius (Pascanu et al. 2013)."""
     n = w.shape[1]
-    for block in w.split(n, dim=0):  # LSTM stacks 4 gate matrices, GRU 3
+    for block in w.split(n, dim=0):  # one block per gate of MODELS[...].gates
         nn.init.normal_(block, 0.0, 1.0 / math.sqrt(n), generator=g)
         radius = torch.linalg.eigvals(block.double()).abs().max().item()
         block.mul_(cfg.spectral_radius / radius)
 
 
-# Each init fills a weight matrix (and zeroes its bias, except the PyTorch default, which has its own bias rule).
-INITS: dict[str, Callable] = {
-    "pytorch_default": _linear_default,
-    "xavier_normal": _zero_bias(lambda w, cfg, g: nn.init.xavier_normal_(w, generator=g)),
-    "xavier_uniform": _zero_bias(lambda w, cfg, g: nn.init.xavier_uniform_(w, generator=g)),
+@dataclass(frozen=True)
+class Init:
+    # fill(weight, bias, cfg, generator): fills the weight in place and zeroes the bias (except the PyTorch default,
+    # which has its own bias rule)
+    fill: Callable[[torch.Tensor, torch.Tensor | None, object, torch.Generator], None]
+    # Var(W) of a layer from its fan-in, fan-out and the 'normal' init's std: the theory's σ_w² = fan_in · Var(W)
+    weight_var: Callable[[int, int, float], float]
+    bias_var: Callable[[int], float] = lambda fan_in: 0.0
+
+
+def _xavier_var(fan_in, fan_out, std):
+    return 2.0 / (fan_in + fan_out)
+
+
+def _he_var(fan_in, fan_out, std):
+    return 2.0 / fan_in
+
+
+INITS: dict[str, Init] = {
+    # kaiming_uniform(a=sqrt 5): U(±1/sqrt fan_in), variance 1/(3 fan_in), bias alike
+    "pytorch_default": Init(_linear_default, lambda i, o, s: 1.0 / (3.0 * i), lambda i: 1.0 / (3.0 * i)),
+    "xavier_normal": Init(_zero_bias(lambda w, cfg, g: nn.init.xavier_normal_(w, generator=g)), _xavier_var),
+    "xavier_uniform": Init(_zero_bias(lambda w, cfg, g: nn.init.xavier_uniform_(w, generator=g)), _xavier_var),
     # He init for ReLU: Var(w) = 2 / fan_in.
-    "kaiming_normal": _zero_bias(lambda w, cfg, g: nn.init.kaiming_normal_(w, nonlinearity="relu", generator=g)),
-    "kaiming_uniform": _zero_bias(lambda w, cfg, g: nn.init.kaiming_uniform_(w, nonlinearity="relu", generator=g)),
-    "orthogonal": _zero_bias(lambda w, cfg, g: nn.init.orthogonal_(w, generator=g)),
+    "kaiming_normal": Init(_zero_bias(lambda w, cfg, g: nn.init.kaiming_normal_(w, nonlinearity="relu", generator=g)),
+                           _he_var),
+    "kaiming_uniform": Init(_zero_bias(lambda w, cfg, g: nn.init.kaiming_uniform_(w, nonlinearity="relu",
+                                                                                  generator=g)), _he_var),
+    # Orthonormal rows or columns, gain 1.
+    "orthogonal": Init(_zero_bias(lambda w, cfg, g: nn.init.orthogonal_(w, generator=g)),
+                       lambda i, o, s: 1.0 / max(i, o)),
     # Absolute std, whatever the fan-in: N(0, 1) is the classic too-large init.
-    "normal": _zero_bias(lambda w, cfg, g: nn.init.normal_(w, 0.0, cfg.init_std, generator=g)),
+    "normal": Init(_zero_bias(lambda w, cfg, g: nn.init.normal_(w, 0.0, cfg.init_std, generator=g)),
+                   lambda i, o, s: s**2),
     # Recurrent models only: input weights Xavier, recurrent matrix at a chosen spectral radius.
-    "spectral_radius": _zero_bias(lambda w, cfg, g: nn.init.xavier_normal_(w, generator=g)),
+    "spectral_radius": Init(_zero_bias(lambda w, cfg, g: nn.init.xavier_normal_(w, generator=g)), _xavier_var),
 }
 RECURRENT_ONLY_INITS = {"spectral_radius"}
 
-CLIP_MODES = ("none", "norm", "value")
-CLIP_NORM_TYPES = ("2", "inf")
+
+@dataclass(frozen=True)
+class ClipMode:
+    label: str  # the control's short name
+    words: Callable[[float, str], str]  # the setting in words, from its threshold and norm type
+
+
+CLIP_MODES: dict[str, ClipMode] = {
+    "none": ClipMode("off", lambda t, n: "clipping off"),
+    "norm": ClipMode("by norm", lambda t, n: f"clip ‖g‖{'∞' if n == 'inf' else ''} ≤ {t:g}"),
+    "value": ClipMode("by value", lambda t, n: f"clip ±{t:g}"),
+}
+CLIP_NORM_TYPES = {"2": "L2", "inf": "L∞"}  # name -> the control's label
+
+
+def describe_clip(mode: str, threshold: float, norm_type: str = "2") -> str:
+    """A clip setting in words, as every view and event says it: 'clipping off', 'clip ‖g‖ ≤ 1', 'clip ±0.5'."""
+    return CLIP_MODES[mode].words(threshold, norm_type)
+
 
 OPTIMIZERS: dict[str, Callable] = {
     "sgd": lambda params, cfg: torch.optim.SGD(params, lr=cfg.lr),
@@ -93,8 +207,31 @@ DATASETS: dict[str, Callable[[int], data.Dataset]] = {
 }
 SEQUENCE_DATASETS = {"adding", "temporal_order"}
 
-RECURRENT_MODELS = ("rnn", "lstm", "gru")
-MODELS = ("mlp", *RECURRENT_MODELS)
+@dataclass(frozen=True)
+class ModelFamily:
+    """Every fact about a network family that the config, the engine, the theory and the controls need."""
+
+    recurrent: bool
+    gates: tuple[str, ...] = ()  # the gate blocks stacked in W_hh, in PyTorch's order (recurrent only)
+    activations: tuple[str, ...] | None = None  # the activations it allows; None: every one
+    hidden_activation: str | None = None  # the one its hidden state uses whatever the config says; None: the config's
+
+
+MODELS: dict[str, ModelFamily] = {
+    "mlp": ModelFamily(recurrent=False),
+    "rnn": ModelFamily(recurrent=True, gates=("W_hh",), activations=("tanh", "relu")),
+    # The gates' sigmoids and the tanh of the candidate and the output: cfg.activation has no say.
+    "lstm": ModelFamily(recurrent=True, gates=("input", "forget", "cell", "output"), hidden_activation="tanh"),
+    "gru": ModelFamily(recurrent=True, gates=("reset", "update", "new"), hidden_activation="tanh"),
+}
+RECURRENT_MODELS = tuple(name for name, m in MODELS.items() if m.recurrent)
+
+
+def hidden_activation(cfg) -> str:
+    """The activation ``cfg``'s hidden units apply: the configured one, unless the model family fixes its own."""
+    return MODELS[cfg.model].hidden_activation or cfg.activation
+
+
 DEVICES = ("auto", "cpu", "cuda", "mps")
 
 
@@ -105,10 +242,9 @@ def build_model(cfg, ds: data.Dataset, g: torch.Generator) -> nn.Module:
                          cfg.norm, cfg.residual)
         with torch.no_grad():
             for lin in net.linears():
-                INITS[cfg.init](lin.weight, lin.bias, cfg, g)
+                INITS[cfg.init].fill(lin.weight, lin.bias, cfg, g)
         return net
-    nonlin = cfg.activation if cfg.model == "rnn" else "tanh"
-    net = models.RecurrentNet(cfg.model, ds.input_dim, cfg.hidden_size, ds.output_dim, nonlin)
+    net = models.RecurrentNet(cfg.model, ds.input_dim, cfg.hidden_size, ds.output_dim, hidden_activation(cfg))
     with torch.no_grad():
         rnn = net.rnn
         if cfg.init == "pytorch_default":
@@ -116,14 +252,14 @@ def build_model(cfg, ds: data.Dataset, g: torch.Generator) -> nn.Module:
             for p in rnn.parameters():
                 nn.init.uniform_(p, -bound, bound, generator=g)
         else:
-            INITS[cfg.init](rnn.weight_ih_l0, rnn.bias_ih_l0, cfg, g)
+            INITS[cfg.init].fill(rnn.weight_ih_l0, rnn.bias_ih_l0, cfg, g)
             if cfg.init == "spectral_radius":
                 _spectral(rnn.weight_hh_l0, cfg, g)
                 nn.init.zeros_(rnn.bias_hh_l0)
             else:
-                INITS[cfg.init](rnn.weight_hh_l0, rnn.bias_hh_l0, cfg, g)
+                INITS[cfg.init].fill(rnn.weight_hh_l0, rnn.bias_hh_l0, cfg, g)
         head_init = "xavier_normal" if cfg.init == "spectral_radius" else cfg.init
-        INITS[head_init](net.head.weight, net.head.bias, cfg, g)
+        INITS[head_init].fill(net.head.weight, net.head.bias, cfg, g)
     return net
 
 
@@ -135,7 +271,7 @@ def param_count(cfg, input_dim: int, output_dim: int) -> int:
         if cfg.norm != "none":
             n += 2 * sum(cfg.hidden_sizes)
         return n
-    gates = {"rnn": 1, "lstm": 4, "gru": 3}[cfg.model]
+    gates = len(MODELS[cfg.model].gates)
     h = cfg.hidden_size
     return gates * (input_dim * h + h * h + 2 * h) + h * output_dim + output_dim
 

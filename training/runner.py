@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from . import registry as R
 from .config import Config, ConfigError
 from .engine import StepRecord, Trainer
 from .history import History
@@ -433,14 +434,6 @@ def check_speed(steps_per_s) -> float:
     return float(steps_per_s)
 
 
-def _clip_text(mode: str, threshold: float, norm_type: str) -> str:
-    if mode == "none":
-        return "off"
-    if mode == "norm":
-        return f"norm ≤ {threshold:g}" + (" (inf-norm)" if norm_type == "inf" else "")
-    return f"value ±{threshold:g}"
-
-
 # How a config_change event words its field's change (old and new as the event holds them).
 _change_words = {"lr": lambda old, new: f"lr {old:g} → {new:g}",
-                 "clip": lambda old, new: f"clip {_clip_text(*old)} → {_clip_text(*new)}"}
+                 "clip": lambda old, new: f"{R.describe_clip(*old)} → {R.describe_clip(*new)}"}

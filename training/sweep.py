@@ -29,7 +29,6 @@ from collections import Counter, deque
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields
-from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -37,6 +36,7 @@ import numpy as np
 from . import outcome as O
 from . import registry as R
 from .config import FIELDS, MAX_DEPTH, Config, ConfigError, allowed_text
+from .explain import critical_init_std  # the χ = 1 line, with the rest of the theory
 
 OUTCOMES = O.OUTCOMES  # code = index; -1 marks a cell not run yet
 SEVERITY = ("exploded", "vanished", "stuck", "learned")  # a tied majority goes to the first of these
@@ -705,28 +705,6 @@ class CriticalLine:
     ys: tuple[float, float]
     fan_in: int
     label: str = field(default="chi = 1 (edge of chaos)")
-
-
-@lru_cache(maxsize=64)
-def critical_init_std(activation: str, fan_in: int) -> float | None:
-    """The init_std of an N(0, init_std^2) init with chi(q*) = 1, by bisection in log init_std; None if none.
-
-    Costs ~0.5 s (each step iterates the variance map to its fixed point), hence the cache.
-    """
-    from . import theory
-
-    def excess(log_std: float) -> float:
-        w2, b2 = theory.init_sigma2("normal", fan_in, fan_in, math.exp(log_std))
-        q = theory.fixed_point(activation, w2, b2)
-        return math.inf if not math.isfinite(q) else theory.chi(activation, w2, b2, q) - 1.0
-
-    lo, hi = math.log(FIELDS["init_std"].metadata["lo"]), math.log(FIELDS["init_std"].metadata["hi"])
-    if excess(lo) >= 0 or excess(hi) <= 0:
-        return None
-    for _ in range(50):  # the bracket starts 18 e-folds wide: 50 halvings leave ~1e-14 relative
-        mid = 0.5 * (lo + hi)
-        lo, hi = (mid, hi) if excess(mid) < 0 else (lo, mid)
-    return math.exp(0.5 * (lo + hi))
 
 
 def critical_line(x_axis: Axis, y_axis: Axis, base_cfg: Config, width: int = DEFAULT_WIDTH) -> CriticalLine | None:

@@ -1,5 +1,7 @@
 """Mean-field signal propagation: why a configuration explodes (Poole et al. 2016; Schoenholz et al. 2017).
 
+Each activation's φ and φ′ are its registry entry's (``registry.ACTIVATIONS``); the computation is numpy only.
+
 A layer maps the pre-activation variance q forward (``variance_map``) and multiplies the squared
 size of the backward signal delta_l = dL/dh_l by chi = sigma_w^2 * E[phi'(h)^2] (``chi``): chi > 1
 explodes toward the input, chi < 1 vanishes, chi = 1 is the edge of chaos (ReLU + He init).
@@ -12,65 +14,26 @@ backward, so the product stays nearly flat across layers whatever the scale. Loo
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from functools import lru_cache
 
 import numpy as np
 from numpy.polynomial.legendre import leggauss
-from scipy import optimize, special
+from scipy import optimize
 
-Fn = Callable[[np.ndarray], np.ndarray]
+from . import registry as R
+from .registry import Fn
 
-SELU_ALPHA = 1.6732632423543772848170429916717  # torch.nn.functional.selu constants
-SELU_SCALE = 1.0507009873554804934193349852946
-LEAKY_SLOPE = 0.01  # torch default negative_slope
-_SQRT2 = np.sqrt(2.0)
 _DIVERGED = 1e30  # q beyond this counts as "explodes" in fixed_point
 
 
-def _neg_expm1(x: np.ndarray) -> np.ndarray:
-    return np.expm1(np.minimum(x, 0.0))  # clamp so the unused branch of np.where can't overflow
-
-
-def _gelu(x: np.ndarray) -> np.ndarray:
-    return 0.5 * x * (1.0 + special.erf(x / _SQRT2))
-
-
-def _dgelu(x: np.ndarray) -> np.ndarray:
-    return 0.5 * (1.0 + special.erf(x / _SQRT2)) + x * np.exp(-0.5 * x * x) / np.sqrt(2.0 * np.pi)
-
-
-def _dsigmoid(x: np.ndarray) -> np.ndarray:
-    s = special.expit(x)
-    return s * (1.0 - s)
-
-
-ACTIVATIONS: dict[str, tuple[Fn, Fn]] = {
-    "relu": (lambda x: np.maximum(x, 0.0), lambda x: (x > 0).astype(float)),
-    "leaky_relu": (
-        lambda x: np.where(x > 0, x, LEAKY_SLOPE * x),
-        lambda x: np.where(x > 0, 1.0, LEAKY_SLOPE),
-    ),
-    "elu": (
-        lambda x: np.where(x > 0, x, _neg_expm1(x)),
-        lambda x: np.where(x > 0, 1.0, np.exp(np.minimum(x, 0.0))),
-    ),
-    "gelu": (_gelu, _dgelu),
-    "selu": (
-        lambda x: SELU_SCALE * np.where(x > 0, x, SELU_ALPHA * _neg_expm1(x)),
-        lambda x: SELU_SCALE * np.where(x > 0, 1.0, SELU_ALPHA * np.exp(np.minimum(x, 0.0))),
-    ),
-    "tanh": (np.tanh, lambda x: 1.0 - np.tanh(x) ** 2),
-    "sigmoid": (special.expit, _dsigmoid),
-    "identity": (lambda x: np.asarray(x, dtype=float), lambda x: np.ones_like(x, dtype=float)),
-}
-
-
 def _resolve(act: str | tuple[Fn, Fn]) -> tuple[Fn, Fn]:
+    """(φ, φ′) of a registry activation, read at each call (an entry added at runtime is known), or a pair as given."""
     if isinstance(act, str):
-        if act not in ACTIVATIONS:
-            raise ValueError(f"unknown activation {act!r}; expected one of {sorted(ACTIVATIONS)}")
-        return ACTIVATIONS[act]
+        if act not in R.ACTIVATIONS:
+            raise ValueError(f"unknown activation {act!r}; expected one of {sorted(R.ACTIVATIONS)}")
+        entry = R.ACTIVATIONS[act]
+        return entry.phi, entry.dphi
     return act
 
 
@@ -185,21 +148,11 @@ def predicted_backward_norms(
 
 
 def init_sigma2(init: str, fan_in: int, fan_out: int, init_std: float = 1.0) -> tuple[float, float]:
-    """(sigma_w^2, sigma_b^2) with Var(W) = sigma_w^2 / fan_in, for the engine's init names."""
-    if init == "pytorch_default":
-        return 1.0 / 3.0, 1.0 / (3.0 * fan_in)  # kaiming_uniform(a=sqrt 5): U(+-1/sqrt fan_in), bias alike
-    var = {
-        "xavier_normal": 2.0 / (fan_in + fan_out),
-        "xavier_uniform": 2.0 / (fan_in + fan_out),
-        "kaiming_normal": 2.0 / fan_in,
-        "kaiming_uniform": 2.0 / fan_in,
-        "orthogonal": 1.0 / max(fan_in, fan_out),  # orthonormal rows/columns, gain 1
-        "normal": init_std**2,
-        "spectral_radius": 2.0 / (fan_in + fan_out),  # recurrent-only name: non-recurrent weights get xavier
-    }
-    if init not in var:
-        raise ValueError(f"unknown init {init!r}; expected pytorch_default or one of {sorted(var)}")
-    return fan_in * var[init], 0.0
+    """(sigma_w^2, sigma_b^2) with Var(W) = sigma_w^2 / fan_in, from the registry entry of ``init``."""
+    if init not in R.INITS:
+        raise ValueError(f"unknown init {init!r}; expected one of {sorted(R.INITS)}")
+    entry = R.INITS[init]
+    return fan_in * entry.weight_var(fan_in, fan_out, init_std), entry.bias_var(fan_in)
 
 
 def _verdict(growth: float) -> str:
@@ -222,16 +175,6 @@ CHI_IN_WORDS = (
     "layer's pre-activations h. In symbols, χ = σ_w² · E[φ′(h)²]. Above 1 the signal grows layer after layer "
     "toward the input; below 1 it shrinks; at 1 it keeps its size."
 )
-
-
-_REMEDY = {
-    "relu": "He (kaiming) init for ReLU puts χ at exactly 1.",
-    "leaky_relu": "He (kaiming) init puts χ at ~1 for leaky ReLU.",
-    "tanh": "For tanh, χ ≈ 1 needs σ_w² ≈ 1 with small biases (Xavier-like for equal widths).",
-    "sigmoid": "Sigmoid's slope is at most 1/4 and its mean is 1/2, so χ reaches 1 only near "
-    "σ_w² ≈ 100; deep sigmoid nets usually vanish.",
-    "selu": "SELU with σ_w² = 1 (LeCun normal) is built to keep χ ≈ 1.",
-}
 
 
 def _reading(activation: str, chis: np.ndarray, growth: float, q_last: float) -> str:
@@ -257,7 +200,7 @@ def _reading(activation: str, chis: np.ndarray, growth: float, q_last: float) ->
                 f"relative to the last hidden layer). At initialisation, {_verdict(growth)}.")
     if q_last > 1e6:
         here += f" The forward signal blows up too (pre-activation variance reaches {q_last:.3g})."
-    remedy = _REMEDY.get(activation, "χ = 1 marks the edge between exploding and vanishing.")
+    remedy = R.ACTIVATIONS[activation].remedy
     return f"{CHI_IN_WORDS}\n\n{here} {remedy}"
 
 
