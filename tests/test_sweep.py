@@ -72,6 +72,13 @@ def test_axis_that_changes_nothing_is_refused_and_cli_turns_on_what_it_needs():
         S.Sweep(Config(), "lr=0.1,1", "init_std=0.1,1")
     assert S.implied(Config(), ["lr", "init_std"]) == {"init": "normal"}
     assert S.implied(Config(), ["init_std"], chosen=["init"]) == {}
+    # One table says what each axis needs: the refusal and the implied setting agree, and a base that already
+    # clips by value keeps it (value clipping is something a clip_threshold axis changes too).
+    assert S.implied(Config(), ["clip_threshold"]) == {"clip": "norm"}
+    assert S.implied(Config(clip="value"), ["clip_threshold"]) == {}
+    S.Sweep(Config(clip="value", hidden_sizes=(8,)), "lr=0.1,1", "clip_threshold=0.5,1", steps=2)
+    with pytest.raises(S.AxisError, match="clip_threshold only matters with --clip norm or value"):
+        S.Sweep(Config(), "lr=0.1,1", "clip_threshold=0.5,1")
 
 
 # ---- the rule -----------------------------------------------------------------------------------------------------
