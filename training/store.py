@@ -481,13 +481,11 @@ class Store:
         """Write the metrics to ``path`` (.csv or .parquet, the schema of ``training/export.py``) and config, status
         and events to PATH.events.json, both or neither (each renamed into place); returns the sidecar's path.
         ValueError for another suffix, OSError when the files cannot be written."""
-        from . import export
-
         p = Path(path)
         if p.suffix not in export.FORMATS:
             raise ValueError(f"export: {p.name!r} must end in .csv or .parquet")
         r = self.load_run(run_id)
-        return export.write(p, _frame(r), export.sidecar(r.config, r.status, r.events))
+        return export.write_run(p, r.steps, r.columns, r.rows, r.config, r.status, r.events)
 
     def delete_run(self, run_id: str) -> bool:
         """Forget a finished run (metrics, events, the run); True when it was stored. A run still being
@@ -600,9 +598,7 @@ def _event(rowid: int, step, text) -> dict:
 
 
 def _frame(r: StoredRun):
-    from .export import frame
-
-    return frame(r.steps, r.columns, r.rows)  # the one export schema (training/export.py)
+    return export.frame(r.steps, r.columns, r.rows)  # the one export schema (training/export.py)
 
 
 def thin(steps: np.ndarray, values: np.ndarray, max_points: int | None) -> dict[str, np.ndarray]:
@@ -619,16 +615,6 @@ def thin(steps: np.ndarray, values: np.ndarray, max_points: int | None) -> dict[
     return {"step": steps[last], "value": values[last], "lo": lo, "hi": hi}
 
 
-def _plain(o):
-    if isinstance(o, np.floating):
-        return float(o)
-    if isinstance(o, np.integer):
-        return int(o)
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    return str(o)
-
-
 def _dumps(event: dict) -> str:
     # Python's JSON keeps NaN and Infinity (an explosion event's loss is often one); export() writes null instead.
-    return json.dumps(event, default=_plain)
+    return json.dumps(event, default=export.plain)
