@@ -28,7 +28,7 @@ from . import registry as R
 from .axes import AXES, Axis, AxisError, check_applies, implied, parse_axis
 from .cells import COLUMNS, OUTCOMES, Cell, CellResult, Rule, majority, outcome_grid, run_cell, to_frame
 from .config import FIELDS, Config, ConfigError, from_dict
-from .pools import BACKENDS, LocalPool, RayPool, WorkersError, backends, check_workers, max_workers
+from .pools import BACKENDS, LocalPool, RayPool, WorkersError, backends, check_workers, max_workers, one_thread
 from .store import Store, StoreError, db_path
 
 __all__ = ["AXES", "BACKENDS", "COLUMNS", "OUTCOMES", "Axis", "AxisError", "Cell", "CellError", "CellResult",
@@ -110,7 +110,7 @@ class Sweep:
 
     def _serial(self) -> Iterator[CellResult]:
         threads = torch.get_num_threads()
-        torch.set_num_threads(1)  # as in the workers (see the module docstring)
+        one_thread()  # as in the workers: the thread count changes the order of float sums
         try:
             for cell in self.cells:
                 if self.cancelled:
