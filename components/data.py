@@ -174,18 +174,10 @@ def full_resolution_start(snap) -> int | None:
 
 def run_table(snap) -> pd.DataFrame:
     """The run's download in the one export schema (``training/export.py``): one row per step of the view (older
-    steps: one row per bucket with its last value; a bucket's test loss and accuracy are those of the last
-    evaluation inside it, from the probes, since its last step seldom evaluated)."""
+    steps: one row per bucket with its last value, and the last evaluation inside it, from the probes)."""
     steps = np.asarray(snap.view["step"], dtype=np.int64)
     values = np.array(snap.view["value"], dtype=np.float64).reshape(len(steps), len(snap.columns))
-    df = export.frame(steps, snap.columns, values)
-    evals = [p for p in snap.probes if p.get("test_loss") is not None]
-    if evals and len(steps):
-        at = np.searchsorted(steps, [p["step"] for p in evals])  # the row whose bucket holds the evaluation
-        for i, p in reversed(list(zip(at, evals, strict=True))):  # newest first: a bucket keeps its last evaluation
-            if i < len(steps) and np.isnan(df.at[i, "test_loss"]):
-                df.at[i, "test_loss"], df.at[i, "test_accuracy"] = p["test_loss"], p["test_accuracy"]
-    return df
+    return export.frame(steps, snap.columns, values, evaluations=snap.probes)
 
 
 def table_csv(snap) -> bytes:

@@ -6,7 +6,6 @@ Streamlit, it appends results under the job's lock, and a ``run_every`` fragment
 
 from __future__ import annotations
 
-import importlib.util
 import threading
 import time
 import urllib.parse
@@ -88,7 +87,7 @@ class MapJob:
 
 
 def backends() -> list[str]:
-    return ["local", "serial"] + (["ray"] if importlib.util.find_spec("ray") else [])
+    return SW.backends()
 
 
 def lab_config() -> Config | None:

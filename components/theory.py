@@ -1,13 +1,15 @@
 """Why it explodes: the mean-field prediction beside the measured signal, and the recurrent matrix's spectrum.
 
-Figure builders only (plain data in, Plotly figure out); the dashboard's theory panel composes them.
+Figure builders only (plain data in, Plotly figure out); the dashboard's theory panel composes them. As in
+``components/charts.py``, each figure is plain dicts (the two panels and the right-hand axis written out with
+their domains, as ``make_subplots`` would lay them out) handed to ``go.Figure`` once: Plotly validates every
+property on each ``add_trace``/``update_*`` call, which made building a figure several times slower.
 """
 
 from __future__ import annotations
 
 import numpy as np
 import plotly.graph_objects as go
-from plotly.subplots import make_subplots
 
 from . import theme as T
 from .data import weight_params
@@ -59,6 +61,20 @@ def _relative(values) -> np.ndarray:
     return v / v[-1] if len(v) and np.isfinite(v[-1]) and v[-1] > 0 else v
 
 
+def _scatter(x, y, **props) -> dict:
+    return {"type": "scatter", "x": x, "y": y, **props}
+
+
+def _panel_title(text: str, x: float) -> dict:
+    """A panel's title above it, as ``make_subplots(subplot_titles=...)`` writes one."""
+    return {"text": text, "x": x, "xanchor": "center", "xref": "paper", "y": 1.0, "yanchor": "bottom",
+            "yref": "paper", "showarrow": False, "font": {"size": 16}}
+
+
+def _values(traces: list[dict]) -> list[float]:
+    return [v for t in traces for v in np.asarray(t["y"], dtype=float)]
+
+
 def backward_signal_figure(predicted: list[float] | None, probe_start: dict | None, probe_now: dict | None,
                            weight_grad_norms: np.ndarray | None = None) -> go.Figure:
     """Left: ‖∂L/∂h_l‖ per hidden layer, predicted vs measured at the first probe and the latest, each relative
@@ -67,31 +83,29 @@ def backward_signal_figure(predicted: list[float] | None, probe_start: dict | No
     ``predicted``: explain.mlp_theory(cfg)["hidden_backward_profile"] (None where theory does not apply);
     probes: RunSnapshot.probes entries with ``backward_norm``; ``weight_grad_norms``: one per hidden weight.
     """
-    fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.08,
-                        subplot_titles=("backward signal ‖∂L/∂h‖ (what theory predicts)",
-                                        "weight gradient ‖∂L/∂W‖ (what optimizers see)"))
     n = len(predicted) if predicted is not None else len((probe_now or probe_start or {}).get("backward_norm", []))
     layers = [f"layer {i + 1}" for i in range(n)]
+    left, right = [], []
     if predicted is not None:
-        fig.add_trace(go.Scatter(x=layers, y=_relative(predicted), name="predicted (mean field)", mode="lines",
-                                 line={"color": PREDICTED, "dash": "dash", "width": 3}), row=1, col=1)
+        left.append(_scatter(layers, _relative(predicted), name="predicted (mean field)", mode="lines",
+                             line={"color": PREDICTED, "dash": "dash", "width": 3}))
     for probe, name, color in ((probe_start, "measured, first probe", MEASURED_START),
                                (probe_now, "measured, latest probe", MEASURED_NOW)):
         if probe is not None and len(probe.get("backward_norm", [])):
-            fig.add_trace(go.Scatter(x=layers, y=_relative(probe["backward_norm"]),
-                                     name=f"{name} (step {probe['step']})", mode="lines+markers",
-                                     line={"color": color}), row=1, col=1)
+            left.append(_scatter(layers, _relative(probe["backward_norm"]), name=f"{name} (step {probe['step']})",
+                                 mode="lines+markers", line={"color": color}))
     if weight_grad_norms is not None and len(weight_grad_norms):
-        fig.add_trace(go.Scatter(x=layers[: len(weight_grad_norms)], y=_relative(weight_grad_norms),
-                                 name="‖∂L/∂W‖, latest step", mode="lines+markers",
-                                 line={"color": WEIGHT_GRAD}), row=1, col=2)
-    left = [v for t in fig.data if t.xaxis in (None, "x") for v in np.asarray(t.y, dtype=float)]
-    right = [v for t in fig.data if t.xaxis == "x2" for v in np.asarray(t.y, dtype=float)]
-    fig.update_yaxes(**log_axis(left, "÷ last hidden layer (log)"), row=1, col=1)
-    fig.update_yaxes(**log_axis(right), row=1, col=2)
-    fig.update_layout(**T.base_layout("Backward signal per layer: theory vs measurement", height=340))
-    fig.update_layout(hovermode="closest")
-    return fig
+        right.append(_scatter(layers[: len(weight_grad_norms)], _relative(weight_grad_norms),
+                              name="‖∂L/∂W‖, latest step", mode="lines+markers", line={"color": WEIGHT_GRAD}))
+    layout = {**T.base_layout("Backward signal per layer: theory vs measurement", height=340),
+              "hovermode": "closest",
+              "xaxis": {"anchor": "y", "domain": [0.0, 0.46]}, "xaxis2": {"anchor": "y2", "domain": [0.54, 1.0]},
+              "yaxis": {"anchor": "x", "domain": [0.0, 1.0], **log_axis(_values(left), "÷ last hidden layer (log)")},
+              "yaxis2": {"anchor": "x2", "domain": [0.0, 1.0], **log_axis(_values(right))},
+              "annotations": [_panel_title("backward signal ‖∂L/∂h‖ (what theory predicts)", 0.23),
+                              _panel_title("weight gradient ‖∂L/∂W‖ (what optimizers see)", 0.77)]}
+    data = [{**t, "xaxis": "x", "yaxis": "y"} for t in left] + [{**t, "xaxis": "x2", "yaxis": "y2"} for t in right]
+    return go.Figure(data=data, layout=layout)
 
 
 def hidden_weight_grad_norms(names: list[str], grad_norms: np.ndarray) -> np.ndarray:
@@ -104,42 +118,54 @@ def spectral_figure(probes: list[dict], steps: np.ndarray, grad_norm: np.ndarray
     """Recurrent matrix over time: spectral radius and largest singular value (left axis), with the pre-clip
     gradient norm (right, log). ``bound`` = 1/γ: above it explosion becomes possible (Pascanu et al. 2013).
     """
-    fig = make_subplots(specs=[[{"secondary_y": True}]])
     ps = [p for p in probes if "spectral_radius" in p]
     x = [p["step"] for p in ps]
+    left = _spectral_traces(ps, x, steps, bound)
+    right, shown = _grad_norm_traces(np.asarray(steps), np.asarray(grad_norm, dtype=float))
+    rho = [v for p in ps for v in (p["spectral_radius"], p["max_singular_value"])] + [bound]
+    finite = [v for v in rho if np.isfinite(v) and v > 0]
+    if finite and max(finite) > 10 * min(finite):  # a linear axis to 6,000 would flatten the line at 1/γ
+        rho_axis = log_axis(finite, "ρ, σ₁ (log)")
+    else:
+        rho_axis = {"title": {"text": "ρ, σ₁", "standoff": 12}, "automargin": True}
+    # One plot with a second y axis on the right, as make_subplots(specs=[[{"secondary_y": True}]]) lays it out.
+    layout = {**T.base_layout("Recurrent matrix: spectral radius and largest singular value"),
+              "xaxis": {"anchor": "y", "domain": [0.0, 0.94]},
+              "yaxis": {"anchor": "x", "domain": [0.0, 1.0], **rho_axis},
+              "yaxis2": {"anchor": "x", "overlaying": "y", "side": "right",
+                         **log_axis(shown, "gradient norm (log)")}}
+    data = [{**t, "xaxis": "x", "yaxis": "y"} for t in left] + [{**t, "xaxis": "x", "yaxis": "y2"} for t in right]
+    return go.Figure(data=data, layout=layout)
+
+
+def _spectral_traces(ps: list[dict], x: list[int], steps: np.ndarray, bound: float) -> list[dict]:
+    """ρ and σ₁ at each probe, and the line σ₁ = 1/γ across them."""
     gates = list(ps[-1].get("gate_names", ())) if ps else []
     name, hover = "spectral radius ρ(W_hh)", None
     if len(gates) > 1:  # LSTM / GRU: W_hh stacks one square block per gate, each with its own radius
         name = f"spectral radius ρ, largest of the {len(gates)} gate blocks"
         hover = [", ".join(f"{g} {r:.3g}" for g, r in zip(p.get("gate_names", gates), p.get("gate_radii", ()),
                                                            strict=False)) for p in ps]
-    fig.add_trace(go.Scatter(x=x, y=[p["spectral_radius"] for p in ps], name=name, hovertext=hover,
-                             mode="lines+markers", line={"color": "#7570B3"}), secondary_y=False)
-    fig.add_trace(go.Scatter(x=x, y=[p["max_singular_value"] for p in ps], name="largest singular value σ₁",
-                             mode="lines+markers", line={"color": "#E7298A"}), secondary_y=False)
+    out = [_scatter(x, [p["spectral_radius"] for p in ps], name=name, mode="lines+markers",
+                    line={"color": "#7570B3"}, **({"hovertext": hover} if hover is not None else {})),
+           _scatter(x, [p["max_singular_value"] for p in ps], name="largest singular value σ₁",
+                    mode="lines+markers", line={"color": "#E7298A"})]
     if len(x):
-        fig.add_trace(go.Scatter(x=[min(x), max(max(x), int(steps[-1]) if len(steps) else 0)], y=[bound, bound],
-                                 name=f"σ₁ = 1/γ = {bound:.3g}", mode="lines",
-                                 line={"color": T.THRESHOLD, "dash": "dash"}), secondary_y=False)
-    g = np.asarray(grad_norm, dtype=float)
-    ok = np.isfinite(g) & (g > 0)
-    fig.add_trace(go.Scatter(x=np.asarray(steps)[ok], y=g[ok], name="grad norm (pre-clip)", mode="lines",
-                             line={"color": T.PRE_CLIP, "width": 1}, opacity=0.6), secondary_y=True)
-    bad = ~np.isfinite(g)
-    if bad.any():  # shown, never dropped: a marker above the largest finite norm
-        top = float(g[ok].max()) * 3 if ok.any() else 1.0
-        fig.add_trace(go.Scatter(x=np.asarray(steps)[bad], y=[top] * int(bad.sum()), name="✕ non-finite",
-                                 mode="markers", marker={"symbol": "x-thin-open", "size": 12, "line": {"width": 2},
-                                                         "color": T.NON_FINITE},
-                                 hovertext=[str(v) for v in g[bad]]), secondary_y=True)
-    rho = [v for p in ps for v in (p["spectral_radius"], p["max_singular_value"])] + [bound]
-    finite = [v for v in rho if np.isfinite(v) and v > 0]
-    if finite and max(finite) > 10 * min(finite):  # a linear axis to 6,000 would flatten the line at 1/γ
-        fig.update_yaxes(**log_axis(finite, "ρ, σ₁ (log)"), secondary_y=False)
-    else:
-        fig.update_yaxes(title={"text": "ρ, σ₁", "standoff": 12}, automargin=True, secondary_y=False)
-    shown = list(g[ok]) + ([float(g[ok].max()) * 3] if bad.any() and ok.any() else [])
-    fig.update_yaxes(**log_axis(shown, "gradient norm (log)"), secondary_y=True)
-    fig.update_layout(**T.base_layout("Recurrent matrix: spectral radius and largest singular value"))
-    return fig
+        out.append(_scatter([min(x), max(max(x), int(steps[-1]) if len(steps) else 0)], [bound, bound],
+                            name=f"σ₁ = 1/γ = {bound:.3g}", mode="lines", line={"color": T.THRESHOLD, "dash": "dash"}))
+    return out
 
+
+def _grad_norm_traces(steps: np.ndarray, g: np.ndarray) -> tuple[list[dict], list[float]]:
+    """The pre-clip gradient norm, its non-finite steps as markers above the largest finite norm (shown, never
+    dropped), and the values its log axis spans."""
+    ok = np.isfinite(g) & (g > 0)
+    out = [_scatter(steps[ok], g[ok], name="grad norm (pre-clip)", mode="lines",
+                    line={"color": T.PRE_CLIP, "width": 1}, opacity=0.6)]
+    bad = ~np.isfinite(g)
+    if bad.any():
+        top = float(g[ok].max()) * 3 if ok.any() else 1.0
+        out.append(_scatter(steps[bad], [top] * int(bad.sum()), name="✕ non-finite", mode="markers",
+                            marker={"symbol": "x-thin-open", "size": 12, "line": {"width": 2}, "color": T.NON_FINITE},
+                            hovertext=[str(v) for v in g[bad]]))
+    return out, list(g[ok]) + ([float(g[ok].max()) * 3] if bad.any() and ok.any() else [])

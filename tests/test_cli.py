@@ -126,3 +126,41 @@ def test_the_readme_config_example_works(repo_root, tmp_path):
         assert p.returncode == 0, (line, p.stderr[-500:])
     assert (tmp_path / "run.csv").exists() and (tmp_path / "run.csv.events.json").exists()
     assert json.loads((tmp_path / "my.json").read_text())["init_std"] == 1.0  # the preset's settings
+
+
+# ---- one loop for a file and for the store ------------------------------------------------------------------------
+
+def test_a_stored_run_and_a_file_run_of_one_config_record_the_same_rows(tmp_path):
+    from training.store import Store
+
+    argv = ["run", "--hidden-sizes", "8", "--batch-size", "8", "--steps", "20", "--device", "cpu", "--quiet"]
+    assert main([*argv, "--out", str(tmp_path / "f.csv")]) == 0
+    assert main([*argv, "--store", str(tmp_path / "d")]) == 0
+    store = Store(tmp_path / "d")
+    [info] = store.list_runs()
+    stored = store.load_run(info["id"])
+    file_rows = pd.read_csv(tmp_path / "f.csv")
+    assert info["status"] == "finished" and len(stored.steps) == len(file_rows) == 20
+    assert stored.rows[:, stored.columns.index("loss")].tolist() == file_rows["loss"].tolist()
+
+
+def test_an_error_in_a_stored_run_is_saved_as_error_with_the_steps_before_it(tmp_path, capsys, monkeypatch):
+    from training.engine import Trainer
+    from training.store import Store
+
+    real = Trainer.step
+
+    def fails_at_step_3(self):
+        if self.step_idx == 3:
+            raise RuntimeError("device lost")
+        return real(self)
+
+    monkeypatch.setattr(Trainer, "step", fails_at_step_3)
+    assert main(["run", "--hidden-sizes", "8", "--batch-size", "8", "--steps", "10", "--device", "cpu", "--quiet",
+                 "--store", str(tmp_path / "d")]) == 1
+    assert "error: RuntimeError: device lost" in capsys.readouterr().err
+    store = Store(tmp_path / "d")
+    [info] = store.list_runs()
+    stored = store.load_run(info["id"])
+    assert info["status"] == "error" and len(stored.steps) == 3
+    assert stored.events[-1]["kind"] == "error" and stored.events[-1]["message"] == "RuntimeError: device lost"

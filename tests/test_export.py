@@ -16,7 +16,7 @@ import pytest
 from components import data as D
 from components.page_saved import export_bytes
 from training import export
-from training import sweep as S
+from training import sweep as SW
 from training.cli import main
 from training.config import Config
 from training.runner import Runner
@@ -158,7 +158,7 @@ def test_a_folder_that_cannot_be_written_is_refused_before_training(tmp_path, ca
 
 
 def test_sweep_refuses_a_bad_destination_before_any_cell(tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr(S.Sweep, "run", lambda *a, **k: pytest.fail("a cell ran before --out was checked"))
+    monkeypatch.setattr(SW.Sweep, "run", lambda *a, **k: pytest.fail("a cell ran before --out was checked"))
     for out, needle in _bad_out(tmp_path):
         assert main(["sweep", "--x", "lr=0.05", "--y", "batch_size=8", "--steps", "2", "--hidden-sizes", "8",
                      "--backend", "serial", "--quiet", "--out", out]) == 2
@@ -224,10 +224,10 @@ def test_a_sweep_whose_file_cannot_be_written_is_kept_in_the_store(tmp_path, cap
     args = ["sweep", "--x", "lr=0.05", "--y", "batch_size=8", "--steps", "2", "--hidden-sizes", "8",
             "--backend", "serial", "--quiet", "--out", str(tmp_path / "m.parquet")]
     assert main([*args, "--store", str(tmp_path / "s")]) == 1
-    assert "No space left on device" in capsys.readouterr().err and len(S.list_stored(tmp_path / "s")) == 1
+    assert "No space left on device" in capsys.readouterr().err and len(SW.list_stored(tmp_path / "s")) == 1
     assert main(args) == 1  # no --store: the cells go to the default store rather than nowhere
     err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and len(S.list_stored(tmp_path / "default")) == 1
+    assert len(err.splitlines()) == 1 and len(SW.list_stored(tmp_path / "default")) == 1
     assert not (tmp_path / "m.parquet").exists()
 
 
@@ -235,7 +235,7 @@ def test_the_sweep_file_names_its_axes_by_field(tmp_path):
     out = tmp_path / "m.csv"
     assert main(["sweep", "--x", "lr=0.05,0.5", "--y", "batch_size=8", "--steps", "2", "--hidden-sizes", "8",
                  "--backend", "serial", "--quiet", "--out", str(out)]) == 0
-    df, meta = S.load(out)
+    df, meta = SW.load(out)
     assert df.columns[:2].tolist() == ["lr", "batch_size"] and "x" not in df.columns and "y" not in df.columns
     assert meta["x"]["name"] == "lr" and sorted(df["lr"].unique()) == [0.05, 0.5]
 

@@ -205,3 +205,27 @@ def test_get_manager_saves_under_gel_data_dir_and_still_trains_when_it_cannot(tm
     m = M.get_manager()
     assert m.store is None and m.store_error.startswith("runs are not being saved: cannot open the run store")
     assert m.past_runs() == []
+
+
+def test_a_saved_map_keeps_its_cells_exactly_and_its_metadata_as_strict_json(store, manager):
+    """Maps live in the run store's own file and connections, beside runs being written at the same time."""
+    run = _train(manager, TINY)
+    cells = [{"x": 0.1, "y": 2, "seed": 0, "outcome": "exploded", "final_loss": float("nan"),
+              "max_grad_norm": float("inf")}]
+    meta = {"x": {"spec": "lr=0.1"}, "y": {"spec": "depth=2"}, "complete": False, "seconds": np.float64("nan"),
+            "steps": np.int64(5)}
+    sid = store.save_sweep(cells, meta)
+    [entry] = store.list_sweeps()
+    assert entry == {"id": sid, "label": "lr=0.1 x depth=2", "created": entry["created"], "x": "lr=0.1",
+                     "y": "depth=2", "cells": 1, "complete": False}
+    got, meta2 = store.load_sweep(sid)
+    assert np.isnan(got[0]["final_loss"]) and got[0]["max_grad_norm"] == float("inf")  # a cell's NaN survives
+    assert meta2["seconds"] is None and meta2["steps"] == 5  # the metadata is strict JSON, numpy made plain
+    with sqlite3.connect(store.path) as conn:
+        text = conn.execute("SELECT meta_json FROM sweeps WHERE id = ?", (sid,)).fetchone()[0]
+    conn.close()
+    json.loads(text, parse_constant=lambda c: pytest.fail(f"{c} in the saved metadata"))
+    assert store.list_runs()[0]["id"] == run.id and store.integrity() == "ok"
+    with pytest.raises(KeyError, match="no stored sweep"):
+        store.load_sweep("nope")
+    assert store.delete_sweep(sid) and not store.delete_sweep(sid) and store.list_sweeps() == []

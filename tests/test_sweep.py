@@ -10,7 +10,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from training import sweep as S
+from training import sweep as SW
 from training.cli import main
 from training.config import Config
 from training.store import Store
@@ -28,30 +28,30 @@ def key(results):
 
 @pytest.fixture(scope="module")
 def local_results():
-    return list(S.Sweep(SEED_MLP, **TINY).run("local", workers=2))
+    return list(SW.Sweep(SEED_MLP, **TINY).run("local", workers=2))
 
 
 # ---- axes ---------------------------------------------------------------------------------------------------------
 
 def test_log_axis_spans_decades_with_readable_values():
-    a = S.parse_axis("lr=1e-4:1:9")
+    a = SW.parse_axis("lr=1e-4:1:9")
     assert a.scale == "log" and len(a.values) == 9
     assert a.values[0] == 1e-4 and a.values[-1] == 1.0 and a.values[4] == 0.01
     np.testing.assert_allclose(np.diff(np.log10(a.values)), 0.5, rtol=1e-5)
 
 
 def test_linear_when_under_a_decade_or_not_positive_and_prefix_forces_it():
-    assert S.parse_axis("init_std=0.5:2:4").scale == "lin"
-    assert S.parse_axis("momentum=0:0.9:4").values == (0.0, 0.3, 0.6, 0.9)
-    assert S.parse_axis("lr=lin:0.1:1:4").values == (0.1, 0.4, 0.7, 1.0)
-    assert S.parse_axis("init_std=log:0.5:2:3").values == (0.5, 1.0, 2.0)
+    assert SW.parse_axis("init_std=0.5:2:4").scale == "lin"
+    assert SW.parse_axis("momentum=0:0.9:4").values == (0.0, 0.3, 0.6, 0.9)
+    assert SW.parse_axis("lr=lin:0.1:1:4").values == (0.1, 0.4, 0.7, 1.0)
+    assert SW.parse_axis("init_std=log:0.5:2:3").values == (0.5, 1.0, 2.0)
 
 
 def test_integer_axes_round_and_dedupe_and_lists_sort():
-    assert S.parse_axis("depth=1:3:5").values == (1, 2, 3)
-    assert all(type(v) is int for v in S.parse_axis("batch_size=1:4096:6").values)
-    assert S.parse_axis("lr=1,0.1,0.1").values == (0.1, 1.0)
-    assert S.parse_axis("lr=0.1").values == (0.1,)
+    assert SW.parse_axis("depth=1:3:5").values == (1, 2, 3)
+    assert all(type(v) is int for v in SW.parse_axis("batch_size=1:4096:6").values)
+    assert SW.parse_axis("lr=1,0.1,0.1").values == (0.1, 1.0)
+    assert SW.parse_axis("lr=0.1").values == (0.1,)
 
 
 @pytest.mark.parametrize("spec, words", [
@@ -62,21 +62,28 @@ def test_integer_axes_round_and_dedupe_and_lists_sort():
     ("lr=log:0:1:3", "log axis needs lo > 0"), ("depth=0:3:3", "out of range"), ("lr=nan:1:3", "not a finite"),
 ])
 def test_bad_axis_raises_naming_it(spec, words):
-    with pytest.raises(S.AxisError) as e:
-        S.parse_axis(spec)
+    with pytest.raises(SW.AxisError) as e:
+        SW.parse_axis(spec)
     assert str(e.value).startswith(spec) and words in str(e.value)
 
 
 def test_axis_that_changes_nothing_is_refused_and_cli_turns_on_what_it_needs():
-    with pytest.raises(S.AxisError, match="init_std only changes the network with --init normal"):
-        S.Sweep(Config(), "lr=0.1,1", "init_std=0.1,1")
-    assert S.implied(Config(), ["lr", "init_std"]) == {"init": "normal"}
-    assert S.implied(Config(), ["init_std"], chosen=["init"]) == {}
+    with pytest.raises(SW.AxisError, match="init_std only changes the network with --init normal"):
+        SW.Sweep(Config(), "lr=0.1,1", "init_std=0.1,1")
+    assert SW.implied(Config(), ["lr", "init_std"]) == {"init": "normal"}
+    assert SW.implied(Config(), ["init_std"], chosen=["init"]) == {}
+    # One table says what each axis needs: the refusal and the implied setting agree, and a base that already
+    # clips by value keeps it (value clipping is something a clip_threshold axis changes too).
+    assert SW.implied(Config(), ["clip_threshold"]) == {"clip": "norm"}
+    assert SW.implied(Config(clip="value"), ["clip_threshold"]) == {}
+    SW.Sweep(Config(clip="value", hidden_sizes=(8,)), "lr=0.1,1", "clip_threshold=0.5,1", steps=2)
+    with pytest.raises(SW.AxisError, match="clip_threshold only matters with --clip norm or value"):
+        SW.Sweep(Config(), "lr=0.1,1", "clip_threshold=0.5,1")
 
 
 # ---- the rule -----------------------------------------------------------------------------------------------------
 
-RULE = S.Rule()
+RULE = SW.Rule()
 ZERO, CONST = math.log(10), 2.30  # all-zero output / best constant, digits-like
 
 
@@ -116,11 +123,11 @@ def test_tiny_local_sweep_explodes_in_one_corner_and_learns_in_another(local_res
 
 
 def test_same_seeds_same_map_in_another_process(local_results):
-    assert key(S.Sweep(SEED_MLP, **TINY).run("serial")) == key(local_results)
+    assert key(SW.Sweep(SEED_MLP, **TINY).run("serial")) == key(local_results)
 
 
 def test_cancel_from_another_thread_stops_the_sweep_early():
-    sweep = S.Sweep(SEED_MLP.replace(hidden_sizes=(32,)), "lr=0.01:0.1:8", "init_std=0.01:0.1:8", steps=200)
+    sweep = SW.Sweep(SEED_MLP.replace(hidden_sizes=(32,)), "lr=0.01:0.1:8", "init_std=0.01:0.1:8", steps=200)
     got, t0 = [], time.perf_counter()
     timer = threading.Timer(0.5, sweep.cancel)
     timer.start()
@@ -131,7 +138,7 @@ def test_cancel_from_another_thread_stops_the_sweep_early():
 
 
 def test_cancel_between_cells_stops_a_serial_sweep():
-    sweep = S.Sweep(SEED_MLP.replace(hidden_sizes=(16,)), "lr=0.01,0.1", "init_std=0.01,0.1", steps=5)
+    sweep = SW.Sweep(SEED_MLP.replace(hidden_sizes=(16,)), "lr=0.01,0.1", "init_std=0.01,0.1", steps=5)
     it = sweep.run("serial")
     first = next(it)
     sweep.cancel()
@@ -139,33 +146,33 @@ def test_cancel_between_cells_stops_a_serial_sweep():
 
 
 def test_depth_axis_builds_equal_width_layers_and_a_cell_config_opens_as_a_run():
-    sweep = S.Sweep(SEED_MLP, "init_std=0.05,0.2", "depth=1,4", width=32, steps=10)
+    sweep = SW.Sweep(SEED_MLP, "init_std=0.05,0.2", "depth=1,4", width=32, steps=10)
     cfg = sweep.config(0.2, 4)
     assert cfg.hidden_sizes == (32,) * 4 and cfg.init_std == 0.2 and cfg.steps == 10
     assert cfg.probe_every == SEED_MLP.probe_every and cfg.device == SEED_MLP.device
-    again = S.Sweep.from_metadata(sweep.metadata())
+    again = SW.Sweep.from_metadata(sweep.metadata())
     assert again.config(0.2, 4) == cfg
 
 
 def test_outcome_grid_majority_ties_go_to_the_more_severe_and_missing_cells_are_minus_one():
-    r = lambda x, y, seed, o: S.CellResult(x, y, seed, o, "", *[1.0] * 6, 1, 0.0)  # noqa: E731
+    r = lambda x, y, seed, o: SW.CellResult(x, y, seed, o, "", *[1.0] * 6, 1, 0.0)  # noqa: E731
     results = [r(1, 1, 0, "learned"), r(1, 1, 1, "exploded"), r(1, 1, 2, "exploded"),
                r(2, 1, 0, "learned"), r(2, 1, 1, "stuck")]
-    xs, ys, codes, counts = S.outcome_grid(results, xs=[1, 2], ys=[1, 2])
-    assert codes.tolist() == [[S.OUTCOMES.index("exploded"), S.OUTCOMES.index("stuck")], [-1, -1]]
+    xs, ys, codes, counts = SW.outcome_grid(results, xs=[1, 2], ys=[1, 2])
+    assert codes.tolist() == [[SW.OUTCOMES.index("exploded"), SW.OUTCOMES.index("stuck")], [-1, -1]]
     assert counts[0, 0].tolist() == [1, 0, 0, 2] and counts[1].sum() == 0
-    assert S.to_frame(results)["majority"].tolist() == ["exploded"] * 3 + ["stuck"] * 2
+    assert SW.to_frame(results)["majority"].tolist() == ["exploded"] * 3 + ["stuck"] * 2
 
 
 def test_store_keeps_sweeps_in_their_own_table_beside_the_runs(tmp_path, local_results):
-    meta = S.Sweep(SEED_MLP, **TINY).metadata("local", complete=True, seconds=1.0)
-    sid = S.save_to_store(local_results, meta, store=tmp_path)
-    [entry] = S.list_stored(tmp_path)
+    meta = SW.Sweep(SEED_MLP, **TINY).metadata("local", complete=True, seconds=1.0)
+    sid = SW.save_to_store(local_results, meta, store=tmp_path)
+    [entry] = SW.list_stored(tmp_path)
     assert entry["id"] == sid and entry["cells"] == 4 and entry["complete"]
-    df, meta2 = S.load_stored(sid, tmp_path)
+    df, meta2 = SW.load_stored(sid, tmp_path)
     assert meta2 == meta and sorted(df["outcome"]) == sorted(r.outcome for r in local_results)
     assert Store(tmp_path).list_runs() == [] and Store(tmp_path).integrity() == "ok"  # one file, no clash
-    assert S.delete_stored(sid, tmp_path) and S.list_stored(tmp_path) == []
+    assert SW.delete_stored(sid, tmp_path) and SW.list_stored(tmp_path) == []
 
 
 # ---- CLI ----------------------------------------------------------------------------------------------------------
@@ -180,17 +187,17 @@ def test_cli_writes_one_row_per_cell_with_the_rule_and_base_config(tmp_path):
                "--backend", "serial", "--quiet", "--out", str(out)])
     assert rc == 0
     table = pq.read_table(out)
-    df, meta = table.to_pandas(), S.load(out)[1]
+    df, meta = table.to_pandas(), SW.load(out)[1]
     assert df.columns.tolist() == ["lr", "depth", *CLI_COLUMNS] and len(df) == 8  # the axes by field name
-    assert set(df["outcome"]) <= set(S.OUTCOMES) and (df["steps_run"] <= 8).all()
+    assert set(df["outcome"]) <= set(SW.OUTCOMES) and (df["steps_run"] <= 8).all()
     assert meta["x"]["values"] == [0.05, 0.5] and meta["y"]["name"] == "depth" and meta["seeds"] == 2
     assert "exploded:" in meta["rule"]["text"] and meta["rule"]["diverge_factor"] == 10.0
     assert meta["base_config"]["model"] == "mlp" and meta["complete"] is True
     csv = tmp_path / "map.csv"
     assert main(["sweep", "--x", "lr=0.05", "--y", "batch_size=8", "--steps", "2", "--hidden-sizes", "8",
                  "--backend", "serial", "--quiet", "--out", str(csv), "--store", str(tmp_path)]) == 0
-    assert S.load(csv)[0].columns.tolist() == ["lr", "batch_size", *CLI_COLUMNS]
-    assert [e["x"] for e in S.list_stored(tmp_path)] == ["lr=0.05"]
+    assert SW.load(csv)[0].columns.tolist() == ["lr", "batch_size", *CLI_COLUMNS]
+    assert [e["x"] for e in SW.list_stored(tmp_path)] == ["lr=0.05"]
 
 
 @pytest.mark.parametrize("argv, words", [
@@ -212,7 +219,7 @@ def test_ray_gives_the_same_map_as_the_process_pool(local_results):
     # "local": a fresh instance even when another Ray cluster runs on this machine.
     ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
-        assert key(S.Sweep(SEED_MLP, **TINY).run("ray")) == key(local_results)
+        assert key(SW.Sweep(SEED_MLP, **TINY).run("ray")) == key(local_results)
     finally:
         ray.shutdown()
 
@@ -220,17 +227,17 @@ def test_ray_gives_the_same_map_as_the_process_pool(local_results):
 # ---- theory's chi = 1 line ----------------------------------------------------------------------------------------
 
 def test_relu_critical_line_is_he_init():
-    line = S.critical_line(S.parse_axis("init_std=0.01:1:9"), S.parse_axis("depth=1:32:6"), SEED_MLP, width=128)
+    line = SW.critical_line(SW.parse_axis("init_std=0.01:1:9"), SW.parse_axis("depth=1:32:6"), SEED_MLP, width=128)
     assert line.axis == "x" and line.fan_in == 128
     assert line.value == pytest.approx(math.sqrt(2 / 128), rel=1e-9)
     assert line.xs == (line.value, line.value) and line.ys == (1, 32)
     # Any other axis: straight across it, at the middle layer's fan-in (256 for 784-512-256-128-10).
-    other = S.critical_line(S.parse_axis("lr=1e-3:1:4"), S.parse_axis("init_std=0.01:1:9"), SEED_MLP)
+    other = SW.critical_line(SW.parse_axis("lr=1e-3:1:4"), SW.parse_axis("init_std=0.01:1:9"), SEED_MLP)
     assert other.axis == "y" and other.value == pytest.approx(math.sqrt(2 / 256), rel=1e-9)
 
 
 def test_linear_critical_line_is_one_over_root_fan_in():
-    line = S.critical_line(S.parse_axis("init_std=0.01:1:9"), S.parse_axis("depth=1:8:4"),
+    line = SW.critical_line(SW.parse_axis("init_std=0.01:1:9"), SW.parse_axis("depth=1:8:4"),
                            SEED_MLP.replace(activation="identity"), width=64)
     assert line.value == pytest.approx(1 / 8, rel=1e-9)
 
@@ -241,4 +248,4 @@ def test_linear_critical_line_is_one_over_root_fan_in():
     (SEED_MLP.replace(norm="batch"), "init_std=0.1,1"),  # normalisation resets the scale every layer
 ])
 def test_no_critical_line_where_the_theory_does_not_apply(cfg, x):
-    assert S.critical_line(S.parse_axis(x), S.parse_axis("depth=1,2"), cfg) is None
+    assert SW.critical_line(SW.parse_axis(x), SW.parse_axis("depth=1,2"), cfg) is None

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from training import cli
-from training import sweep as S
+from training import cli, pools
+from training import sweep as SW
 from training.config import Config
 
 REPO = Path(__file__).resolve().parent.parent
@@ -78,7 +78,7 @@ def test_kill_9_of_a_local_sweep_ends_its_workers_and_resource_tracker(tmp_path)
 
 
 def test_workers_above_the_cores_are_refused_with_the_range(capsys):
-    hi, why = S.max_workers()
+    hi, why = SW.max_workers()
     assert 1 <= hi <= (os.cpu_count() or 1) and "CPU cores" in why
     argv = ["sweep", "--x", "lr=0.01,0.1", "--y", "depth=1,2", "--out", "m.csv", "--workers"]
     assert cli.main([*argv, str(hi + 10)]) == 2
@@ -89,14 +89,14 @@ def test_workers_above_the_cores_are_refused_with_the_range(capsys):
 
 
 def test_workers_are_capped_by_the_memory_too(monkeypatch):
-    monkeypatch.setattr(S, "_available_memory", lambda: S.WORKER_BYTES + 100)
-    assert S.max_workers()[0] == 1 and "GiB of memory available" in S.max_workers()[1]
-    sweep = S.Sweep(Config(hidden_sizes=(8,), dataset="gaussian", batch_size=8), "lr=0.01,0.1", "depth=1,2",
+    monkeypatch.setattr(pools, "_available_memory", lambda: pools.WORKER_BYTES + 100)
+    assert SW.max_workers()[0] == 1 and "GiB of memory available" in SW.max_workers()[1]
+    sweep = SW.Sweep(Config(hidden_sizes=(8,), dataset="gaussian", batch_size=8), "lr=0.01,0.1", "depth=1,2",
                     steps=2)
-    with pytest.raises(S.WorkersError, match=r"workers: 2 is not allowed; allowed: 1 to 1 here"):
+    with pytest.raises(SW.WorkersError, match=r"workers: 2 is not allowed; allowed: 1 to 1 here"):
         sweep.run("local", workers=2)
-    monkeypatch.setattr(S, "_available_memory", lambda: None)  # unknown: the cores alone
-    assert S.max_workers()[0] == (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+    monkeypatch.setattr(pools, "_available_memory", lambda: None)  # unknown: the cores alone
+    assert SW.max_workers()[0] == (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
                                   else os.cpu_count())
-    with pytest.raises(S.WorkersError, match="allowed: 1 or more"):
+    with pytest.raises(SW.WorkersError, match="allowed: 1 or more"):
         sweep.run("ray", workers=0)

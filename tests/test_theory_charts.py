@@ -128,3 +128,17 @@ def test_time_chart_names_the_largest_gate_block_and_the_stuck_units():
     assert f"largest of the 4 gate blocks ({best})" in fig.layout.title.text
     assert any(t.name == "saturated units (whole batch)" for t in fig.data)
     assert f"{p['spectral_radius']:.3g}" in fig.layout.title.text
+
+
+def test_the_figures_keep_their_two_panel_and_right_axis_layouts():
+    """Built as plain dicts (no make_subplots): the panels, their titles and the right-hand axis as before."""
+    fig = backward_signal_figure([3.0, 2.0, 1.0], {"step": 0, "backward_norm": np.array([4.0, 2.0, 1.0])}, None,
+                                 np.array([2.0, 1.5, 1.0]))
+    assert [(t.xaxis, t.yaxis) for t in fig.data] == [("x", "y"), ("x", "y"), ("x2", "y2")]
+    assert list(fig.layout.xaxis.domain) == [0.0, 0.46] and list(fig.layout.xaxis2.domain) == [0.54, 1.0]
+    assert [a.text.split(" ")[0] for a in fig.layout.annotations] == ["backward", "weight"]
+    assert fig.layout.hovermode == "closest" and fig.layout.height == 340
+    fig = spectral_figure([{"step": 0, "spectral_radius": 3.0, "max_singular_value": 4.5}], np.array([0, 1]),
+                          np.array([1.0, 2.0]), bound=1.0)
+    assert _trace(fig, "grad norm").yaxis == "y2" and _trace(fig, "spectral radius").yaxis == "y"
+    assert fig.layout.yaxis2.overlaying == "y" and fig.layout.yaxis2.side == "right"

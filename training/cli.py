@@ -10,14 +10,19 @@ import json
 import os
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
-import numpy as np
+import torch
+from tqdm import tqdm
 
 from . import export
 from . import outcome as O
 from . import registry as R
+from . import sweep as SW
 from .config import FIELDS, Config, ConfigError, allowed_text, from_dict, from_preset
+from .headless import train_into_store, train_rows
+from .store import Store, StoreError, default_data_dir
 
 MAX_CONFIG_BYTES = 64 * 1024  # a JSON config file is small; refuse anything larger before reading it
 
@@ -73,8 +78,6 @@ def max_threads() -> int:
 
 def set_threads(value: str | None) -> int:
     """One torch thread unless ``--threads N`` asks for more; UsageError naming the range otherwise."""
-    import torch
-
     hi = max_threads()
     try:
         n = int(value) if value is not None else 1
@@ -121,68 +124,8 @@ def config_from_args(args: argparse.Namespace) -> Config:
         raise UsageError(f"{_flag(e.field)}: {e.shown} is not allowed; {e.allowed}") from None
 
 
-BAR_PERIOD_S = 0.2  # the progress bar's text is redrawn at most this often: formatting it costs ~15 µs
-
-
-class _Progress:
-    """A tqdm bar fed by time, not by step: a bare ``update(1)`` and ``set_postfix`` per step cost ~2% of a step."""
-
-    def __init__(self, total: int, unit: str = "step"):
-        from tqdm import tqdm
-
-        self.bar = tqdm(total=total, unit=unit, file=sys.stderr, dynamic_ncols=True, mininterval=BAR_PERIOD_S)
-        self.next = 0.0
-
-    def show(self, done: int, rec) -> None:
-        """``done`` steps taken, ``rec`` the latest StepRecord (or None)."""
-        self.bar.update(done - self.bar.n)
-        if rec is not None:
-            self.bar.set_postfix(loss=f"{rec.loss:.3g}", grad_norm=f"{rec.grad_norm_pre_clip:.3g}", refresh=False)
-        self.next = time.perf_counter() + BAR_PERIOD_S
-
-    def close(self) -> None:
-        self.bar.close()
-
-
-def train_rows(cfg: Config, progress: bool = True):
-    """Train synchronously; return (trainer, rows, events, status), ``rows`` one per step: step, then the row.
-
-    The table has no activation statistics, so the trainer skips them (its probe steps only evaluate the test
-    set, on the same schedule as in the dashboard): the numbers written are those of the same run anywhere else.
-    """
-    from .engine import Trainer
-
-    trainer = Trainer(cfg)
-    trainer.activation_probes = False
-    rows, events, status = [], [], "finished"
-    bar = _Progress(cfg.steps) if progress else None
-    rec = None
-    try:
-        for _ in range(cfg.steps):
-            rec = trainer.step()
-            rows.append(rec.flat if rec.flat is not None else rec.row())
-            if rec.events:
-                events.extend(rec.events)
-            if not rec.applied:
-                status = "exploded"
-                break
-            if bar is not None and time.perf_counter() >= bar.next:
-                bar.show(len(rows), rec)
-    finally:
-        if bar is not None:
-            bar.show(len(rows), rec)
-            bar.close()
-    table = np.empty((len(rows), 1 + len(trainer.columns)))
-    table[:, 0] = np.arange(len(rows))
-    if rows:
-        table[:, 1:] = np.vstack(rows)
-    return trainer, table, events, status
-
-
-def open_store(flag_value: str):
+def open_store(flag_value: str) -> Store:
     """The run store in DIR, or in the default data folder when DIR is empty; UsageError when it cannot open."""
-    from .store import Store, StoreError, default_data_dir
-
     folder = Path(flag_value) if flag_value else default_data_dir()
     if folder.exists() and not folder.is_dir():
         raise UsageError(f"--store: {folder} is not a folder")
@@ -190,33 +133,6 @@ def open_store(flag_value: str):
         return Store(folder)
     except StoreError as e:
         raise UsageError(f"--store: {e}") from None
-
-
-def train_into_store(cfg: Config, store, label: str, progress: bool = True):
-    """Train on a background runner whose every step the store saves; return (run id, status, steps)."""
-    from .runner import Runner
-
-    runner = Runner(cfg, labels=[label])
-    run = runner.runs[0]
-    run.trainer.activation_probes = False  # the store keeps no activation statistics
-    store.attach(runner)
-    bar = _Progress(cfg.steps) if progress else None
-    runner.start()
-    try:
-        while not runner.wait(BAR_PERIOD_S):
-            rec = run.latest
-            if bar is not None and rec is not None:
-                bar.show(rec.step + 1, rec)
-    finally:
-        runner.stop(timeout=30.0)  # Ctrl-C: the steps so far are saved, the run says "stopped"
-        store.close()
-        if bar is not None:
-            bar.show(run.snapshot(history=False).step, run.latest)
-            bar.close()
-    snap = run.snapshot(history=False)
-    if snap.error:
-        print(f"error: {snap.error}", file=sys.stderr)
-    return run.id, snap.status, snap.step
 
 
 def check_out(value: str | None, flag: str = "--out") -> Path | None:
@@ -250,10 +166,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     except RuntimeError as e:  # e.g. a requested device that is absent
         print(f"error: {e}", file=sys.stderr)
         return 2
-    df = export.frame(rows[:, 0], trainer.columns, rows[:, 1:])
-    side = export.sidecar(cfg.to_dict(), status, events, device=str(trainer.device), threads=threads)
     try:
-        sidecar = export.write(out, df, side)
+        sidecar = export.write_run(out, rows[:, 0], trainer.columns, rows[:, 1:], cfg.to_dict(), status, events,
+                                   device=str(trainer.device), threads=threads)
     except OSError as e:  # disk full, a file size limit: nothing half-written is left behind
         print(f"error: --out: cannot write {out} ({e.strerror or e}); nothing was written", file=sys.stderr)
         return 1
@@ -301,8 +216,6 @@ def cmd_config(args: argparse.Namespace) -> int:
 
 def cmd_runs(args: argparse.Namespace) -> int:
     """The readable runs on stdout; what the store's check found and the unreadable rows on stderr, exit 1."""
-    from .store import StoreError
-
     store = open_store(args.store)
     try:
         runs, unreadable = store.list_runs(), store.unreadable_runs()
@@ -335,17 +248,15 @@ def add_sweep_parser(sub) -> None:
                     "than a decade, else linear; log:/lin: forces one; v1,v2,... lists them)")
     sw.add_argument("--y", required=True, metavar="AXIS", help="e.g. init_std=0.01:2:9, or depth=1:32:8")
     sw.add_argument("--seeds", type=int, default=1, help="seeds per cell (default 1); the map shows the majority")
-    sw.add_argument("--width", type=int, default=128, help="hidden width for a depth axis (default 128)")
-    sw.add_argument("--backend", choices=("local", "ray", "serial"), default="local",
-                    help="local: a process pool over all cores (default); ray: Ray tasks; serial: this process")
+    sw.add_argument("--width", type=int, default=SW.DEFAULT_WIDTH,
+                    help=f"hidden width for a depth axis (default {SW.DEFAULT_WIDTH})")
+    sw.add_argument("--backend", choices=SW.BACKENDS, default="local",
+                    help="local: a process pool over all cores (default); serial: this process; ray: Ray tasks")
     sw.add_argument("--address", help="Ray cluster address (backend ray), e.g. ray://head:10001 or auto")
     sw.add_argument("--workers", type=int, help="cells at once (default and most: one per core, as the memory "
                     "allows; backend ray: every Ray CPU)")
-    sw.add_argument("--preset", help="start from a named preset (see `presets`); flags override it")
-    sw.add_argument("--config", help="a JSON file of field: value (JSON only, at most 64 KiB)")
-    for name, f in FIELDS.items():  # the run's config flags; --steps is per cell, 200 unless given
-        sw.add_argument(_flag(name), dest=name, default=None, metavar=name.upper(),
-                        help=f"{f.metadata['help']} ({allowed_text(f)})")
+    # The run's config flags; --steps is per cell, SW.DEFAULT_STEPS unless given.
+    _add_config_flags(sw, "a JSON file of field: value (JSON only, at most 64 KiB)", with_default=False)
     sw.add_argument("--out", help="output file: .parquet (metadata in its schema) or .csv (FILE.sweep.json)")
     sw.add_argument("--store", nargs="?", const="", metavar="DIR",
                     help="also save the sweep in the run store in DIR (default $GEL_DATA_DIR, else ./data)")
@@ -353,86 +264,96 @@ def add_sweep_parser(sub) -> None:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    import time
-    from collections import Counter
-
-    from . import sweep as S
-
     if args.out is None and args.store is None:
         raise UsageError("sweep: give --out FILE, --store [DIR], or both")
     out = check_out(args.out)  # before any cell trains: a sweep never ends with nowhere to go
-    axes = []
-    for flag in ("x", "y"):
-        try:
-            axes.append(S.parse_axis(getattr(args, flag)))
-        except S.AxisError as e:
-            raise UsageError(f"--{flag}: {e}") from None
-    x, y = axes
-    try:
-        S.check_workers(args.workers, args.backend)  # before anything starts: one per core, within the memory
-    except S.WorkersError as e:
-        raise UsageError(f"--{e}") from None
-    if args.store is not None:
-        open_store(args.store)  # checked before any cell trains: a foreign or damaged store is refused now
-    base = config_from_args(args)
-    changes = S.implied(base, (x.name, y.name), chosen=[k for k in FIELDS if getattr(args, k) is not None])
-    if changes:
-        base = base.replace(**changes)
-        print("note: " + ", ".join(f"--{k} {v}" for k, v in changes.items()) + " so that the axes change the net",
-              file=sys.stderr)
-    try:
-        sweep = S.Sweep(base, x, y, seeds=args.seeds, steps=base.steps if args.steps else S.DEFAULT_STEPS,
-                        width=args.width)
-    except S.AxisError as e:
-        raise UsageError(str(e)) from None
+    sweep = sweep_from_args(args)
     try:
         stream = sweep.run(args.backend, workers=args.workers, address=args.address)
     except (RuntimeError, ConnectionError) as e:  # Ray missing, or its cluster unreachable
         raise UsageError(f"--backend {args.backend}: {e}") from None
-    results, t0, rc = [], time.perf_counter(), 0
-    bar = None if args.quiet else _sweep_bar(len(sweep.cells))
-    try:
-        for r in stream:
-            results.append(r)
-            if bar is not None:
-                bar.update(1)
-                bar.set_postfix(dict(sorted(Counter(c.outcome for c in results).items())), refresh=False)
-    except KeyboardInterrupt:  # keep the cells that finished; the file says the map is incomplete
-        sweep.cancel()
-        print("interrupted: saving the finished cells", file=sys.stderr)
-        rc = 130
-    except S.CellError as e:
-        print(f"error: {e}; saving the finished cells", file=sys.stderr)
-        rc = 1
-    finally:
-        stream.close()
-        if bar is not None:
-            bar.close()
-    complete = rc == 0
-    meta = sweep.metadata(backend=args.backend, complete=complete, seconds=time.perf_counter() - t0)
-    wrote = []
-    if args.store is not None:  # the store first: a file that then fails to write loses nothing
-        wrote.append(f"sweep {S.save_to_store(results, meta, store=args.store or None)} in {S.store_path(args.store)}")
-    if out is not None:
-        try:
-            S.save(out, results, meta)
-            wrote.append(str(out))
-        except OSError as e:
-            if args.store is None:  # keep the cells somewhere: the default store
-                wrote.append(f"sweep {S.save_to_store(results, meta)} in {S.store_path()}")
-            print(f"error: --out: cannot write {out} ({e.strerror or e}); the cells are saved as "
-                  f"{wrote[-1]}", file=sys.stderr)
-            return 1
+    t0 = time.perf_counter()
+    results, rc = _collect(sweep, stream, progress=not args.quiet)
+    meta = sweep.metadata(backend=args.backend, complete=rc == 0, seconds=time.perf_counter() - t0)
+    wrote = _save_sweep(results, meta, args.store, out)
+    if wrote is None:
+        return 1
     counts = ", ".join(f"{n} {o}" for o, n in sorted(Counter(r.outcome for r in results).items()))
     print(f"{len(results)}/{len(sweep.cells)} cells ({counts}) in {meta['seconds']:.1f} s; wrote {' and '.join(wrote)}",
           file=sys.stderr)
     return rc
 
 
-def _sweep_bar(total: int):
-    from tqdm import tqdm
+def sweep_from_args(args: argparse.Namespace) -> SW.Sweep:
+    """The sweep the flags ask for, every cell validated and the store checked before anything trains."""
+    axes = []
+    for flag in ("x", "y"):
+        try:
+            axes.append(SW.parse_axis(getattr(args, flag)))
+        except SW.AxisError as e:
+            raise UsageError(f"--{flag}: {e}") from None
+    x, y = axes
+    try:
+        SW.check_workers(args.workers, args.backend)  # before anything starts: one per core, within the memory
+    except SW.WorkersError as e:
+        raise UsageError(f"--{e}") from None
+    if args.store is not None:
+        open_store(args.store)  # checked before any cell trains: a foreign or damaged store is refused now
+    base = config_from_args(args)
+    changes = SW.implied(base, (x.name, y.name), chosen=[k for k in FIELDS if getattr(args, k) is not None])
+    if changes:
+        base = base.replace(**changes)
+        print("note: " + ", ".join(f"--{k} {v}" for k, v in changes.items()) + " so that the axes change the net",
+              file=sys.stderr)
+    try:
+        return SW.Sweep(base, x, y, seeds=args.seeds, steps=base.steps if args.steps else SW.DEFAULT_STEPS,
+                        width=args.width)
+    except SW.AxisError as e:
+        raise UsageError(str(e)) from None
 
-    return tqdm(total=total, unit="cell", file=sys.stderr, dynamic_ncols=True)
+
+def _collect(sweep: SW.Sweep, stream, progress: bool) -> tuple[list[SW.CellResult], int]:
+    """The cells as they finish, and the exit status: 0, 130 (Ctrl-C) or 1 (a cell failed); the cells that
+    finished are kept either way, and the saved map then says it is incomplete."""
+    results, rc = [], 0
+    bar = tqdm(total=len(sweep.cells), unit="cell", file=sys.stderr, dynamic_ncols=True) if progress else None
+    try:
+        for r in stream:
+            results.append(r)
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(dict(sorted(Counter(c.outcome for c in results).items())), refresh=False)
+    except KeyboardInterrupt:
+        sweep.cancel()
+        print("interrupted: saving the finished cells", file=sys.stderr)
+        rc = 130
+    except SW.CellError as e:
+        print(f"error: {e}; saving the finished cells", file=sys.stderr)
+        rc = 1
+    finally:
+        stream.close()
+        if bar is not None:
+            bar.close()
+    return results, rc
+
+
+def _save_sweep(results: list[SW.CellResult], meta: dict, store: str | None, out: Path | None) -> list[str] | None:
+    """Save to the store, then the file; what was written, or None (said on stderr) when the file could not be.
+    The store comes first, so a file that then fails to write loses nothing."""
+    wrote = []
+    if store is not None:
+        wrote.append(f"sweep {SW.save_to_store(results, meta, store=store or None)} in {SW.store_path(store)}")
+    if out is not None:
+        try:
+            SW.save(out, results, meta)
+            wrote.append(str(out))
+        except OSError as e:
+            if store is None:  # keep the cells somewhere: the default store
+                wrote.append(f"sweep {SW.save_to_store(results, meta)} in {SW.store_path()}")
+            print(f"error: --out: cannot write {out} ({e.strerror or e}); the cells are saved as "
+                  f"{wrote[-1]}", file=sys.stderr)
+            return None
+    return wrote
 
 
 def main(argv: list[str] | None = None) -> int:

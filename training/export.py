@@ -17,6 +17,7 @@ so a failed write leaves the previous pair, never half a table or a sidecar that
 
 from __future__ import annotations
 
+import csv
 import io
 import json
 import math
@@ -26,6 +27,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from .data import TASKS, accuracy_note
 
@@ -40,11 +42,15 @@ def accuracy_meaning(dataset: str) -> str:
     return "fraction of test examples classified correctly"
 
 
-def frame(steps: Sequence[int] | np.ndarray, columns: Sequence[str], rows: np.ndarray):
+def frame(steps: Sequence[int] | np.ndarray, columns: Sequence[str], rows: np.ndarray,
+          evaluations: Sequence[dict] = ()):
     """The export table from a run's steps, its row columns (``Trainer.columns``, in any order, with or without
-    the test columns) and its rows (one per step): the schema above, missing test columns filled with NaN."""
-    import pandas as pd
+    the test columns) and its rows (one per step): the schema above, missing test columns filled with NaN.
 
+    ``evaluations`` (probes with ``step``, ``test_loss``, ``test_accuracy``) fill the test columns of rows that
+    stand for a bucket of steps (a decimated history): each such row takes the last evaluation inside its bucket,
+    since its own last step seldom evaluated.
+    """
     rows = np.asarray(rows, dtype=np.float64).reshape(len(steps), len(columns))
     index = {c: i for i, c in enumerate(columns)}
     head = HEAD[1:]
@@ -56,7 +62,19 @@ def frame(steps: Sequence[int] | np.ndarray, columns: Sequence[str], rows: np.nd
     data["clipped"] = data["clipped"] > 0 if "clipped" in index else np.zeros(len(steps), dtype=bool)
     for c in params:
         data[c] = rows[:, index[c]]
-    return pd.DataFrame(data, columns=[*HEAD, *params])
+    df = pd.DataFrame(data, columns=[*HEAD, *params])
+    _fill_evaluations(df, [e for e in evaluations if e.get("test_loss") is not None])
+    return df
+
+
+def _fill_evaluations(df, evals: list[dict]) -> None:
+    steps = df["step"].to_numpy()
+    if not evals or not len(steps):
+        return
+    at = np.searchsorted(steps, [e["step"] for e in evals])  # the row whose bucket holds the evaluation
+    for i, e in reversed(list(zip(at, evals, strict=True))):  # newest first: a bucket keeps its last evaluation
+        if i < len(steps) and np.isnan(df.at[i, "test_loss"]):
+            df.at[i, "test_loss"], df.at[i, "test_accuracy"] = e["test_loss"], e["test_accuracy"]
 
 
 def table_bytes(df, fmt: str) -> bytes:
@@ -74,8 +92,6 @@ def _csv(df) -> bytes:
     pandas formats ~1 µs a value, 55 µs a row of the reference MLP: 2% of the step the row records. Python's
     ``repr`` of a float is its shortest exact form (read back bit for bit), and writes nan, inf and -inf.
     """
-    import csv
-
     head = io.StringIO()
     csv.writer(head, lineterminator="\n").writerow(df.columns)
     cells = []
@@ -138,6 +154,13 @@ def write(path: Path, df, side: dict) -> Path:
     return side_path
 
 
+def write_run(path: Path, steps, columns: Sequence[str], rows: np.ndarray, config: dict, status: str,
+              events: list[dict], **extra) -> Path:
+    """A run's table (``frame``) and its events file (``sidecar``, with ``extra`` fields) to ``path``, both or
+    neither; returns the sidecar's path. Every export of a run to a file comes through here."""
+    return write(path, frame(steps, columns, rows), sidecar(config, status, events, **extra))
+
+
 def write_files(files: list[tuple[Path, bytes]]) -> None:
     """Write several files as one: each to a temporary file in its folder, then all renamed into place.
 
@@ -174,17 +197,23 @@ def write_files(files: list[tuple[Path, bytes]]) -> None:
 
 
 def finite(o):
-    """NaN and inf as None, numpy scalars as Python numbers: strict JSON."""
+    """NaN and inf as None, numpy scalars as Python numbers: strict JSON (files, saved maps' metadata)."""
     if isinstance(o, (float, np.floating)):
         return float(o) if math.isfinite(o) else None
-    if isinstance(o, np.integer):
-        return int(o)
-    if isinstance(o, np.ndarray):
-        return finite(o.tolist())
     if isinstance(o, dict):
         return {k: finite(v) for k, v in o.items()}
     if isinstance(o, (list, tuple)):
         return [finite(v) for v in o]
     if o is None or isinstance(o, (bool, int, str)):
         return o
+    return finite(plain(o))
+
+
+def plain(o):
+    """numpy integers, floats and arrays as Python numbers and lists, anything else as its text: ``finite``'s
+    last step, and ``json.dumps``'s ``default`` where NaN and inf are kept (the store's events)."""
+    if isinstance(o, (np.integer, np.floating)):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
     return str(o)

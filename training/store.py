@@ -25,6 +25,7 @@ import shutil
 import sqlite3
 import threading
 import time
+import uuid
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -34,7 +35,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from . import wal
+from . import export, wal
 from .runner import LIVE, Run, Runner, track_thread
 
 DB_NAME = "runs.sqlite3"
@@ -62,6 +63,14 @@ CREATE TABLE IF NOT EXISTS metrics (
 CREATE TABLE IF NOT EXISTS events (run_id TEXT NOT NULL, step INTEGER, kind TEXT, json TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS events_run ON events (run_id);
 """
+# Stability maps (training/sweep.py), one row each: its metadata and its cells as JSON. Made on first use, so a
+# store that never held a map is left as it was.
+SWEEPS_SCHEMA = """
+CREATE TABLE IF NOT EXISTS sweeps (
+    id TEXT PRIMARY KEY, label TEXT NOT NULL, created REAL NOT NULL, meta_json TEXT NOT NULL,
+    cells_json TEXT NOT NULL, n_cells INTEGER NOT NULL, complete INTEGER NOT NULL
+);
+"""
 
 
 class StoreError(RuntimeError):
@@ -82,6 +91,13 @@ def default_data_dir() -> Path:
     return Path(os.environ.get("GEL_DATA_DIR", "").strip() or "data")
 
 
+def db_path(path: str | os.PathLike | None = None) -> Path:
+    """The SQLite file of a store: ``path`` if it names one (.sqlite3, .sqlite, .db), else FOLDER/runs.sqlite3;
+    the folder defaults to default_data_dir()."""
+    p = Path(path) if path is not None else default_data_dir()
+    return p if p.suffix in (".sqlite3", ".sqlite", ".db") else p / DB_NAME
+
+
 class _Source:
     """One attached run, as the writer sees it."""
 
@@ -97,9 +113,7 @@ class Store:
         """``path``: a data folder (created, mode 700) or a ``.sqlite3`` / ``.db`` file; default: default_data_dir().
 
         StoreError when it cannot be opened, is not a run store, or is damaged (see the module docstring)."""
-        p = Path(path) if path is not None else default_data_dir()
-        if p.suffix not in (".sqlite3", ".sqlite", ".db"):
-            p = p / DB_NAME
+        p = db_path(path)
         self.path, self.stale_s = p, stale_s
         self.damage: list[str] = []  # what the check on open found lost, one line each; empty when sound
         self.kept: Path | None = None  # where the files were copied when it found something
@@ -467,13 +481,11 @@ class Store:
         """Write the metrics to ``path`` (.csv or .parquet, the schema of ``training/export.py``) and config, status
         and events to PATH.events.json, both or neither (each renamed into place); returns the sidecar's path.
         ValueError for another suffix, OSError when the files cannot be written."""
-        from . import export
-
         p = Path(path)
         if p.suffix not in export.FORMATS:
             raise ValueError(f"export: {p.name!r} must end in .csv or .parquet")
         r = self.load_run(run_id)
-        return export.write(p, _frame(r), export.sidecar(r.config, r.status, r.events))
+        return export.write_run(p, r.steps, r.columns, r.rows, r.config, r.status, r.events)
 
     def delete_run(self, run_id: str) -> bool:
         """Forget a finished run (metrics, events, the run); True when it was stored. A run still being
@@ -492,6 +504,57 @@ class Store:
     def integrity(self) -> str:
         """SQLite's own check: "ok" when the file is sound."""
         return self._read("PRAGMA integrity_check")[0][0]
+
+    @contextmanager
+    def _sweeps(self) -> Iterator[sqlite3.Connection]:
+        """A connection with the sweeps table made; StoreError, in one line, when the file cannot hold it."""
+        try:
+            with self._reader() as conn:
+                conn.executescript(SWEEPS_SCHEMA)
+                yield conn
+        except StoreError as e:
+            raise StoreError(f"cannot use the sweeps in the run store at {self.path}: {e}") from None
+
+    def save_sweep(self, cells: list[dict], meta: dict, label: str = "") -> str:
+        """Save a stability map (finished or cancelled: ``meta["complete"]`` says which); returns its id.
+        ``cells``: one dict per cell result; their NaN and inf are kept (Python's JSON writes them)."""
+        sweep_id = uuid.uuid4().hex[:12]
+        label = label or f"{meta['x']['spec']} x {meta['y']['spec']}"
+        with self._sweeps() as conn:
+            conn.execute("INSERT INTO sweeps (id, label, created, meta_json, cells_json, n_cells, complete) "
+                         "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                         (sweep_id, label, time.time(), json.dumps(export.finite(meta)), json.dumps(cells),
+                          len(cells), int(bool(meta.get("complete")))))
+        return sweep_id
+
+    def list_sweeps(self) -> list[dict]:
+        """Saved maps, newest first: id, label, created (Unix s), x and y (axis specs), cells, complete."""
+        with self._sweeps() as conn:
+            rows = conn.execute("SELECT id, label, created, meta_json, n_cells, complete FROM sweeps "
+                                "ORDER BY created DESC").fetchall()
+        out = []
+        for sid, label, created, meta, n, complete in rows:
+            try:
+                m = json.loads(meta)
+                x, y = m["x"]["spec"], m["y"]["spec"]
+            except (TypeError, ValueError, KeyError, RecursionError) as e:  # listed as such: loading it says why
+                label, x, y, complete = f"unreadable ({type(e).__name__})", "?", "?", False
+            out.append({"id": str(sid), "label": str(label), "created": created, "x": x, "y": y,
+                        "cells": n if isinstance(n, int) else 0, "complete": bool(complete)})
+        return out
+
+    def load_sweep(self, sweep_id: str) -> tuple[list[dict], dict]:
+        """(cells, metadata) of a saved map; KeyError when there is none with this id."""
+        with self._sweeps() as conn:
+            row = conn.execute("SELECT meta_json, cells_json FROM sweeps WHERE id = ?", (sweep_id,)).fetchone()
+        if row is None:
+            raise KeyError(f"no stored sweep {sweep_id!r}")
+        return json.loads(row[1]), json.loads(row[0])
+
+    def delete_sweep(self, sweep_id: str) -> bool:
+        """Remove a saved map; False when there was none with this id."""
+        with self._sweeps() as conn:
+            return conn.execute("DELETE FROM sweeps WHERE id = ?", (sweep_id,)).rowcount > 0
 
 
 @lru_cache(maxsize=1)
@@ -535,9 +598,7 @@ def _event(rowid: int, step, text) -> dict:
 
 
 def _frame(r: StoredRun):
-    from .export import frame
-
-    return frame(r.steps, r.columns, r.rows)  # the one export schema (training/export.py)
+    return export.frame(r.steps, r.columns, r.rows)  # the one export schema (training/export.py)
 
 
 def thin(steps: np.ndarray, values: np.ndarray, max_points: int | None) -> dict[str, np.ndarray]:
@@ -554,16 +615,6 @@ def thin(steps: np.ndarray, values: np.ndarray, max_points: int | None) -> dict[
     return {"step": steps[last], "value": values[last], "lo": lo, "hi": hi}
 
 
-def _plain(o):
-    if isinstance(o, np.floating):
-        return float(o)
-    if isinstance(o, np.integer):
-        return int(o)
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    return str(o)
-
-
 def _dumps(event: dict) -> str:
     # Python's JSON keeps NaN and Infinity (an explosion event's loss is often one); export() writes null instead.
-    return json.dumps(event, default=_plain)
+    return json.dumps(event, default=export.plain)
