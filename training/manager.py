@@ -76,7 +76,7 @@ class RunManager:
             with self._lock:
                 self._building -= slot
         with self._lock:
-            rid = runner.runs[0].id
+            rid = runner.id
             self._runners[rid] = runner
             self._seen[rid] = time.monotonic()
             self._prune()
@@ -87,8 +87,14 @@ class RunManager:
         return runner
 
     def get(self, run_id: str) -> Runner | None:
+        """The runner keyed by ``run_id`` (its first run's id), or None."""
         with self._lock:
             return self._runners.get(run_id)
+
+    def find(self, run_id: str) -> tuple[Runner, int] | None:
+        """The runner holding run ``run_id`` (any of its runs) and that run's index, or None."""
+        with self._lock:
+            return self._find(run_id)
 
     def runners(self) -> list[Runner]:
         with self._lock:
@@ -181,10 +187,16 @@ class RunManager:
         return ok and not any(r.alive for r in self.runners()) and (wd is None or not wd[0].is_alive())
 
     # Internals; the callers hold self._lock.
+    def _find(self, run_id: str) -> tuple[Runner, int] | None:
+        runner = self._runners.get(run_id)
+        if runner is not None:
+            return runner, 0
+        return next(((r, i) for r in self._runners.values() for i, run in enumerate(r.runs) if run.id == run_id),
+                    None)
+
     def _key(self, run_id: str) -> str | None:
-        if run_id in self._runners:
-            return run_id
-        return next((rid for rid, r in self._runners.items() if any(run.id == run_id for run in r.runs)), None)
+        found = self._find(run_id)
+        return found[0].id if found is not None else None
 
     def _check_room(self, busy: list[str]) -> None:
         """CapacityError unless a slot is free. The message counts the slots and names no run: it is shown to

@@ -259,7 +259,7 @@ class Runner:
         self._paused = paused
         for r in self.runs:
             r.set_status(PAUSED if paused else RUNNING)
-        self._thread = threading.Thread(target=self._loop, name=f"train-{self.runs[0].id}", daemon=True)
+        self._thread = threading.Thread(target=self._loop, name=f"train-{self.id}", daemon=True)
         self._thread.start()
 
     def pause(self) -> None:
@@ -314,6 +314,11 @@ class Runner:
         if self._thread is not None:
             self._thread.join(timeout)
         return not self.alive
+
+    @property
+    def id(self) -> str:
+        """The runner's id: its first run's, which ``?run=`` and the manager key it by (a compare pair by run A)."""
+        return self.runs[0].id
 
     @property
     def alive(self) -> bool:
