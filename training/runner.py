@@ -1,7 +1,7 @@
 """The background runner: a thread that steps one or more trainers in lockstep.
 
-The thread is the only writer; every reader goes through ``snapshot()`` / ``rows_since()``, which copy
-under the run's lock and return plain numpy and Python values. Commands (pause, step, stop, live lr and
+The thread is the only writer; every reader goes through ``snapshot()``, which copies under the run's lock
+and returns plain numpy and Python values. Commands (pause, step, stop, live lr and
 clipping changes) are queued under a condition variable and take effect at the next step; stop is an
 Event checked between steps, so it lands within one step's time.
 """
@@ -94,6 +94,34 @@ class EndedTrainer:
     def of(cls, t: Trainer | EndedTrainer) -> EndedTrainer:
         return t if isinstance(t, EndedTrainer) else cls(t.cfg, t.device, list(t.names), list(t.columns),
                                                          t.stuck_label, t.step_idx)
+
+
+@dataclass(frozen=True)
+class Pause:
+    """Pause (True) or resume (False) every run."""
+    paused: bool
+
+
+@dataclass(frozen=True)
+class SetSpeed:
+    steps_per_s: float | None  # None: as fast as it goes
+
+
+@dataclass(frozen=True)
+class SetLr:
+    lr: float
+    runs: list[int] | None = None  # indices into Runner.runs; None: every run
+
+
+@dataclass(frozen=True)
+class SetClip:
+    mode: str
+    threshold: float | None = None  # None: keep the trainer's
+    norm_type: str | None = None
+    runs: list[int] | None = None
+
+
+Command = Pause | SetSpeed | SetLr | SetClip
 
 
 class Run:
@@ -226,11 +254,6 @@ class Run:
             probes = sum(v.nbytes for p in self.probes for v in p.values() if isinstance(v, np.ndarray))
             return arrays + probes + 300 * (len(self.events) + len(self.probes))  # ~300 B a small dict
 
-    def rows_since(self, step: int) -> tuple[np.ndarray, np.ndarray]:
-        """Full-resolution rows with step > ``step`` still in the recent window."""
-        with self._lock:
-            return self.history.rows_since(step)
-
 
 class Runner:
     """Steps its runs in lockstep on one thread; each run owns its data stream, so it equals the same run alone."""
@@ -245,7 +268,7 @@ class Runner:
         labels = labels or [""] * len(configs)
         self.runs = [Run(c, device, lab, recent, buckets) for c, lab in zip(configs, labels, strict=True)]
         self._cv = threading.Condition()
-        self._commands: list[tuple] = []
+        self._commands: list[Command] = []
         self._paused = False
         self._pending_steps = 0
         self._stop = threading.Event()
@@ -263,10 +286,10 @@ class Runner:
         self._thread.start()
 
     def pause(self) -> None:
-        self._command("pause")
+        self._command(Pause(True))
 
     def resume(self) -> None:
-        self._command("resume")
+        self._command(Pause(False))
 
     def step_once(self, n: int = 1) -> None:
         """While paused, take ``n`` more steps."""
@@ -276,20 +299,20 @@ class Runner:
 
     def set_lr(self, lr: float, runs: list[int] | None = None) -> None:
         Config(lr=lr)  # validates the value, raising ConfigError with the allowed range
-        self._command("lr", lr, runs)
+        self._command(SetLr(lr, runs))
 
     def set_clip(self, mode: str, threshold: float | None = None, norm_type: str | None = None,
                  runs: list[int] | None = None) -> None:
         Config(clip=mode, clip_threshold=threshold if threshold is not None else 1.0,
                clip_norm_type=norm_type or "2")  # validates
-        self._command("clip", (mode, threshold, norm_type), runs)
+        self._command(SetClip(mode, threshold, norm_type, runs))
 
     def set_speed(self, steps_per_s: float | None) -> None:
         """Take at most ``steps_per_s`` steps a second from the next step on (None: as fast as it goes), so an
         explosion can be watched as it develops; a single step while paused is never delayed."""
         if steps_per_s is not None:
             check_speed(steps_per_s)
-        self._command("speed", steps_per_s)
+        self._command(SetSpeed(steps_per_s))
 
     @property
     def steps_per_s(self) -> float | None:
@@ -331,7 +354,7 @@ class Runner:
     def snapshot(self, i: int = 0, history: bool = True) -> RunSnapshot:
         return self.runs[i].snapshot(history)
 
-    def _command(self, *cmd) -> None:
+    def _command(self, cmd: Command) -> None:
         with self._cv:
             self._commands.append(cmd)
             self._cv.notify_all()
@@ -339,35 +362,19 @@ class Runner:
     # The thread.
     def _apply_commands(self) -> None:
         for cmd in self._commands:
-            kind = cmd[0]
-            if kind in ("pause", "resume"):
-                self._paused = kind == "pause"
+            if isinstance(cmd, Pause):
+                self._paused = cmd.paused
                 for r in self.runs:
                     if r.status in (RUNNING, PAUSED):
                         r.set_status(PAUSED if self._paused else RUNNING)
-                continue
-            if kind == "speed":
-                interval = 1.0 / cmd[1] if cmd[1] is not None else 0.0
+            elif isinstance(cmd, SetSpeed):
+                interval = 1.0 / cmd.steps_per_s if cmd.steps_per_s is not None else 0.0
                 self._due += interval - self._interval  # the step already waited for moves with the new pace
                 self._interval = interval
-                continue
-            targets = [self.runs[i] for i in (cmd[2] if cmd[2] is not None else range(len(self.runs)))]
-            for r in targets:
-                if r.status not in LIVE:
-                    continue
-                t = r.trainer
-                if kind == "lr":
-                    old, t_new = t.lr, cmd[1]
-                    t.set_lr(t_new)
-                    change = {"field": "lr", "old": old, "new": t_new}
-                else:
-                    old = (t.clip, t.clip_threshold, t.clip_norm_type)
-                    t.set_clip(*cmd[1])
-                    new = (t.clip, t.clip_threshold, t.clip_norm_type)
-                    change = {"field": "clip", "old": list(old), "new": list(new)}
-                words = _change_words[change["field"]]
-                r.add_change({"step": t.step_idx, "kind": "config_change",
-                              "message": words(change["old"], change["new"]), **change}, words)
+            else:
+                for r in (self.runs[i] for i in (cmd.runs if cmd.runs is not None else range(len(self.runs)))):
+                    if r.status in LIVE:
+                        _apply_change(r, cmd)
         self._commands.clear()
 
     def _next(self) -> bool:
@@ -417,6 +424,21 @@ class Runner:
                     r.set_status(STOPPED)
                 r.release()
             _trim_heap()
+
+
+def _apply_change(r: Run, cmd: SetLr | SetClip) -> None:
+    """Apply a live lr or clipping change to a live run's trainer and record it as a ``config_change`` event."""
+    t = r.trainer
+    if isinstance(cmd, SetLr):
+        change = {"field": "lr", "old": t.lr, "new": cmd.lr}
+        t.set_lr(cmd.lr)
+    else:
+        old = [t.clip, t.clip_threshold, t.clip_norm_type]
+        t.set_clip(cmd.mode, cmd.threshold, cmd.norm_type)
+        change = {"field": "clip", "old": old, "new": [t.clip, t.clip_threshold, t.clip_norm_type]}
+    words = _change_words[change["field"]]
+    r.add_change({"step": t.step_idx, "kind": "config_change",
+                  "message": words(change["old"], change["new"]), **change}, words)
 
 
 def _trim_heap() -> None:
