@@ -176,7 +176,7 @@ def test_without_a_store_nothing_is_buffered():
     runner = Runner(TINY.replace(steps=20))
     runner.start()
     assert runner.wait(30)
-    assert runner.runs[0]._pending_rows is None  # no store: the training thread keeps no unbounded buffer
+    assert runner.runs[0].observers == []  # no store: nothing observes, so nothing buffers the steps
 
 
 def test_cli_run_saves_to_the_store_and_runs_lists_it(tmp_path, capsys):

@@ -1,38 +1,39 @@
-"""The background runner: a thread that steps one or more trainers in lockstep.
+"""The background runner: a thread that steps one or more trainers (``training/run.py``) in lockstep.
 
-The thread is the only writer; every reader goes through ``snapshot()``, which copies under the run's lock
-and returns plain numpy and Python values. Commands (pause, step, stop, live lr and
-clipping changes) are queued under a condition variable and take effect at the next step; stop is an
-Event checked between steps, so it lands within one step's time.
+The thread is the only writer of its runs; every reader goes through ``snapshot()``, which copies under the run's
+lock and returns plain numpy and Python values, and observers (the run store) get each step and event as it is
+recorded. Commands (pause, step, stop, live lr and clipping changes) are queued under a condition variable and
+take effect at the next step; stop is an Event checked between steps, so it lands within one step's time.
 """
 
 from __future__ import annotations
 
 import ctypes
-import secrets
 import sys
 import threading
 import time
 import traceback
 import weakref
-from collections import deque
-from dataclasses import dataclass, field
-
-import numpy as np
+from dataclasses import dataclass
 
 from .config import Config, ConfigError
-from .engine import StepRecord, Trainer
-from .history import History
+from .run import (  # noqa: F401 (re-exported: the run's names were defined here before)
+    ERROR,
+    EXPLODED,
+    FINISHED,
+    LIVE,
+    PAUSED,
+    RUNNING,
+    STOPPED,
+    EndedTrainer,
+    Run,
+    RunObserver,
+    RunSnapshot,
+    new_run_id,
+)
 
-IDLE, RUNNING, PAUSED, FINISHED, EXPLODED, ERROR, STOPPED = (
-    "idle", "running", "paused", "finished", "exploded", "error", "stopped")
-LIVE = (IDLE, RUNNING, PAUSED)
-MAX_PROBES = 512
-MAX_EVENTS = 10_000
-COALESCE_S = 1.0  # live changes of one setting closer than this make one marker (see Run.add_change)
 SPEED_RANGE = (0.1, 1000.0)  # steps per second a throttled run may be set to; None is "as fast as it goes"
 
-ID_BYTES = 12  # 96 random bits: an id is all it takes to read a live run through the server's routes
 _runners: weakref.WeakSet[Runner] = weakref.WeakSet()
 _helpers: weakref.WeakSet[threading.Thread] = weakref.WeakSet()  # the store's writer, the manager's watchdog
 
@@ -47,53 +48,6 @@ def live_threads() -> list[threading.Thread]:
     """Training and helper threads still alive in this process (the test suite asserts none at the end)."""
     training = [r._thread for r in list(_runners) if r._thread is not None and r._thread.is_alive()]
     return training + [t for t in list(_helpers) if t.is_alive()]
-
-
-@dataclass
-class RunSnapshot:
-    id: str
-    label: str
-    config: Config
-    status: str
-    error: str | None
-    step: int  # steps taken
-    steps_per_s: float
-    device: str
-    names: list[str]
-    columns: list[str]
-    view: dict[str, np.ndarray]
-    events: list[dict]
-    probes: list[dict]
-    latest: StepRecord | None
-    stuck_label: str
-    extra: dict = field(default_factory=dict)
-
-    def series(self, column: str, which: str = "value") -> tuple[np.ndarray, np.ndarray]:
-        return self.view["step"], self.view[which][:, self.columns.index(column)]
-
-
-def new_run_id() -> str:
-    """``r`` and 96 random bits in hex: unique across the processes that write one store (no counter that
-    restarts with each process) and not guessable from another run's id."""
-    return "r" + secrets.token_hex(ID_BYTES)
-
-
-@dataclass(frozen=True)
-class EndedTrainer:
-    """What a run keeps of its trainer once it has ended: names and settings, no model, optimizer or data
-    (those can be gigabytes; the history and events hold everything the charts and the store read)."""
-
-    cfg: Config
-    device: object
-    names: list[str]
-    columns: list[str]
-    stuck_label: str
-    step_idx: int
-
-    @classmethod
-    def of(cls, t: Trainer | EndedTrainer) -> EndedTrainer:
-        return t if isinstance(t, EndedTrainer) else cls(t.cfg, t.device, list(t.names), list(t.columns),
-                                                         t.stuck_label, t.step_idx)
 
 
 @dataclass(frozen=True)
@@ -124,137 +78,6 @@ class SetClip:
 Command = Pause | SetSpeed | SetLr | SetClip
 
 
-class Run:
-    """One trainer's live record; written by the runner thread, read by anyone through snapshot()."""
-
-    def __init__(self, cfg: Config, device=None, label: str = "", recent: int = 2048, buckets: int = 2048):
-        self.id = new_run_id()
-        self.label = label or self.id[:7]  # "r" and 24 random bits: enough to tell a session's runs apart
-        self.trainer: Trainer | EndedTrainer = Trainer(cfg, device)  # an EndedTrainer once the run has ended
-        self.cfg = cfg
-        self.history = History(self.trainer.columns, recent, buckets)
-        self.events: list[dict] = []
-        self.probes: list[dict] = []
-        self.latest: StepRecord | None = None
-        self.status = IDLE
-        self.error: str | None = None
-        self._lock = threading.Lock()
-        self._times: deque[tuple[float, int]] = deque(maxlen=64)
-        # Full-resolution rows and events not yet saved; None unless a store is attached. The training thread
-        # only appends here; the store's writer thread takes them with drain().
-        self._pending_rows: list[tuple[int, np.ndarray]] | None = None
-        self._pending_events: list[dict] | None = None
-        self._last_change: tuple[float, dict] | None = None  # (when, event): the newest live change, to fold into
-
-    def record(self, rec: StepRecord) -> None:
-        row = rec.row()
-        with self._lock:
-            self.history.append(rec.step, row)
-            if self._pending_rows is not None:
-                self._pending_rows.append((rec.step, row))
-            self.latest = rec
-            if rec.probe is not None:
-                if len(self.probes) >= MAX_PROBES:  # thin the older half, keep the newest at full rate
-                    half = MAX_PROBES // 2
-                    self.probes = self.probes[:half:2] + self.probes[half:]
-                self.probes.append(rec.probe)
-            self._add_events(rec.events)
-            self._times.append((time.perf_counter(), rec.step))
-            if not rec.applied:
-                self.status = EXPLODED
-            elif rec.step + 1 >= self.cfg.steps:
-                self.status = FINISHED
-
-    def _add_events(self, events: list[dict]) -> None:
-        room = MAX_EVENTS - len(self.events)
-        kept = events[:max(room, 0)]
-        self.events.extend(kept)
-        if self._pending_events is not None:
-            self._pending_events.extend(kept)
-
-    def keep_pending(self) -> None:
-        """Start buffering rows and events for drain() (a store calls this before the run starts)."""
-        with self._lock:
-            if self._pending_rows is None:
-                self._pending_rows, self._pending_events = [], []
-
-    def drain(self) -> tuple[list[tuple[int, np.ndarray]], list[dict], str, str | None]:
-        """Take the buffered (step, row) pairs and events, with the current status and error."""
-        with self._lock:
-            rows, events = self._pending_rows or [], self._pending_events or []
-            if self._pending_rows is not None:
-                self._pending_rows, self._pending_events = [], []
-            return rows, events, self.status, self.error
-
-    def add_event(self, event: dict) -> None:
-        with self._lock:
-            self._add_events([event])
-
-    def add_change(self, event: dict, message) -> None:
-        """A live setting change (``event`` with field, old and new). One following a change of the same field by
-        less than COALESCE_S, with no event between, folds into it: three arrow-key presses on the learning-rate
-        slider are one marker, from the first press's step and old value to the last one's new value.
-        ``message(old, new)`` words it."""
-        now = time.monotonic()
-        with self._lock:
-            last = self._last_change
-            if (last is not None and now - last[0] < COALESCE_S and self.events and self.events[-1] is last[1]
-                    and last[1]["field"] == event["field"]):
-                prev = last[1]
-                event = {**prev, "new": event["new"], "message": message(prev["old"], event["new"])}
-                self.events[-1] = event  # a new dict: snapshots already taken keep the one they copied
-                pending = self._pending_events
-                if pending is not None:  # not saved yet: replace it; saved: the store gets the folded one after
-                    at = next((i for i, e in enumerate(pending) if e is prev), None)
-                    if at is None:
-                        pending.append(event)
-                    else:
-                        pending[at] = event
-            else:
-                self._add_events([event])
-            self._last_change = (now, event)
-
-    def set_status(self, status: str, error: str | None = None) -> None:
-        with self._lock:
-            self.status = status
-            if error:
-                self.error = error
-
-    def steps_per_s(self) -> float:
-        t = self._times
-        if len(t) < 2 or t[-1][0] <= t[0][0]:
-            return 0.0
-        return (t[-1][1] - t[0][1]) / (t[-1][0] - t[0][0])
-
-    def snapshot(self, history: bool = True) -> RunSnapshot:
-        """A copy of the run's state. ``history=False``: the status only (state, step, speed, latest record, events,
-        the last evaluated probe) with an empty ``view``: what a status line needs, without copying ~3 MB of
-        decimated history under the lock the training thread takes at every step."""
-        with self._lock:
-            if history:
-                view, probes = self.history.view(), list(self.probes)
-            else:
-                view = {}
-                probes = [next((p for p in reversed(self.probes) if p.get("test_accuracy") is not None),
-                               self.probes[-1])] if self.probes else []
-            return RunSnapshot(
-                self.id, self.label, self.cfg, self.status, self.error, self.history.total,
-                self.steps_per_s(), str(self.trainer.device), list(self.trainer.names), list(self.history.columns),
-                view, list(self.events), probes, self.latest, self.trainer.stuck_label)
-
-    def release(self) -> None:
-        """The run has ended: drop its model, optimizer, data and weight snapshot, keep history and events."""
-        with self._lock:
-            self.trainer = EndedTrainer.of(self.trainer)
-
-    def held_bytes(self) -> int:
-        """About what this run holds in memory once released: its history arrays, events and probes."""
-        with self._lock:
-            arrays = sum(v.nbytes for v in vars(self.history).values() if isinstance(v, np.ndarray))
-            probes = sum(v.nbytes for p in self.probes for v in p.values() if isinstance(v, np.ndarray))
-            return arrays + probes + 300 * (len(self.events) + len(self.probes))  # ~300 B a small dict
-
-
 class Runner:
     """Steps its runs in lockstep on one thread; each run owns its data stream, so it equals the same run alone."""
 
@@ -276,6 +99,12 @@ class Runner:
         _runners.add(self)
 
     # Operations, callable from any thread.
+    def observe(self, observer: RunObserver) -> None:
+        """Call ``observer``'s hooks for every run of this runner (see RunObserver); before start(), so no step
+        is missed."""
+        for r in self.runs:
+            r.observers.append(observer)
+
     def start(self, paused: bool = False) -> None:
         if self._thread is not None:
             raise RuntimeError("this runner was already started; make a new one to train again")
