@@ -86,3 +86,24 @@ def test_the_store_gets_the_folded_change_whether_or_not_it_saved_the_first(tmp_
     finally:
         runner.stop()
         assert store.close()
+
+
+def test_a_live_change_after_the_event_cap_still_reaches_the_snapshot_controls_and_threshold(runner, monkeypatch):
+    from components import charts as C
+    from components.data import live_config
+
+    monkeypatch.setattr(RU, "MAX_EVENTS", 5)
+    for i in range(8):  # past the cap: the rest are dropped, the change below among them
+        runner.runs[0].add_event({"step": 0, "kind": "note", "message": f"filler {i}"})
+    runner.set_lr(0.05)
+    runner.set_clip("norm", 0.5)
+    runner.step_once(2)
+    assert wait(lambda: runner.snapshot().step == 2)
+    snap = runner.snapshot()
+    assert len(snap.events) == 5 and not changes(snap.events)  # the change markers were dropped ...
+    assert (snap.lr, snap.clip) == (0.05, ("norm", 0.5, "2"))  # ... the settings were not
+    assert runner.snapshot(history=False).clip == ("norm", 0.5, "2")  # the status line's snapshot too
+    cfg = live_config(snap)  # what the controls show on reattach and compare against
+    assert (cfg.lr, cfg.clip, cfg.clip_threshold) == (0.05, "norm", 0.5)
+    names = [t.name for t in C.grad_norm_figure([snap]).data]
+    assert "clip threshold 0.5" in names

@@ -72,17 +72,29 @@ class RunSnapshot:
     latest: StepRecord | None
     stuck_label: str
     extra: dict = field(default_factory=dict)
-    lr: float | None = None  # None: the config's (a snapshot built by hand)
+    lr: float | None = None  # None (a snapshot built by hand): the config's, updated by the events' changes
     clip: Clip | None = None
 
     def __post_init__(self):
-        if self.lr is None:
-            self.lr = self.config.lr
-        if self.clip is None:
-            self.clip = (self.config.clip, self.config.clip_threshold, self.config.clip_norm_type)
+        if self.lr is None or self.clip is None:
+            lr, clip = settings_after(self.config, self.events)
+            self.lr = lr if self.lr is None else self.lr
+            self.clip = clip if self.clip is None else self.clip
 
     def series(self, column: str, which: str = "value") -> tuple[np.ndarray, np.ndarray]:
         return self.view["step"], self.view[which][:, self.columns.index(column)]
+
+
+def settings_after(config: Config, events: list[dict]) -> tuple[float, Clip]:
+    """The lr and clipping after ``events``' live changes: for a run read back from the store or built by hand.
+    A live run tracks its own (``Run.lr``, ``Run.clip``): events past MAX_EVENTS are dropped."""
+    lr, clip = config.lr, (config.clip, config.clip_threshold, config.clip_norm_type)
+    for e in events:
+        if e.get("kind") == "config_change" and e.get("field") == "lr":
+            lr = e["new"]
+        elif e.get("kind") == "config_change" and e.get("field") == "clip":
+            clip = tuple(e["new"])
+    return lr, clip
 
 
 class RunObserver:
