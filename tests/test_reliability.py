@@ -113,6 +113,33 @@ def test_the_cap_refuses_a_start_counting_the_slots_without_naming_runs_and_free
         assert m.shutdown()
 
 
+def test_a_sweep_holds_its_slots_under_the_cap_and_stops_with_the_manager(monkeypatch):
+    from training import mapjob
+    from training import sweep as SW
+
+    monkeypatch.setattr(SW, "max_workers", lambda: (3, "3 CPU cores"))
+    # A local sweep takes the free slots, up to one worker per core; serial and Ray hold one.
+    assert [mapjob.sweep_slots("local", free) for free in (0, 1, 2, 5)] == [0, 1, 2, 3]
+    assert mapjob.sweep_slots("serial", 5) == mapjob.sweep_slots("ray", 5) == 1
+    m = RunManager(max_running=2, idle_pause_s=0)
+    try:
+        runner = m.start(FOREVER)
+        long_sweep = SW.Sweep(TINY, "lr=1e-4:1e-1:20", "depth=1,2,3,4", steps=50)  # 80 short cells
+        job = m.start_sweep(long_sweep, "serial")
+        assert job.slots == 1 and m.sweep(job.id) is job and job.alive
+        assert job.thread in live_threads()  # the end-of-suite check sees it
+        with pytest.raises(CapacityError, match=r"\(2 of 2\)"):
+            m.start(FOREVER)
+        with pytest.raises(CapacityError):
+            m.start_sweep(SW.Sweep(TINY, "lr=1e-3,1e-2", "depth=1,2", steps=5), "serial")
+        m.stop_all(timeout=10.0)
+        assert not job.alive and not job.thread.is_alive() and long_sweep.cancelled and not runner.alive
+        assert len(job.snapshot()) < 80 and job.saved is not None
+        assert m.start(FOREVER).alive  # its slot is free again
+    finally:
+        assert m.shutdown()
+
+
 def test_an_unwatched_run_pauses_and_a_touch_resumes_it():
     m = RunManager(max_running=2, idle_pause_s=0.3)
     try:
