@@ -103,18 +103,18 @@ class RunObserver:
     The contract: every hook is called with the run's lock held, so an observer sees a run's steps and events in
     the order the run keeps them. A hook must be quick (append to a buffer, set a flag), must not raise, must not
     block on another thread, and must not call back into the run (its lock is not re-entrant) or into a UI.
-    Whatever a hook keeps is the observer's to lock: other threads read it. The base class does nothing.
+    Whatever a hook keeps is the observer's to lock: other threads read it. ``replaces`` is the earlier live
+    change an event folds into (see Run.add_change). The base class does nothing.
     """
 
     def on_step(self, run: Run, step: int, row: np.ndarray) -> None:
-        """Training thread, once per step: the step's full row (the runner never writes into it again)."""
+        """Training thread, once per step: may keep ``row`` (never written again) and read run.id; nothing else."""
 
     def on_event(self, run: Run, event: dict, replaces: dict | None = None) -> None:
-        """Any thread that records an event (training thread, manager, a page), once per event kept. ``replaces``:
-        the earlier live change this one folds into (see Run.add_change); an observer still holding it swaps it."""
+        """Whichever thread records the event, once per event kept: may keep it; swap ``replaces`` if still held."""
 
     def on_end(self, run: Run) -> None:
-        """Once, on the thread that ended the runner, after the run's last step and its final status."""
+        """The thread that ended the runner, once, after the last step: may read run.status and run.error."""
 
 
 def new_run_id() -> str:
