@@ -131,6 +131,15 @@ def test_cancel_stops_the_sweep_between_cells_and_saves_what_finished(map_at):
     assert "(incomplete)" in job.saved
 
 
+def test_a_sweep_launched_with_every_slot_taken_is_refused_in_words(map_at, monkeypatch):
+    monkeypatch.setattr(get_manager(), "max_running", 0)  # as if the runs held every slot
+    map_at.run()
+    map_at.radio(key="m_backend").set_value("serial")
+    map_at.button(key="btn_map_launch").click().run()
+    assert not map_at.exception and _job(map_at) is None
+    assert any("every training slot is in use" in e.value for e in map_at.error)
+
+
 # The theory panel on the lab page.
 @pytest.fixture
 def lab_at():
