@@ -53,7 +53,7 @@ from training.config import Config
 from training.manager import get_manager
 runner = get_manager().start(Config(steps=int(sys.argv[1])))
 runner.wait()
-rid = runner.runs[0].id
+rid = runner.id
 url = live_api.chart_url("chart_loss", [rid] * 1000, [rid] * 1000)
 get(live_api.chart_url("chart_loss", [rid]))  # warm: imports, plotly validators
 out = []

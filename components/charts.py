@@ -20,6 +20,8 @@ from collections.abc import Sequence
 import numpy as np
 import plotly.graph_objects as go
 
+from training.run import RunSnapshot, Snapshot
+
 from . import theme as T
 from .data import accuracy_label, live_clip, short_name, weight_params
 
@@ -148,7 +150,7 @@ class _Marks:
         return out
 
 
-def _band(snap, column: str, color: str, marks: _Marks, **where) -> list[dict]:
+def _band(snap: Snapshot, column: str, color: str, marks: _Marks, **where) -> list[dict]:
     """Min-max envelope of decimated buckets, so a one-step spike stays visible after folding."""
     lo, hi = snap.view["lo"][:, snap.columns.index(column)], snap.view["hi"][:, snap.columns.index(column)]
     if np.array_equal(lo, hi, equal_nan=True):
@@ -173,7 +175,7 @@ def _alpha(hex_color: str, a: float) -> str:
     return f"rgba({r},{g},{b},{a})"
 
 
-def _event_lines(layout: dict, snaps: Sequence, labelled: bool) -> list[dict]:
+def _event_lines(layout: dict, snaps: Sequence[Snapshot], labelled: bool) -> list[dict]:
     """Vertical lines at explosions and live config changes (labelled) and at spikes (one legend entry).
 
     The lines and labels go into ``layout``; the returned traces (the spikes' legend entry) go last in the data.
@@ -222,7 +224,7 @@ def _colors(n: int, colors: Sequence[str] | None) -> list[str]:
     return list(colors) if colors is not None else [T.run_color(i) for i in range(n)]
 
 
-def loss_figure(snaps: Sequence, colors: Sequence[str] | None = None) -> go.Figure:
+def loss_figure(snaps: Sequence[Snapshot], colors: Sequence[str] | None = None) -> go.Figure:
     """Training loss (log y) and test accuracy from the probes (right axis, 0–1), for one or more runs.
 
     Requires: each snapshot's ``view`` with a ``loss`` column, ``probes`` (``step``, ``test_accuracy``), ``events``.
@@ -251,10 +253,10 @@ def loss_figure(snaps: Sequence, colors: Sequence[str] | None = None) -> go.Figu
     return _figure(data, layout)
 
 
-def grad_norm_figure(snaps: Sequence, colors: Sequence[str] | None = None) -> go.Figure:
+def grad_norm_figure(snaps: Sequence[Snapshot], colors: Sequence[str] | None = None) -> go.Figure:
     """Global gradient norm before and after clipping (log y), with each run's norm-clip threshold as a line.
 
-    Requires: ``grad_norm_pre_clip`` / ``grad_norm_post_clip`` columns, ``config`` and ``events`` (live clip changes).
+    Requires: ``grad_norm_pre_clip`` / ``grad_norm_post_clip`` columns and ``clip`` (the clipping now).
     One run: pre-clip red, post-clip blue. Several: one colour per run, pre-clip solid, post-clip dotted.
     """
     multi, colors = len(snaps) > 1, _colors(len(snaps), colors)
@@ -284,7 +286,7 @@ def grad_norm_figure(snaps: Sequence, colors: Sequence[str] | None = None) -> go
     return _figure(data, layout)
 
 
-def layer_heatmap(snap, max_cols: int = HEATMAP_MAX_COLS) -> go.Figure:
+def layer_heatmap(snap: RunSnapshot, max_cols: int = HEATMAP_MAX_COLS) -> go.Figure:
     """Per-layer gradient norm over time: weight matrices (input at the bottom) × steps, colour = log10 ‖g‖.
 
     Requires: ``view["hi"]`` (bucket maxima, so spikes survive) with ``grad_norm/<param>`` columns, ``names``.
@@ -358,7 +360,7 @@ def gradient_flow_figure(names: list[str], grad_norms: dict[str, np.ndarray], st
     return _figure(data, layout)
 
 
-def weights_updates_figure(snap) -> go.Figure:
+def weights_updates_figure(snap: RunSnapshot) -> go.Figure:
     """Weight norm per layer (top) and update ratio ‖Δw‖/‖w‖ per layer (bottom, log, ~1e-3 healthy).
 
     Requires: ``weight_norm/<param>`` and ``update_ratio/<param>`` columns of the view, ``names``, ``events``.

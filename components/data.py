@@ -15,6 +15,7 @@ from training import outcome as O
 from training import registry as R
 from training.config import FIELDS, Config
 from training.data import accuracy_note
+from training.run import Clip, RunSnapshot, Snapshot
 
 INIT_NAMES = {"kaiming_normal": "He", "xavier_normal": "Xavier"}  # an activation's matched init, as people name it
 LIVE_FIELDS = ("clip", "clip_threshold", "clip_norm_type", "lr")  # fields a running run can change
@@ -44,35 +45,27 @@ def short_name(param: str) -> str:
     return param.replace(".fc", "").removesuffix(".weight")
 
 
-def live_clip(snap) -> tuple[str, float, str]:
-    """The clipping a run uses now: its config, updated by its last live change."""
-    cfg = snap.config
-    clip = (cfg.clip, cfg.clip_threshold, cfg.clip_norm_type)
-    for e in snap.events:
-        if e.get("kind") == "config_change" and e.get("field") == "clip":
-            clip = tuple(e["new"])
-    return clip
+def live_clip(snap: Snapshot) -> Clip:
+    """The clipping a run uses now (mode, threshold, norm type), live changes included."""
+    return tuple(snap.clip)
 
 
-def live_lr(snap) -> float:
-    lr = snap.config.lr
-    for e in snap.events:
-        if e.get("kind") == "config_change" and e.get("field") == "lr":
-            lr = e["new"]
-    return lr
+def live_lr(snap: Snapshot) -> float:
+    """The learning rate a run uses now, live changes included."""
+    return snap.lr
 
 
-def live_config(snap) -> Config:
+def live_config(snap: Snapshot) -> Config:
     """The run's config with its live changes applied: what the controls should show on reattach."""
     mode, threshold, norm_type = live_clip(snap)
     return snap.config.replace(clip=mode, clip_threshold=threshold, clip_norm_type=norm_type, lr=live_lr(snap))
 
 
-def explosion(snap) -> dict | None:
+def explosion(snap: Snapshot) -> dict | None:
     return next((e for e in snap.events if e.get("kind") == "explosion"), None)
 
 
-def run_outcome(snap) -> O.Outcome | None:
+def run_outcome(snap: RunSnapshot) -> O.Outcome | None:
     """How the run ended, as the engine classified it at its last step (training/outcome.py); None while it trains
     or when it was stopped. The latest record carries it even when the run's event list is full."""
     return (O.of_events(snap.latest.events) if snap.latest is not None else None) or O.of_events(snap.events)
@@ -82,7 +75,7 @@ def _num(v: float | None) -> str:
     return "–" if v is None else format(v, ".3g")
 
 
-def end_banner(snap, who: str = "Training") -> tuple[str, str] | None:
+def end_banner(snap: RunSnapshot, who: str = "Training") -> tuple[str, str] | None:
     """(kind, Markdown) of the banner for a run that ended: kind "error" (exploded), "success" (learned) or
     "warning" (stuck, vanished); None while it trains or when stopped. The outcome's words are those of Saved
     runs, the CLI and the map."""
@@ -159,7 +152,7 @@ def matching_preset(cfg: Config) -> str | None:
     return None
 
 
-def full_resolution_start(snap) -> int | None:
+def full_resolution_start(snap: Snapshot) -> int | None:
     """First step of the full-resolution window, or None when no steps were folded into wider buckets.
 
     Buckets sit before the recent rows and are drawn at their last step, so their steps are spaced by the
@@ -172,7 +165,7 @@ def full_resolution_start(snap) -> int | None:
     return int(steps[min(gaps[-1] + 2, steps.size - 1)])
 
 
-def run_table(snap) -> pd.DataFrame:
+def run_table(snap: Snapshot) -> pd.DataFrame:
     """The run's download in the one export schema (``training/export.py``): one row per step of the view (older
     steps: one row per bucket with its last value, and the last evaluation inside it, from the probes)."""
     steps = np.asarray(snap.view["step"], dtype=np.int64)
@@ -180,9 +173,9 @@ def run_table(snap) -> pd.DataFrame:
     return export.frame(steps, snap.columns, values, evaluations=snap.probes)
 
 
-def table_csv(snap) -> bytes:
+def table_csv(snap: Snapshot) -> bytes:
     return export.table_bytes(run_table(snap), "csv")
 
 
-def table_parquet(snap) -> bytes:
+def table_parquet(snap: Snapshot) -> bytes:
     return export.table_bytes(run_table(snap), "parquet")

@@ -61,11 +61,8 @@ def chart_url(key: str, runs: list[str], extra: list[str] = ()) -> str:
 
 def _snapshot(run_id: str):
     """The full snapshot of run ``run_id`` (any run of any runner in this process), or None."""
-    for runner in get_manager().runners():
-        for i, run in enumerate(runner.runs):
-            if run.id == run_id:
-                return runner.snapshot(i)
-    return None
+    found = get_manager().find(run_id)
+    return found[0].snapshot(found[1]) if found is not None else None
 
 
 def _ids(value: str | None) -> list[str]:

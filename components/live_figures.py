@@ -11,6 +11,8 @@ from collections.abc import Sequence
 
 import plotly.graph_objects as go
 
+from training.run import RunSnapshot
+
 from . import charts as C
 from . import theme as T
 from . import theory_panel
@@ -27,7 +29,7 @@ def short(run_id: str) -> str:
     return run_id.split("-")[0] if "-" in run_id else run_id[:7]
 
 
-def as_overlay(snap):
+def as_overlay(snap: RunSnapshot) -> RunSnapshot:
     """An earlier run drawn over the current ones, labelled with its run id so legends stay unambiguous."""
     return dataclasses.replace(snap, label=f"{short(snap.id)} {snap.label}")
 
@@ -40,7 +42,7 @@ def waiting(title: str) -> go.Figure:
     return go.Figure(layout=layout)
 
 
-def figure(key: str, snaps: Sequence) -> go.Figure:
+def figure(key: str, snaps: Sequence[RunSnapshot]) -> go.Figure:
     """The figure of chart ``key``: overlay charts take every snapshot, the others the first one."""
     if key == "chart_loss":
         return C.loss_figure(snaps)

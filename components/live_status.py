@@ -221,7 +221,7 @@ def status_line(runner) -> list:
     which draws the banners (and reruns the app once the runner has ended). Returns the snapshots it drew
     (without history), for the banners."""
     status, snaps = _status(runner)
-    _element(key="status_line", data={"status": status, "url": base_path() + API_PREFIX + runner.runs[0].id,
+    _element(key="status_line", data={"status": status, "url": base_path() + API_PREFIX + runner.id,
                                       "every_ms": int(POLL_S * 1000)}, on_changed_change=_changed)
     return snaps
 

@@ -1,12 +1,12 @@
 """The stability map page: sweep two config axes, one short run per cell, and watch the map fill in.
 
-The sweep runs on a background thread owned by a ``MapJob`` in session state; the thread never touches
-Streamlit, it appends results under the job's lock, and a ``run_every`` fragment redraws from a copy.
+The sweep runs as a job of the run manager (``training/mapjob.py``), under the same cap as the runs; the page
+keeps only its id (``map_job_id``). The job's thread never touches Streamlit, it appends results under the
+job's lock, and a ``run_every`` fragment redraws from a copy.
 """
 
 from __future__ import annotations
 
-import threading
 import time
 import urllib.parse
 
@@ -17,6 +17,8 @@ import streamlit as st
 from training import registry as R
 from training import sweep as SW
 from training.config import Config, ConfigError, from_preset
+from training.manager import CapacityError, get_manager
+from training.mapjob import MapJob
 from training.store import StoreError
 
 from . import session as S
@@ -36,54 +38,9 @@ AXIS_CHARS = 80  # an axis is short text; its errors quote it whole
 DEFAULT_STEPS = 100  # 25 cells x 100 steps of the default net: well under a minute on two cores
 
 
-class MapJob:
-    """One sweep on a background thread. The thread only appends to ``results`` (under ``lock``) and sets the
-    end fields; the page reads copies. ``sweep.cancel()`` stops it between cells."""
-
-    def __init__(self, sweep: SW.Sweep, backend: str):
-        self.sweep, self.backend = sweep, backend
-        self.lock = threading.Lock()
-        self.results: list[SW.CellResult] = []
-        self.error: str | None = None
-        self.saved: str | None = None  # "saved as <id>" or why it was not saved
-        self.started = time.monotonic()
-        self.seconds: float | None = None
-        self.thread = threading.Thread(target=self._work, name="stability-map", daemon=True)
-
-    def start(self) -> MapJob:
-        self.thread.start()
-        return self
-
-    @property
-    def alive(self) -> bool:
-        return self.thread.is_alive()
-
-    def snapshot(self) -> list[SW.CellResult]:
-        with self.lock:
-            return list(self.results)
-
-    def _work(self) -> None:
-        try:
-            for result in self.sweep.run(self.backend):
-                with self.lock:
-                    self.results.append(result)
-        except Exception as e:  # shown on the page; the map keeps what finished
-            self.error = f"{type(e).__name__}: {e}"
-        self.seconds = time.monotonic() - self.started
-        results = self.snapshot()
-        complete = len(results) == len(self.sweep.cells)
-        if not results:
-            self.saved = "nothing to save: no cell finished"
-            return
-        try:
-            sid = SW.save_to_store(results, self.sweep.metadata(self.backend, complete, self.seconds))
-            self.saved = f"saved as {sid}" + ("" if complete else " (incomplete)")
-        except Exception as e:  # a read-only or full disk: the map is still shown
-            self.saved = f"not saved: {type(e).__name__}: {e}"
-
-    def stop(self, timeout: float = 10.0) -> None:
-        self.sweep.cancel()
-        self.thread.join(timeout)
+def current_job() -> MapJob | None:
+    """This session's sweep (running or ended), looked up in the manager by the id the page keeps."""
+    return get_manager().sweep(ss.get("map_job_id"))
 
 
 def backends() -> list[str]:
@@ -119,9 +76,9 @@ def base_config(choice: str) -> Config:
 def launch() -> None:
     """Launch button: build the sweep (every cell validated first), then start its thread."""
     ss.map_error = None
-    job = ss.get("map_job")
+    job = current_job()
     if job is not None and job.alive:
-        job.stop()
+        job.stop()  # its slots are free again for the new sweep
     try:
         base = base_config(ss.m_base)
         x, y = SW.parse_axis(ss.m_x), SW.parse_axis(ss.m_y)
@@ -130,14 +87,18 @@ def launch() -> None:
     except (SW.AxisError, ConfigError) as e:
         ss.map_error = str(e)
         return
-    ss.map_job = MapJob(sweep, ss.m_backend).start()
+    try:
+        ss.map_job_id = get_manager().start_sweep(sweep, ss.m_backend).id
+    except CapacityError as e:
+        ss.map_error = str(e)
+        return
     ss.map_loaded = None
 
 
 def cancel() -> None:
-    job = ss.get("map_job")
+    job = current_job()
     if job is not None:
-        job.sweep.cancel()
+        job.cancel()
 
 
 def load() -> None:
@@ -169,8 +130,9 @@ def controls() -> None:
     a.number_input("seeds per cell", 1, 100, 1, key="m_seeds", help="The map shows the majority outcome.")
     b.number_input("steps per run", 5, 10_000, DEFAULT_STEPS, key="m_steps")
     c.radio("backend", backends(), key="m_backend", horizontal=True,
-            help="local: a process per core; serial: one after another in this server; ray: Ray tasks.")
-    job = ss.get("map_job")
+            help="local: a process per free training slot (up to one per core); serial: one after another in "
+                 "this server; ray: Ray tasks.")
+    job = current_job()
     running = job is not None and job.alive
     a, b, _ = st.columns([1, 1, 4])
     a.button("Launch", key="btn_map_launch", type="primary", on_click=launch, icon=":material/play_arrow:")
@@ -226,7 +188,7 @@ def lab_link(cfg: Config) -> str:
 
 
 def current_sweep() -> SW.Sweep | None:
-    loaded, job = ss.get("map_loaded"), ss.get("map_job")
+    loaded, job = ss.get("map_loaded"), current_job()
     return loaded[2] if loaded is not None else (job.sweep if job is not None else None)
 
 
@@ -272,7 +234,7 @@ def draw(results, sweep: SW.Sweep, status: str) -> None:
 def map_view() -> None:
     """The map: the running (or last) sweep's results, or a loaded one. Refreshed by its fragment."""
     loaded = ss.get("map_loaded")
-    job = ss.get("map_job")
+    job = current_job()
     if loaded is not None:
         df, meta, sweep = loaded
         draw(df, sweep, f"saved, {len(df)} cells" + ("" if meta.get("complete") else " (incomplete)"))
@@ -306,7 +268,7 @@ def render() -> None:
     controls()
     if ss.get("map_error"):
         st.error(plain(ss.map_error), icon=":material/error:")
-    job = ss.get("map_job")
+    job = current_job()
     polling = job is not None and job.alive and ss.get("map_loaded") is None
     ss.map_polling = polling
     st.fragment(run_every=REFRESH_S if polling else None)(map_view)()

@@ -72,10 +72,8 @@ def lab_link(info: dict, live_key: str | None) -> str:
 
 def _live_key(manager, run_id: str) -> str | None:
     """The id ``?run=`` reattaches with (a compare pair is keyed by its first run), or None when not live here."""
-    for runner in manager.runners():
-        if runner.alive and any(run.id == run_id for run in runner.runs):
-            return runner.runs[0].id
-    return None
+    found = manager.find(run_id)
+    return found[0].id if found is not None and found[0].alive else None
 
 
 def _label(info: dict) -> str:

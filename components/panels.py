@@ -12,6 +12,8 @@ from collections.abc import Callable, Sequence
 import pandas as pd
 import streamlit as st
 
+from training.run import RunSnapshot, Snapshot
+
 from . import live_figures as LF
 from .data import describe, end_banner, explosion, full_resolution_start, run_outcome
 from .plot import Source, chart
@@ -55,7 +57,7 @@ def fmt(v: float | None, spec: str = ".3g") -> str:
     return format(v, spec) if math.isfinite(v) else f"✕ {v}"
 
 
-def latest_test_accuracy(snap) -> float | None:
+def latest_test_accuracy(snap: Snapshot) -> float | None:
     """The latest evaluated test accuracy: probes between evaluations carry None."""
     return next((p["test_accuracy"] for p in reversed(snap.probes) if p.get("test_accuracy") is not None), None)
 
@@ -64,7 +66,7 @@ BANNER_ICONS = {"error": ":material/local_fire_department:", "success": ":materi
                 "warning": ":material/trending_flat:"}
 
 
-def outcome_banner(snap, who: str = "Training") -> None:
+def outcome_banner(snap: RunSnapshot, who: str = "Training") -> None:
     """How the run ended, in the outcome classifier's words (``data.end_banner``): exploded (step, first
     non-finite parameter, last finite norm, what to try), learned, stuck or vanished; an error; or stopped."""
     banner = end_banner(snap, who) if snap.status in ("exploded", "finished") else None
@@ -81,7 +83,7 @@ def outcome_banner(snap, who: str = "Training") -> None:
                 "charts and downloads stay below.", icon=":material/stop_circle:")
 
 
-def overlay_charts(snaps: Sequence, source: Callable[[str], Source | None] | None = None) -> None:
+def overlay_charts(snaps: Sequence[RunSnapshot], source: Callable[[str], Source | None] | None = None) -> None:
     """Loss and gradient norm, every run in ``snaps`` overlaid (A and B, plus any earlier runs picked).
     ``source``: chart key -> the URL the chart refreshes itself from while the run trains (None: it does not)."""
     source = source or (lambda key: None)
@@ -93,7 +95,7 @@ def overlay_charts(snaps: Sequence, source: Callable[[str], Source | None] | Non
               source("chart_grad"))
 
 
-def detail_charts(snap, source: Callable[[str], Source | None] | None = None) -> None:
+def detail_charts(snap: RunSnapshot, source: Callable[[str], Source | None] | None = None) -> None:
     """Per-layer charts of one run: heatmap over time, gradient flow now, weights and updates, activations."""
     source = source or (lambda key: None)
     acts = CAPTIONS["time" if snap.config.is_recurrent else "acts"]
@@ -103,12 +105,12 @@ def detail_charts(snap, source: Callable[[str], Source | None] | None = None) ->
                 chart(LF.figure(key, [snap]), key, acts if key == "chart_acts" else CAPTIONS[key[6:]], source(key))
 
 
-def _words(snap) -> str:
+def _words(snap: RunSnapshot) -> str:
     o = run_outcome(snap)
     return o.words if o else ""
 
 
-def runs_table(snaps: Sequence, current_ids: Sequence[str]) -> None:
+def runs_table(snaps: Sequence[RunSnapshot], current_ids: Sequence[str]) -> None:
     rows = [{"run": s.id, "label": s.label, "": "◀ now" if s.id in current_ids else "", "state": s.status,
              "steps": s.step, "outcome": _words(s),
              "settings": describe(s.config)} for s in snaps]

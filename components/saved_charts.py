@@ -1,7 +1,7 @@
 """Charts of stored runs: the live charts (components/charts.py) drawn from ``Store.series`` dicts.
 
-A stored run has no RunSnapshot, so ``stored_view`` builds the few fields the loss and gradient-norm charts
-read (``label``, ``config``, ``events``, ``probes``, ``columns``, ``view``, ``series``) from plain data. The
+A stored run has no RunSnapshot, so ``stored_view`` builds the fields of the one snapshot contract
+(``training.run.Snapshot``) that the loss and gradient-norm charts read, from plain data. The
 series are already thinned by the store (the last value of each bucket plus its min and max), so the charts'
 envelope keeps a one-step spike, and a non-finite value still becomes a "✕ non-finite" marker.
 """
@@ -15,6 +15,7 @@ import numpy as np
 import plotly.graph_objects as go
 
 from training.config import Config, ConfigError, from_dict
+from training.run import Clip, settings_after
 
 from . import charts as C
 
@@ -23,12 +24,14 @@ COLUMNS = ("loss", "grad_norm_pre_clip", "grad_norm_post_clip")  # what the over
 
 @dataclass(frozen=True)
 class StoredView:
-    """The snapshot-like slice of a stored run that loss_figure and grad_norm_figure need."""
+    """A stored run as a ``training.run.Snapshot``: what loss_figure and grad_norm_figure need."""
 
     label: str
     config: Config
     columns: list[str]
     view: dict[str, np.ndarray]  # step (n,), value/lo/hi (n, len(columns))
+    lr: float  # as the run ended: its config's, updated by its stored live changes
+    clip: Clip
     events: list[dict] = field(default_factory=list)
     probes: list[dict] = field(default_factory=list)  # not stored: no test-accuracy line
 
@@ -67,7 +70,8 @@ def stored_view(label: str, config: Mapping, series: Mapping[str, Mapping[str, n
                     if int(k) in pos:
                         out[i, j] = s[which][pos[int(k)]]
         view[which] = out
-    return StoredView(label, stored_config(config), cols, view, list(events))
+    cfg = stored_config(config)
+    return StoredView(label, cfg, cols, view, *settings_after(cfg, list(events)), list(events))
 
 
 def loss_overlay(views: Sequence[StoredView]) -> go.Figure:

@@ -221,7 +221,7 @@ def start_requested() -> None:
     except (RuntimeError, ValueError) as e:  # e.g. a device that failed to initialise
         ss.start_error = f"Cannot start: {e}"
         return
-    ss.run_id = runner.runs[0].id
+    ss.run_id = runner.id
     ss.my_runs = [*ss.my_runs, ss.run_id]
     ss.paused = False
     ss.url_warnings = []
@@ -251,7 +251,7 @@ def pause_resume() -> None:
 
 def watch(runner) -> None:
     """Tell the manager someone is looking (every refresh): a run nobody watches pauses itself to free its slot."""
-    get_manager().touch(runner.runs[0].id)
+    get_manager().touch(runner.id)
 
 
 def step() -> None:

@@ -178,8 +178,8 @@ def browser_page(browser):
 @pytest.fixture(scope="session", autouse=True)
 def _temp_run_store_and_no_live_threads(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """Point the run store (``GEL_DATA_DIR``) at a temp folder for the whole suite, so nothing is written to
-    ./data; at the end stop every run manager and fail the session if a training, store-writer or watchdog
-    thread is still alive."""
+    ./data; at the end stop every run manager and fail the session if a training, sweep, store-writer or
+    watchdog thread is still alive."""
     data_dir = tmp_path_factory.mktemp("gel-data")
     old = os.environ.get("GEL_DATA_DIR")
     os.environ["GEL_DATA_DIR"] = str(data_dir)
@@ -202,4 +202,5 @@ def _temp_run_store_and_no_live_threads(tmp_path_factory: pytest.TempPathFactory
     alive = [t.name for t in live_threads()]
     if alive:
         pytest.fail(f"{len(alive)} thread(s) still alive at the end of the test suite: {', '.join(alive)}; "
-                    "stop every Runner (runner.stop()) and shut down every RunManager you start", pytrace=False)
+                    "stop every Runner (runner.stop()) and sweep job (job.stop()), and shut down every RunManager "
+                    "you start", pytrace=False)

@@ -57,10 +57,15 @@ def map_at(tmp_path, monkeypatch):
     monkeypatch.setenv("GEL_DATA_DIR", str(tmp_path))
     at = AppTest.from_function(_map_page, default_timeout=30)
     yield at
-    job = at.session_state["map_job"] if "map_job" in at.session_state else None
+    job = _job(at)
     if job is not None:
         job.stop()
         assert not job.alive, "a sweep thread outlived its test"
+
+
+def _job(at):
+    """The page's sweep: the page keeps only its id, the manager holds the job."""
+    return get_manager().sweep(at.session_state["map_job_id"]) if "map_job_id" in at.session_state else None
 
 
 def map_z(at):
@@ -95,7 +100,7 @@ def test_a_tiny_sweep_fills_the_map_saves_it_and_reloads_it(map_at):
     map_at.radio(key="m_backend").set_value("serial")
     map_at.button(key="btn_map_launch").click().run()
     assert not map_at.exception and not map_at.error
-    job = map_at.session_state["map_job"]
+    job = _job(map_at)
     poll(map_at, lambda at: not job.alive and job.saved is not None)
     map_at.run()
     results = job.snapshot()
@@ -118,12 +123,21 @@ def test_cancel_stops_the_sweep_between_cells_and_saves_what_finished(map_at):
     map_at.number_input(key="m_steps").set_value(200)
     map_at.radio(key="m_backend").set_value("serial")
     map_at.button(key="btn_map_launch").click().run()
-    job = map_at.session_state["map_job"]
+    job = _job(map_at)
     poll(map_at, lambda at: len(job.snapshot()) >= 1)
     map_at.button(key="btn_map_cancel").click().run()
     poll(map_at, lambda at: not job.alive and job.saved is not None)
     assert job.sweep.cancelled and 1 <= len(job.snapshot()) < 36
     assert "(incomplete)" in job.saved
+
+
+def test_a_sweep_launched_with_every_slot_taken_is_refused_in_words(map_at, monkeypatch):
+    monkeypatch.setattr(get_manager(), "max_running", 0)  # as if the runs held every slot
+    map_at.run()
+    map_at.radio(key="m_backend").set_value("serial")
+    map_at.button(key="btn_map_launch").click().run()
+    assert not map_at.exception and _job(map_at) is None
+    assert any("every training slot is in use" in e.value for e in map_at.error)
 
 
 # The theory panel on the lab page.

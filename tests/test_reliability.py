@@ -105,10 +105,37 @@ def test_the_cap_refuses_a_start_counting_the_slots_without_naming_runs_and_free
             m.start(FOREVER)
         msg = str(e.value)
         # Shown to whoever pressed Start: another session's run id would let them read that run.
-        assert "every training slot is in use (2 of 2)" in msg and a.runs[0].id not in msg and b.runs[0].id not in msg
+        assert "every training slot is in use (2 of 2)" in msg and a.id not in msg and b.id not in msg
         assert a.stop()
         c = m.start(FOREVER)
         assert c.alive
+    finally:
+        assert m.shutdown()
+
+
+def test_a_sweep_holds_its_slots_under_the_cap_and_stops_with_the_manager(monkeypatch):
+    from training import mapjob
+    from training import sweep as SW
+
+    monkeypatch.setattr(SW, "max_workers", lambda: (3, "3 CPU cores"))
+    # A local sweep takes the free slots, up to one worker per core; serial and Ray hold one.
+    assert [mapjob.sweep_slots("local", free) for free in (0, 1, 2, 5)] == [0, 1, 2, 3]
+    assert mapjob.sweep_slots("serial", 5) == mapjob.sweep_slots("ray", 5) == 1
+    m = RunManager(max_running=2, idle_pause_s=0)
+    try:
+        runner = m.start(FOREVER)
+        long_sweep = SW.Sweep(TINY, "lr=1e-4:1e-1:20", "depth=1,2,3,4", steps=50)  # 80 short cells
+        job = m.start_sweep(long_sweep, "serial")
+        assert job.slots == 1 and m.sweep(job.id) is job and job.alive
+        assert job.thread in live_threads()  # the end-of-suite check sees it
+        with pytest.raises(CapacityError, match=r"\(2 of 2\)"):
+            m.start(FOREVER)
+        with pytest.raises(CapacityError):
+            m.start_sweep(SW.Sweep(TINY, "lr=1e-3,1e-2", "depth=1,2", steps=5), "serial")
+        m.stop_all(timeout=10.0)
+        assert not job.alive and not job.thread.is_alive() and long_sweep.cancelled and not runner.alive
+        assert len(job.snapshot()) < 80 and job.saved is not None
+        assert m.start(FOREVER).alive  # its slot is free again
     finally:
         assert m.shutdown()
 
@@ -117,7 +144,7 @@ def test_an_unwatched_run_pauses_and_a_touch_resumes_it():
     m = RunManager(max_running=2, idle_pause_s=0.3)
     try:
         runner = m.start(FOREVER)
-        rid = runner.runs[0].id
+        rid = runner.id
         t0 = time.monotonic()
         _wait_until(lambda: runner.paused, 5, "the idle pause")
         print(f"idle pause landed {time.monotonic() - t0:.2f} s after the start (idle_pause_s=0.3)")
@@ -140,14 +167,14 @@ def test_a_touch_does_not_resume_past_the_cap_and_resume_counts_the_slots():
     m = RunManager(max_running=1, idle_pause_s=0.2)
     try:
         idle = m.start(FOREVER)
-        rid = idle.runs[0].id
+        rid = idle.id
         _wait_until(lambda: m.idle_paused(rid) and idle.paused, 5, "the idle pause")
         other = m.start(FOREVER)  # the paused run freed its slot
-        m.touch(other.runs[0].id)
+        m.touch(other.id)
         assert m.touch(rid) is False and m.idle_paused(rid)
         with pytest.raises(CapacityError, match=r"every training slot is in use \(1 of 1\)") as e:
             m.resume(rid)
-        assert other.runs[0].id not in str(e.value)
+        assert other.id not in str(e.value)
     finally:
         assert m.shutdown()
 
@@ -201,7 +228,7 @@ def test_an_error_in_the_training_thread_shows_as_error_and_the_manager_keeps_wo
         good = m.start(TINY)
         assert good.wait(60) and good.snapshot().status == FINISHED
         store.flush()
-        info = store.run_info(bad.runs[0].id)
+        info = store.run_info(bad.id)
         assert (info["status"], info["error"], info["steps"]) == (ERROR, "RuntimeError: the GPU caught fire", 5)
     finally:
         assert m.shutdown()

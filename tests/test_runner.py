@@ -1,5 +1,6 @@
 """The background runner: lifecycle, live changes, lockstep comparison, error capture."""
 
+import threading
 import time
 
 import numpy as np
@@ -7,7 +8,7 @@ import pytest
 import torch
 
 from training.config import Config, ConfigError, from_preset
-from training.runner import ERROR, EXPLODED, FINISHED, PAUSED, RUNNING, STOPPED, Runner
+from training.runner import ERROR, EXPLODED, FINISHED, PAUSED, RUNNING, STOPPED, Runner, RunObserver
 
 SMALL = {"hidden_sizes": (32, 16), "batch_size": 16, "device": "cpu"}
 
@@ -159,8 +160,7 @@ def test_snapshot_is_a_copy_safe_to_read_while_training(runners):
     first = s.view["value"].copy()
     time.sleep(0.1)
     assert np.array_equal(s.view["value"], first, equal_nan=True)  # the trainer never writes into a snapshot
-    steps, rows = r.runs[0].rows_since(5)
-    assert steps[0] == 6 and rows.shape[1] == len(s.columns)
+    assert s.view["step"][0] == 0 and s.view["value"].shape[1] == len(s.columns)
 
 
 def test_status_snapshot_has_the_status_without_the_history(runners):
@@ -192,3 +192,38 @@ def test_compare_run_b_equals_b_alone_for_the_whole_run_after_a_explodes(runners
     assert sb.columns == s1.columns and np.array_equal(sb.view["step"], s1.view["step"])
     assert np.array_equal(sb.view["value"], s1.view["value"], equal_nan=True)  # every step, bit for bit
     assert [p["test_loss"] for p in sb.probes] == [p["test_loss"] for p in s1.probes]
+
+
+class Recorder(RunObserver):
+    """Notes each hook's call and the thread it came on."""
+
+    def __init__(self):
+        self.calls: list[tuple[str, object, str]] = []
+
+    def on_step(self, run, step, row):
+        self.calls.append(("step", step, threading.current_thread().name))
+
+    def on_event(self, run, event, replaces=None):
+        self.calls.append(("event", event["kind"], threading.current_thread().name))
+
+    def on_end(self, run):
+        self.calls.append(("end", run.status, threading.current_thread().name))
+
+
+def test_observers_see_every_step_and_event_in_order_then_the_end_once(runners):
+    r = Runner(Config(**SMALL, steps=6, probe_every=1000), labels=["a"])
+    runners.append(r)
+    seen = Recorder()
+    r.observe(seen)
+    r.start(paused=True)
+    r.step_once(2)
+    assert _wait(lambda: r.snapshot().step == 2)
+    r.runs[0].add_event({"step": 2, "kind": "note", "message": "from this thread"})
+    r.resume()
+    assert r.wait(20)
+    steps = [c for c in seen.calls if c[0] == "step"]
+    assert [c[1] for c in steps] == list(range(6)) and {c[2] for c in steps} == {f"train-{r.id}"}
+    assert ("event", "note", threading.current_thread().name) in seen.calls
+    assert seen.calls[-1] == ("end", FINISHED, f"train-{r.id}")
+    assert [c[0] for c in seen.calls].count("end") == 1
+    assert isinstance(RunObserver().on_step(r.runs[0], 0, np.zeros(1)), type(None))  # the base does nothing

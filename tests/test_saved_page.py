@@ -49,7 +49,7 @@ def _train(cfg: Config, label: str) -> str:
     runner = manager.start(cfg, labels=[label])
     assert runner.wait(60)
     assert manager.store.flush()
-    return runner.runs[0].id
+    return runner.id
 
 
 def _page() -> AppTest:
@@ -135,7 +135,7 @@ def test_a_live_run_links_with_its_id_and_cannot_be_deleted(data_dir):
     manager = M.get_manager()
     runner = manager.start(TINY.replace(steps=100_000), labels=["long"])
     try:
-        rid = runner.runs[0].id
+        rid = runner.id
         assert manager.store.flush() and manager.store.list_runs()
         at = _page()
         link = next(b for b in at.get("link_button") if b.proto.label == "Open in the lab")

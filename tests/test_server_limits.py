@@ -45,7 +45,7 @@ def _finished(cfg: Config = TINY):
 
 # /api/chart: one id repeated 1,000 times took 4.9 s and 2.2 GB, one full history copy per repeat.
 def test_a_chart_request_repeating_one_id_copies_one_snapshot(monkeypatch):
-    rid = _finished().runs[0].id
+    rid = _finished().id
     copies = []
     real = live_api._snapshot
     monkeypatch.setattr(live_api, "_snapshot", lambda i: copies.append(i) or real(i))
@@ -55,7 +55,7 @@ def test_a_chart_request_repeating_one_id_copies_one_snapshot(monkeypatch):
 
 
 def test_a_chart_request_naming_more_runs_than_a_page_draws_is_refused():
-    a, b, c = (_finished().runs[0].id for _ in range(3))
+    a, b, c = (_finished().id for _ in range(3))
     code, body, _ = get(live_api.chart_url("chart_loss", [a, b, c]))
     assert code == 400 and body["error"] == (f"runs: at most {live_api.MAX_RUNS} distinct run ids, "
                                              f"extra: at most {live_api.MAX_EXTRA}")
@@ -67,7 +67,7 @@ def test_a_chart_request_naming_more_runs_than_a_page_draws_is_refused():
 
 
 def test_a_per_run_chart_copies_only_the_run_it_draws(monkeypatch):
-    a, b = (_finished().runs[0].id for _ in range(2))
+    a, b = (_finished().id for _ in range(2))
     copies = []
     real = live_api._snapshot
     monkeypatch.setattr(live_api, "_snapshot", lambda i: copies.append(i) or real(i))
@@ -129,7 +129,7 @@ def test_a_paused_run_nobody_watches_is_stopped_in_the_end_and_frees_its_model()
     m = RunManager(idle_pause_s=0.2, idle_stop_s=1.0)
     try:
         left, watched = m.start(FOREVER), m.start(FOREVER)
-        wid = watched.runs[0].id
+        wid = watched.id
         m.pause(wid)
         deadline = time.monotonic() + 30
         while left.alive and time.monotonic() < deadline:
@@ -167,7 +167,7 @@ def test_a_slow_build_holds_no_lock_and_keeps_its_slot(monkeypatch):
             release.set()
         runner = started.result(timeout=30)
     try:
-        assert runner.alive and m.get(runner.runs[0].id) is runner
+        assert runner.alive and m.get(runner.id) is runner
     finally:
         assert m.shutdown()
 
@@ -192,7 +192,7 @@ def test_the_live_route_never_blocks_the_event_loop_while_the_manager_is_busy():
     """Whatever holds the manager's lock (a slow start, a prune), the loop that serves every page and
     /_stcore/health keeps turning: the route waits on a worker thread."""
     manager = M.get_manager()
-    rid = _finished().runs[0].id
+    rid = _finished().id
     sent, ticks = [], []
 
     async def send(message):
@@ -225,10 +225,10 @@ def test_the_live_route_never_blocks_the_event_loop_while_the_manager_is_busy():
 
 # Run ids: `r<counter>-<8 hex>` restarted in every process (every CLI run was r1-...): guessable and clashing.
 def test_run_ids_carry_96_random_bits_and_differ_across_processes():
-    ids = {Runner(TINY).runs[0].id for _ in range(50)}
+    ids = {Runner(TINY).id for _ in range(50)}
     assert len(ids) == 50 and all(re.fullmatch(r"r[0-9a-f]{24}", i) for i in ids)
     code = "from training.runner import Runner; from training.config import Config; " \
-           "print(Runner(Config(hidden_sizes=(4,))).runs[0].id)"
+           "print(Runner(Config(hidden_sizes=(4,))).id)"
     firsts = {subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
                              timeout=120).stdout.strip() for _ in range(2)}
     assert len(firsts) == 2 and all(re.fullmatch(r"r[0-9a-f]{24}", i) for i in firsts)

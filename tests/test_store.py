@@ -60,7 +60,7 @@ def test_events_and_live_changes_are_stored_and_nan_survives(manager, store):
     runner.resume()
     assert runner.wait(60)
     store.flush()
-    stored = store.load_run(runner.runs[0].id)
+    stored = store.load_run(runner.id)
     kinds = [e["kind"] for e in stored.events]
     assert stored.status == "exploded" and kinds[0] == "config_change" and kinds[-1] == "explosion"
     assert stored.events[0]["new"] == 5.0
@@ -88,7 +88,7 @@ def test_rows_reach_the_database_within_half_a_second(manager, store):
     runner = manager.start(TINY.replace(steps=10**6), paused=True)
     runner.step_once(5)
     t0 = time.perf_counter()
-    while _stored_steps(store, runner.runs[0].id) < 5:
+    while _stored_steps(store, runner.id) < 5:
         assert time.perf_counter() - t0 < 2.0, "rows did not reach the database"
         time.sleep(0.01)
     latency = time.perf_counter() - t0
@@ -127,10 +127,10 @@ def test_a_finished_run_can_be_deleted_but_not_a_live_one(manager, store):
     run = _train(manager, TINY.replace(steps=10))
     live = manager.start(TINY.replace(steps=10**6))
     with pytest.raises(ValueError, match="still being saved"):
-        store.delete_run(live.runs[0].id)
+        store.delete_run(live.id)
     assert store.delete_run(run.id) is True and store.delete_run(run.id) is False
     assert store.flush()
-    assert [r["id"] for r in store.list_runs()] == [live.runs[0].id]
+    assert [r["id"] for r in store.list_runs()] == [live.id]
     with pytest.raises(KeyError):
         store.load_run(run.id)
 
@@ -176,7 +176,7 @@ def test_without_a_store_nothing_is_buffered():
     runner = Runner(TINY.replace(steps=20))
     runner.start()
     assert runner.wait(30)
-    assert runner.runs[0]._pending_rows is None  # no store: the training thread keeps no unbounded buffer
+    assert runner.runs[0].observers == []  # no store: nothing observes, so nothing buffers the steps
 
 
 def test_cli_run_saves_to_the_store_and_runs_lists_it(tmp_path, capsys):

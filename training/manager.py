@@ -2,9 +2,11 @@
 
 A refresh or a second browser reattaches to a live run through its id (the URL's ``?run=``). A cap on
 concurrently running runners keeps the machine responsive; a Start beyond it is refused, saying how many
-slots are taken (never which runs: their ids would let one user read another's runs). A run nobody has
-watched (``touch``) for ``idle_pause_s`` pauses itself, freeing its slot, and resumes on the next ``touch``; a
-paused run nobody has watched for ``idle_stop_s`` (its tab closed) is stopped, which frees its model.
+slots are taken (never which runs: their ids would let one user read another's runs). Stability-map sweeps
+run here too (``start_sweep``), holding one slot per process that trains their cells (training/mapjob.py).
+A run nobody has watched (``touch``) for ``idle_pause_s`` pauses itself, freeing its slot, and resumes on the
+next ``touch``; a paused run nobody has watched for ``idle_stop_s`` (its tab closed) is stopped, which frees its
+model.
 An ended run keeps only its history and events, and ended runs are dropped, oldest first, beyond a count and
 a byte bound. With a store, every run is saved as it trains and runs from before a restart stay listed
 (``past_runs``).
@@ -19,7 +21,9 @@ import threading
 import time
 import weakref
 
+from . import sweep as SW
 from .config import Config, env_number
+from .mapjob import MapJob, sweep_slots
 from .runner import LIVE, RUNNING, Runner, track_thread
 from .store import Store, StoredRun, StoreError, default_data_dir
 
@@ -32,6 +36,7 @@ DEFAULT_IDLE_STOP_S = env_number("GEL_IDLE_STOP_S", 3600.0, 0.0, 30 * 24 * 3600.
 # its model and data are freed when it ends); beyond either bound the oldest are dropped and live on in the store.
 KEEP_FINISHED = env_number("GEL_KEEP_FINISHED", 32, 0, 100_000)
 KEEP_FINISHED_MB = env_number("GEL_KEEP_FINISHED_MB", 256, 0, 1_000_000)
+KEEP_SWEEPS = 16  # ended sweeps kept for the pages that show them (a few kB of results each), oldest dropped
 
 _managers: weakref.WeakSet[RunManager] = weakref.WeakSet()
 
@@ -56,6 +61,7 @@ class RunManager:
         self._seen: dict[str, float] = {}  # run id -> monotonic time of the last touch (or the start)
         self._idle: set[str] = set()  # paused by the watchdog, not by a person: a touch resumes them
         self._building = 0  # running starts whose runner is being built, outside the lock: they hold a slot
+        self._sweeps: dict[str, MapJob] = {}  # keyed by job id; insertion order = creation order
         self._watchdog: tuple[threading.Thread, threading.Event] | None = None
         _managers.add(self)
 
@@ -68,7 +74,7 @@ class RunManager:
         slot = 0 if paused else 1
         with self._lock:
             if slot:
-                self._check_room(self._busy())
+                self._check_room()
             self._building += slot
         try:
             runner = Runner(configs, device=device, labels=labels, steps_per_s=steps_per_s)
@@ -76,7 +82,7 @@ class RunManager:
             with self._lock:
                 self._building -= slot
         with self._lock:
-            rid = runner.runs[0].id
+            rid = runner.id
             self._runners[rid] = runner
             self._seen[rid] = time.monotonic()
             self._prune()
@@ -87,12 +93,35 @@ class RunManager:
         return runner
 
     def get(self, run_id: str) -> Runner | None:
+        """The runner keyed by ``run_id`` (its first run's id), or None."""
         with self._lock:
             return self._runners.get(run_id)
+
+    def find(self, run_id: str) -> tuple[Runner, int] | None:
+        """The runner holding run ``run_id`` (any of its runs) and that run's index, or None."""
+        with self._lock:
+            return self._find(run_id)
 
     def runners(self) -> list[Runner]:
         with self._lock:
             return list(self._runners.values())
+
+    def start_sweep(self, sweep: SW.Sweep, backend: str) -> MapJob:
+        """Start ``sweep`` on its own thread, holding ``sweep_slots`` of the free slots, or raise CapacityError
+        when none is free. A local sweep trains on as many worker processes as the slots it holds."""
+        with self._lock:
+            self._check_room()
+            job = MapJob(sweep, backend, sweep_slots(backend, self.max_running - self._used()))
+            self._sweeps[job.id] = job
+            ended = [jid for jid, j in self._sweeps.items() if not j.alive]
+            for jid in ended[:max(len(ended) - KEEP_SWEEPS, 0)]:
+                del self._sweeps[jid]
+        return job.start()
+
+    def sweep(self, job_id: str | None) -> MapJob | None:
+        """The sweep started as ``job_id`` (running or among the last KEEP_SWEEPS ended), or None."""
+        with self._lock:
+            return self._sweeps.get(job_id) if job_id else None
 
     def running(self) -> list[Runner]:
         return [r for r in self.runners() if r.alive and any(run.status == RUNNING for run in r.runs)]
@@ -109,7 +138,7 @@ class RunManager:
             if rid is None:
                 return False
             self._seen[rid] = time.monotonic()
-            if rid not in self._idle or len(self._busy(exclude=rid)) + self._building >= self.max_running:
+            if rid not in self._idle or self._used(exclude=rid) >= self.max_running:
                 return False
             self._idle.discard(rid)
             runner = self._runners[rid]
@@ -139,7 +168,7 @@ class RunManager:
             rid = self._key(run_id)
             if rid is None:
                 raise KeyError(f"no live run {run_id!r}")
-            self._check_room(self._busy(exclude=rid))
+            self._check_room(exclude=rid)
             self._idle.discard(rid)
             self._seen[rid] = time.monotonic()
             self._runners[rid].resume()
@@ -166,8 +195,13 @@ class RunManager:
 
     # Ending.
     def stop_all(self, timeout: float = 1.0) -> None:
+        """Stop every run and every sweep."""
         for r in self.runners():
             r.stop(timeout)
+        with self._lock:
+            sweeps = list(self._sweeps.values())
+        for j in sweeps:
+            j.stop(timeout)
 
     def shutdown(self, timeout: float = 5.0) -> bool:
         """Stop every run, the watchdog and the store's writer (after a last flush); True when all have ended."""
@@ -178,25 +212,36 @@ class RunManager:
             wd[1].set()
             wd[0].join(timeout)
         ok = self.store.close(timeout) if self.store is not None else True
-        return ok and not any(r.alive for r in self.runners()) and (wd is None or not wd[0].is_alive())
+        with self._lock:
+            sweeps = list(self._sweeps.values())
+        return (ok and not any(r.alive for r in self.runners()) and not any(j.thread.is_alive() for j in sweeps)
+                and (wd is None or not wd[0].is_alive()))
 
     # Internals; the callers hold self._lock.
-    def _key(self, run_id: str) -> str | None:
-        if run_id in self._runners:
-            return run_id
-        return next((rid for rid, r in self._runners.items() if any(run.id == run_id for run in r.runs)), None)
+    def _find(self, run_id: str) -> tuple[Runner, int] | None:
+        runner = self._runners.get(run_id)
+        if runner is not None:
+            return runner, 0
+        return next(((r, i) for r in self._runners.values() for i, run in enumerate(r.runs) if run.id == run_id),
+                    None)
 
-    def _check_room(self, busy: list[str]) -> None:
+    def _key(self, run_id: str) -> str | None:
+        found = self._find(run_id)
+        return found[0].id if found is not None else None
+
+    def _check_room(self, exclude: str | None = None) -> None:
         """CapacityError unless a slot is free. The message counts the slots and names no run: it is shown to
         whoever pressed Start, and another session's run id is all it takes to read that run."""
-        used = len(busy) + self._building
+        used = self._used(exclude)
         if used >= self.max_running:
             raise CapacityError(f"every training slot is in use ({used} of {self.max_running}); "
                                 f"stop or pause a run of yours, or try again when one ends")
 
-    def _busy(self, exclude: str | None = None) -> list[str]:
-        return [rid for rid, r in self._runners.items()
-                if r.alive and not r.paused and rid not in self._idle and rid != exclude]
+    def _used(self, exclude: str | None = None) -> int:
+        """Slots taken: running runners (but ``exclude``), runners being built, and the live sweeps' slots."""
+        runs = sum(1 for rid, r in self._runners.items()
+                   if r.alive and not r.paused and rid not in self._idle and rid != exclude)
+        return runs + self._building + sum(j.slots for j in self._sweeps.values() if j.alive)
 
     def _prune(self) -> None:
         """Drop ended runners, oldest first, beyond ``keep_finished`` of them or ``keep_finished_bytes`` held."""

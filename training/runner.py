@@ -1,39 +1,40 @@
-"""The background runner: a thread that steps one or more trainers in lockstep.
+"""The background runner: a thread that steps one or more trainers (``training/run.py``) in lockstep.
 
-The thread is the only writer; every reader goes through ``snapshot()`` / ``rows_since()``, which copy
-under the run's lock and return plain numpy and Python values. Commands (pause, step, stop, live lr and
-clipping changes) are queued under a condition variable and take effect at the next step; stop is an
-Event checked between steps, so it lands within one step's time.
+The thread is the only writer of its runs; every reader goes through ``snapshot()``, which copies under the run's
+lock and returns plain numpy and Python values, and observers (the run store) get each step and event as it is
+recorded. Commands (pause, step, stop, live lr and clipping changes) are queued under a condition variable and
+take effect at the next step; stop is an Event checked between steps, so it lands within one step's time.
 """
 
 from __future__ import annotations
 
 import ctypes
-import secrets
 import sys
 import threading
 import time
 import traceback
 import weakref
-from collections import deque
-from dataclasses import dataclass, field
-
-import numpy as np
+from dataclasses import dataclass
 
 from . import registry as R
 from .config import Config, ConfigError
-from .engine import StepRecord, Trainer
-from .history import History
+from .run import (  # noqa: F401 (re-exported: the run's names were defined here before)
+    ERROR,
+    EXPLODED,
+    FINISHED,
+    LIVE,
+    PAUSED,
+    RUNNING,
+    STOPPED,
+    EndedTrainer,
+    Run,
+    RunObserver,
+    RunSnapshot,
+    new_run_id,
+)
 
-IDLE, RUNNING, PAUSED, FINISHED, EXPLODED, ERROR, STOPPED = (
-    "idle", "running", "paused", "finished", "exploded", "error", "stopped")
-LIVE = (IDLE, RUNNING, PAUSED)
-MAX_PROBES = 512
-MAX_EVENTS = 10_000
-COALESCE_S = 1.0  # live changes of one setting closer than this make one marker (see Run.add_change)
 SPEED_RANGE = (0.1, 1000.0)  # steps per second a throttled run may be set to; None is "as fast as it goes"
 
-ID_BYTES = 12  # 96 random bits: an id is all it takes to read a live run through the server's routes
 _runners: weakref.WeakSet[Runner] = weakref.WeakSet()
 _helpers: weakref.WeakSet[threading.Thread] = weakref.WeakSet()  # the store's writer, the manager's watchdog
 
@@ -50,187 +51,32 @@ def live_threads() -> list[threading.Thread]:
     return training + [t for t in list(_helpers) if t.is_alive()]
 
 
-@dataclass
-class RunSnapshot:
-    id: str
-    label: str
-    config: Config
-    status: str
-    error: str | None
-    step: int  # steps taken
-    steps_per_s: float
-    device: str
-    names: list[str]
-    columns: list[str]
-    view: dict[str, np.ndarray]
-    events: list[dict]
-    probes: list[dict]
-    latest: StepRecord | None
-    stuck_label: str
-    extra: dict = field(default_factory=dict)
-
-    def series(self, column: str, which: str = "value") -> tuple[np.ndarray, np.ndarray]:
-        return self.view["step"], self.view[which][:, self.columns.index(column)]
-
-
-def new_run_id() -> str:
-    """``r`` and 96 random bits in hex: unique across the processes that write one store (no counter that
-    restarts with each process) and not guessable from another run's id."""
-    return "r" + secrets.token_hex(ID_BYTES)
+@dataclass(frozen=True)
+class Pause:
+    """Pause (True) or resume (False) every run."""
+    paused: bool
 
 
 @dataclass(frozen=True)
-class EndedTrainer:
-    """What a run keeps of its trainer once it has ended: names and settings, no model, optimizer or data
-    (those can be gigabytes; the history and events hold everything the charts and the store read)."""
-
-    cfg: Config
-    device: object
-    names: list[str]
-    columns: list[str]
-    stuck_label: str
-    step_idx: int
-
-    @classmethod
-    def of(cls, t: Trainer | EndedTrainer) -> EndedTrainer:
-        return t if isinstance(t, EndedTrainer) else cls(t.cfg, t.device, list(t.names), list(t.columns),
-                                                         t.stuck_label, t.step_idx)
+class SetSpeed:
+    steps_per_s: float | None  # None: as fast as it goes
 
 
-class Run:
-    """One trainer's live record; written by the runner thread, read by anyone through snapshot()."""
+@dataclass(frozen=True)
+class SetLr:
+    lr: float
+    runs: list[int] | None = None  # indices into Runner.runs; None: every run
 
-    def __init__(self, cfg: Config, device=None, label: str = "", recent: int = 2048, buckets: int = 2048):
-        self.id = new_run_id()
-        self.label = label or self.id[:7]  # "r" and 24 random bits: enough to tell a session's runs apart
-        self.trainer: Trainer | EndedTrainer = Trainer(cfg, device)  # an EndedTrainer once the run has ended
-        self.cfg = cfg
-        self.history = History(self.trainer.columns, recent, buckets)
-        self.events: list[dict] = []
-        self.probes: list[dict] = []
-        self.latest: StepRecord | None = None
-        self.status = IDLE
-        self.error: str | None = None
-        self._lock = threading.Lock()
-        self._times: deque[tuple[float, int]] = deque(maxlen=64)
-        # Full-resolution rows and events not yet saved; None unless a store is attached. The training thread
-        # only appends here; the store's writer thread takes them with drain().
-        self._pending_rows: list[tuple[int, np.ndarray]] | None = None
-        self._pending_events: list[dict] | None = None
-        self._last_change: tuple[float, dict] | None = None  # (when, event): the newest live change, to fold into
 
-    def record(self, rec: StepRecord) -> None:
-        row = rec.row()
-        with self._lock:
-            self.history.append(rec.step, row)
-            if self._pending_rows is not None:
-                self._pending_rows.append((rec.step, row))
-            self.latest = rec
-            if rec.probe is not None:
-                if len(self.probes) >= MAX_PROBES:  # thin the older half, keep the newest at full rate
-                    half = MAX_PROBES // 2
-                    self.probes = self.probes[:half:2] + self.probes[half:]
-                self.probes.append(rec.probe)
-            self._add_events(rec.events)
-            self._times.append((time.perf_counter(), rec.step))
-            if not rec.applied:
-                self.status = EXPLODED
-            elif rec.step + 1 >= self.cfg.steps:
-                self.status = FINISHED
+@dataclass(frozen=True)
+class SetClip:
+    mode: str
+    threshold: float | None = None  # None: keep the trainer's
+    norm_type: str | None = None
+    runs: list[int] | None = None
 
-    def _add_events(self, events: list[dict]) -> None:
-        room = MAX_EVENTS - len(self.events)
-        kept = events[:max(room, 0)]
-        self.events.extend(kept)
-        if self._pending_events is not None:
-            self._pending_events.extend(kept)
 
-    def keep_pending(self) -> None:
-        """Start buffering rows and events for drain() (a store calls this before the run starts)."""
-        with self._lock:
-            if self._pending_rows is None:
-                self._pending_rows, self._pending_events = [], []
-
-    def drain(self) -> tuple[list[tuple[int, np.ndarray]], list[dict], str, str | None]:
-        """Take the buffered (step, row) pairs and events, with the current status and error."""
-        with self._lock:
-            rows, events = self._pending_rows or [], self._pending_events or []
-            if self._pending_rows is not None:
-                self._pending_rows, self._pending_events = [], []
-            return rows, events, self.status, self.error
-
-    def add_event(self, event: dict) -> None:
-        with self._lock:
-            self._add_events([event])
-
-    def add_change(self, event: dict, message) -> None:
-        """A live setting change (``event`` with field, old and new). One following a change of the same field by
-        less than COALESCE_S, with no event between, folds into it: three arrow-key presses on the learning-rate
-        slider are one marker, from the first press's step and old value to the last one's new value.
-        ``message(old, new)`` words it."""
-        now = time.monotonic()
-        with self._lock:
-            last = self._last_change
-            if (last is not None and now - last[0] < COALESCE_S and self.events and self.events[-1] is last[1]
-                    and last[1]["field"] == event["field"]):
-                prev = last[1]
-                event = {**prev, "new": event["new"], "message": message(prev["old"], event["new"])}
-                self.events[-1] = event  # a new dict: snapshots already taken keep the one they copied
-                pending = self._pending_events
-                if pending is not None:  # not saved yet: replace it; saved: the store gets the folded one after
-                    at = next((i for i, e in enumerate(pending) if e is prev), None)
-                    if at is None:
-                        pending.append(event)
-                    else:
-                        pending[at] = event
-            else:
-                self._add_events([event])
-            self._last_change = (now, event)
-
-    def set_status(self, status: str, error: str | None = None) -> None:
-        with self._lock:
-            self.status = status
-            if error:
-                self.error = error
-
-    def steps_per_s(self) -> float:
-        t = self._times
-        if len(t) < 2 or t[-1][0] <= t[0][0]:
-            return 0.0
-        return (t[-1][1] - t[0][1]) / (t[-1][0] - t[0][0])
-
-    def snapshot(self, history: bool = True) -> RunSnapshot:
-        """A copy of the run's state. ``history=False``: the status only (state, step, speed, latest record, events,
-        the last evaluated probe) with an empty ``view``: what a status line needs, without copying ~3 MB of
-        decimated history under the lock the training thread takes at every step."""
-        with self._lock:
-            if history:
-                view, probes = self.history.view(), list(self.probes)
-            else:
-                view = {}
-                probes = [next((p for p in reversed(self.probes) if p.get("test_accuracy") is not None),
-                               self.probes[-1])] if self.probes else []
-            return RunSnapshot(
-                self.id, self.label, self.cfg, self.status, self.error, self.history.total,
-                self.steps_per_s(), str(self.trainer.device), list(self.trainer.names), list(self.history.columns),
-                view, list(self.events), probes, self.latest, self.trainer.stuck_label)
-
-    def release(self) -> None:
-        """The run has ended: drop its model, optimizer, data and weight snapshot, keep history and events."""
-        with self._lock:
-            self.trainer = EndedTrainer.of(self.trainer)
-
-    def held_bytes(self) -> int:
-        """About what this run holds in memory once released: its history arrays, events and probes."""
-        with self._lock:
-            arrays = sum(v.nbytes for v in vars(self.history).values() if isinstance(v, np.ndarray))
-            probes = sum(v.nbytes for p in self.probes for v in p.values() if isinstance(v, np.ndarray))
-            return arrays + probes + 300 * (len(self.events) + len(self.probes))  # ~300 B a small dict
-
-    def rows_since(self, step: int) -> tuple[np.ndarray, np.ndarray]:
-        """Full-resolution rows with step > ``step`` still in the recent window."""
-        with self._lock:
-            return self.history.rows_since(step)
+Command = Pause | SetSpeed | SetLr | SetClip
 
 
 class Runner:
@@ -246,7 +92,7 @@ class Runner:
         labels = labels or [""] * len(configs)
         self.runs = [Run(c, device, lab, recent, buckets) for c, lab in zip(configs, labels, strict=True)]
         self._cv = threading.Condition()
-        self._commands: list[tuple] = []
+        self._commands: list[Command] = []
         self._paused = False
         self._pending_steps = 0
         self._stop = threading.Event()
@@ -254,20 +100,26 @@ class Runner:
         _runners.add(self)
 
     # Operations, callable from any thread.
+    def observe(self, observer: RunObserver) -> None:
+        """Call ``observer``'s hooks for every run of this runner (see RunObserver); before start(), so no step
+        is missed."""
+        for r in self.runs:
+            r.observers.append(observer)
+
     def start(self, paused: bool = False) -> None:
         if self._thread is not None:
             raise RuntimeError("this runner was already started; make a new one to train again")
         self._paused = paused
         for r in self.runs:
             r.set_status(PAUSED if paused else RUNNING)
-        self._thread = threading.Thread(target=self._loop, name=f"train-{self.runs[0].id}", daemon=True)
+        self._thread = threading.Thread(target=self._loop, name=f"train-{self.id}", daemon=True)
         self._thread.start()
 
     def pause(self) -> None:
-        self._command("pause")
+        self._command(Pause(True))
 
     def resume(self) -> None:
-        self._command("resume")
+        self._command(Pause(False))
 
     def step_once(self, n: int = 1) -> None:
         """While paused, take ``n`` more steps."""
@@ -277,20 +129,20 @@ class Runner:
 
     def set_lr(self, lr: float, runs: list[int] | None = None) -> None:
         Config(lr=lr)  # validates the value, raising ConfigError with the allowed range
-        self._command("lr", lr, runs)
+        self._command(SetLr(lr, runs))
 
     def set_clip(self, mode: str, threshold: float | None = None, norm_type: str | None = None,
                  runs: list[int] | None = None) -> None:
         Config(clip=mode, clip_threshold=threshold if threshold is not None else 1.0,
                clip_norm_type=norm_type or "2")  # validates
-        self._command("clip", (mode, threshold, norm_type), runs)
+        self._command(SetClip(mode, threshold, norm_type, runs))
 
     def set_speed(self, steps_per_s: float | None) -> None:
         """Take at most ``steps_per_s`` steps a second from the next step on (None: as fast as it goes), so an
         explosion can be watched as it develops; a single step while paused is never delayed."""
         if steps_per_s is not None:
             check_speed(steps_per_s)
-        self._command("speed", steps_per_s)
+        self._command(SetSpeed(steps_per_s))
 
     @property
     def steps_per_s(self) -> float | None:
@@ -317,6 +169,11 @@ class Runner:
         return not self.alive
 
     @property
+    def id(self) -> str:
+        """The runner's id: its first run's, which ``?run=`` and the manager key it by (a compare pair by run A)."""
+        return self.runs[0].id
+
+    @property
     def alive(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
 
@@ -327,7 +184,7 @@ class Runner:
     def snapshot(self, i: int = 0, history: bool = True) -> RunSnapshot:
         return self.runs[i].snapshot(history)
 
-    def _command(self, *cmd) -> None:
+    def _command(self, cmd: Command) -> None:
         with self._cv:
             self._commands.append(cmd)
             self._cv.notify_all()
@@ -335,35 +192,19 @@ class Runner:
     # The thread.
     def _apply_commands(self) -> None:
         for cmd in self._commands:
-            kind = cmd[0]
-            if kind in ("pause", "resume"):
-                self._paused = kind == "pause"
+            if isinstance(cmd, Pause):
+                self._paused = cmd.paused
                 for r in self.runs:
                     if r.status in (RUNNING, PAUSED):
                         r.set_status(PAUSED if self._paused else RUNNING)
-                continue
-            if kind == "speed":
-                interval = 1.0 / cmd[1] if cmd[1] is not None else 0.0
+            elif isinstance(cmd, SetSpeed):
+                interval = 1.0 / cmd.steps_per_s if cmd.steps_per_s is not None else 0.0
                 self._due += interval - self._interval  # the step already waited for moves with the new pace
                 self._interval = interval
-                continue
-            targets = [self.runs[i] for i in (cmd[2] if cmd[2] is not None else range(len(self.runs)))]
-            for r in targets:
-                if r.status not in LIVE:
-                    continue
-                t = r.trainer
-                if kind == "lr":
-                    old, t_new = t.lr, cmd[1]
-                    t.set_lr(t_new)
-                    change = {"field": "lr", "old": old, "new": t_new}
-                else:
-                    old = (t.clip, t.clip_threshold, t.clip_norm_type)
-                    t.set_clip(*cmd[1])
-                    new = (t.clip, t.clip_threshold, t.clip_norm_type)
-                    change = {"field": "clip", "old": list(old), "new": list(new)}
-                words = _change_words[change["field"]]
-                r.add_change({"step": t.step_idx, "kind": "config_change",
-                              "message": words(change["old"], change["new"]), **change}, words)
+            else:
+                for r in (self.runs[i] for i in (cmd.runs if cmd.runs is not None else range(len(self.runs)))):
+                    if r.status in LIVE:
+                        _apply_change(r, cmd)
         self._commands.clear()
 
     def _next(self) -> bool:
@@ -413,6 +254,21 @@ class Runner:
                     r.set_status(STOPPED)
                 r.release()
             _trim_heap()
+
+
+def _apply_change(r: Run, cmd: SetLr | SetClip) -> None:
+    """Apply a live lr or clipping change to a live run's trainer and record it as a ``config_change`` event."""
+    t = r.trainer
+    if isinstance(cmd, SetLr):
+        change = {"field": "lr", "old": t.lr, "new": cmd.lr}
+        t.set_lr(cmd.lr)
+    else:
+        old = [t.clip, t.clip_threshold, t.clip_norm_type]
+        t.set_clip(cmd.mode, cmd.threshold, cmd.norm_type)
+        change = {"field": "clip", "old": old, "new": [t.clip, t.clip_threshold, t.clip_norm_type]}
+    words = _change_words[change["field"]]
+    r.add_change({"step": t.step_idx, "kind": "config_change",
+                  "message": words(change["old"], change["new"]), **change}, words)
 
 
 def _trim_heap() -> None:

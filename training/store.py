@@ -1,7 +1,8 @@
 """The run store: every run's config, status, events and every step's metrics, in one SQLite file.
 
-The training thread never touches SQLite: ``Run.record()`` appends to an in-memory buffer, and one writer
-thread per store drains every attached run in a single transaction every ``FLUSH_S`` seconds. WAL mode with
+The training thread never touches SQLite: the store observes each attached runner (``RunObserver``), its
+``on_step`` and ``on_event`` append to an in-memory buffer per run, and one writer thread per store drains every
+attached run in a single transaction every ``FLUSH_S`` seconds. WAL mode with
 ``synchronous=NORMAL`` makes each commit survive a killed process (only a power cut can lose the last
 commits), so a ``kill -9`` loses at most the rows of the last flush interval.
 
@@ -27,7 +28,7 @@ import threading
 import time
 import uuid
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
@@ -36,7 +37,7 @@ from typing import NamedTuple
 import numpy as np
 
 from . import export, wal
-from .runner import LIVE, Run, Runner, track_thread
+from .runner import LIVE, Run, Runner, RunObserver, track_thread
 
 DB_NAME = "runs.sqlite3"
 FLUSH_S = 0.25  # a batch at least this often: a killed server loses at most this much (plus one commit)
@@ -99,16 +100,26 @@ def db_path(path: str | os.PathLike | None = None) -> Path:
 
 
 class _Source:
-    """One attached run, as the writer sees it."""
+    """One attached run, as the writer sees it: the rows and events recorded and not yet taken, under ``lock``
+    (the observer hooks append on the run's threads, the writer takes them)."""
 
-    def __init__(self, run: Run, done: Callable[[], bool]):
-        self.run, self.done = run, done
+    def __init__(self, run: Run):
+        self.run = run
         self.created = time.time()
         self.inserted = False
         self.beat = 0.0  # last time `updated` was written
+        self.lock = threading.Lock()
+        self.rows: list[tuple[int, np.ndarray]] = []
+        self.events: list[dict] = []
+        self.ended = False  # on_end seen: after this take, nothing more comes
+
+    def take(self) -> tuple[list[tuple[int, np.ndarray]], list[dict], bool]:
+        with self.lock:
+            rows, events, self.rows, self.events = self.rows, self.events, [], []
+            return rows, events, self.ended
 
 
-class Store:
+class Store(RunObserver):
     def __init__(self, path: str | os.PathLike | None = None, stale_s: float = STALE_S):
         """``path``: a data folder (created, mode 700) or a ``.sqlite3`` / ``.db`` file; default: default_data_dir().
 
@@ -251,27 +262,44 @@ class Store:
     # Writing.
     def attach(self, runner: Runner) -> None:
         """Save every run of ``runner`` from now on. Call before ``runner.start()`` so no step is missed."""
-        def done() -> bool:
-            return not runner.alive and not any(r.status in LIVE for r in runner.runs)
-
-        for run in runner.runs:
-            self.attach_run(run, done)
-
-    def attach_run(self, run: Run, done: Callable[[], bool]) -> None:
-        """Save ``run`` until ``done()`` is true (checked before each drain, so nothing recorded before is lost)."""
-        run.keep_pending()
         while True:
             with self._cv:
                 t = self._thread
                 if t is None or not self._stopping:
-                    self._sources.setdefault(run.id, _Source(run, done))
+                    for run in runner.runs:
+                        self._sources.setdefault(run.id, _Source(run))
                     if t is None:
                         self._stopping = False
                         self._thread = track_thread(threading.Thread(target=self._loop, name="store-writer",
                                                                      daemon=True))
                         self._thread.start()
-                    return
+                    break
             t.join()  # a close() is ending the writer: let it, then start a fresh one
+        runner.observe(self)
+
+    # The observer hooks (RunObserver): on the run's threads, under its lock; they only append.
+    def on_step(self, run: Run, step: int, row: np.ndarray) -> None:
+        s = self._sources.get(run.id)
+        if s is not None:
+            with s.lock:
+                s.rows.append((step, row))
+
+    def on_event(self, run: Run, event: dict, replaces: dict | None = None) -> None:
+        s = self._sources.get(run.id)
+        if s is None:
+            return
+        with s.lock:  # a folded change not saved yet replaces its first version; saved already, it follows it
+            at = next((i for i, e in enumerate(s.events) if e is replaces), None) if replaces is not None else None
+            if at is None:
+                s.events.append(event)
+            else:
+                s.events[at] = event
+
+    def on_end(self, run: Run) -> None:
+        s = self._sources.get(run.id)
+        if s is not None:
+            with s.lock:
+                s.ended = True
 
     def flush(self, timeout: float = 10.0) -> bool:
         """Write everything recorded so far; True once written (immediately when nothing is attached)."""
@@ -319,11 +347,11 @@ class Store:
         now = time.time()
         metrics, events, runs_new, runs_upd, finished = [], [], [], [], []
         for s in sources:
-            done = s.done()  # before draining: whatever the run recorded before it was done is in this drain
-            rows, evs, status, error = s.run.drain()
+            rows, evs, done = s.take()
+            status, error = s.run.status, s.run.error  # after take: once done, the final status
             if not s.inserted:
                 runs_new.append((s.run.id, s.run.label, json.dumps(s.run.cfg.to_dict()), status, error, s.created,
-                                 now, json.dumps(list(s.run.trainer.columns)), str(s.run.trainer.device)))
+                                 now, json.dumps(s.run.columns), s.run.device))
             metrics += [(s.run.id, step, np.asarray(row, dtype=np.float64).tobytes()) for step, row in rows]
             events += [(s.run.id, e.get("step"), e.get("kind"), _dumps(e)) for e in evs]
             if rows or evs or done or not s.inserted or now - s.beat >= HEARTBEAT_S:
