@@ -87,7 +87,7 @@ def train_into_store(cfg: Config, store: Store, label: str, progress: bool = Tru
     steps so far are saved) or error (the exception, in one line, and its traceback as an event)."""
     run = Run(cfg, label=label)
     run.trainer.activation_probes = False  # the store keeps no activation statistics
-    store.attach_run(run, lambda: run.status not in LIVE)
+    store.attach_run(run)
     run.set_status(RUNNING)
     try:
         _train(run.trainer, cfg.steps, run.record, progress)
@@ -100,6 +100,7 @@ def train_into_store(cfg: Config, store: Store, label: str, progress: bool = Tru
     finally:
         if run.status in LIVE:
             run.set_status(STOPPED)
+        run.release()  # tells the store the run has ended
         store.close()
     snap = run.snapshot(history=False)
     return run.id, snap.status, snap.step

@@ -262,11 +262,20 @@ class Store(RunObserver):
     # Writing.
     def attach(self, runner: Runner) -> None:
         """Save every run of ``runner`` from now on. Call before ``runner.start()`` so no step is missed."""
+        self._add_sources(runner.runs)
+        runner.observe(self)
+
+    def attach_run(self, run: Run) -> None:
+        """Save ``run``, stepped without a Runner (the CLI); it must call ``run.release()`` when it ends."""
+        self._add_sources([run])
+        run.observers.append(self)
+
+    def _add_sources(self, runs: list[Run]) -> None:
         while True:
             with self._cv:
                 t = self._thread
                 if t is None or not self._stopping:
-                    for run in runner.runs:
+                    for run in runs:
                         self._sources.setdefault(run.id, _Source(run))
                     if t is None:
                         self._stopping = False
@@ -275,7 +284,6 @@ class Store(RunObserver):
                         self._thread.start()
                     break
             t.join()  # a close() is ending the writer: let it, then start a fresh one
-        runner.observe(self)
 
     # The observer hooks (RunObserver): on the run's threads, under its lock; they only append.
     def on_step(self, run: Run, step: int, row: np.ndarray) -> None:
