@@ -1,6 +1,8 @@
 """Gradient Explosion Lab: flip mitigations, watch PyTorch training explode (or not), live.
 
-The entry file only routes: each page lives in components/ as a ``render()`` function.
+The entry file only routes: each page lives in components/ as a ``render()`` function. The app is served by
+``serve.py`` (``streamlit run serve.py``, as ``make run`` does), which adds the routes the live view polls; a bare
+``streamlit run app.py`` draws the same pages, but its live view moves only when the page reruns.
 """
 
 import streamlit as st

@@ -9,7 +9,7 @@ every ``Trainer.step`` of the headless command. A daemon thread appends ``run st
 every 0.1 s; the cost is a clock read and a list append per step, the same in both. One torch thread in both,
 as the app sets it.
 
-To try a setting without editing the app, ``GEL_BENCH_PATCH="components.page_lab.STATUS_REFRESH_S=0.3"``
+To try a setting without editing the app, ``GEL_BENCH_PATCH="components.live_status.POLL_S=0.1"``
 (``;``-separated) sets module attributes before the server starts (numbers only).
 """
 

@@ -1,4 +1,7 @@
-"""The live views (each run inside its own auto-refreshing fragment) and the runs section under them.
+"""The live views (the status line and banners, the overlay charts, the per-layer charts) and the runs section
+under them. While a run trains, the status line and the charts keep themselves current from the live routes
+(components/live.js); the page reruns when a button or a setting changes, or when the status line sees a run
+change state.
 
 They only read: runner snapshots (copies taken under the run's lock) and session state. The training thread
 never touches Streamlit.
@@ -8,7 +11,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from . import live_api, live_status, panels, plot, theory_panel
+from . import live_api, live_status, panels, theory_panel
 from . import live_figures as LF
 from . import session as S
 from .data import describe, table_csv, table_parquet
@@ -28,22 +31,18 @@ def _overlay_snapshots(exclude: set[str]) -> list:
             for i, run in enumerate(runner.runs) if run.id in picked and run.id not in exclude]
 
 
-def charts_fetch_themselves() -> bool:
-    """The live charts can refresh from the live chart route: this server has it (serve.py) and the charts are
-    the in-place element (a fallback `st.plotly_chart` cannot fetch). Otherwise their fragments rerun on timers."""
-    return live_api.SERVED and plot.in_place_available()
-
-
 def _sources(runner, runs: list[str], extra: list[str], every_s: float):
-    """Chart key -> where the chart refreshes itself while the run trains, or None (see above)."""
-    if not (runner.alive and charts_fetch_themselves()):
+    """Chart key -> where the chart refreshes itself while the run trains (the live chart route), or None once
+    the runner has ended."""
+    if not runner.alive:
         return None
     return lambda key: Source(live_api.chart_url(key, runs, extra), every_s)
 
 
-def live_view(polling: bool) -> None:
-    """Status line and banners of this tab's run; reruns the whole app once when a polled run ends (so the
-    buttons and the URL catch up and the polling stops). The status line keeps itself current in between."""
+def live_view(drawn_alive: bool) -> None:
+    """Status line and banners of this tab's run. The status line keeps itself current, and reruns the page when
+    a run changes state. A run that ends while this rerun draws (the buttons above were drawn from
+    ``drawn_alive``) reruns the page at once, so its buttons and URL follow."""
     runner = S.current_runner()
     if runner is None:
         st.info(HOW_TO, icon=":material/lightbulb:")
@@ -54,14 +53,13 @@ def live_view(polling: bool) -> None:
     with st.container(key="banner"):
         for snap in snaps:
             panels.outcome_banner(snap, who=f"Run {snap.label}" if len(snaps) > 1 else "Training")
-    if polling and not runner.alive:
-        st.rerun(scope="app")
+    if drawn_alive and not runner.alive:
+        st.rerun()
 
 
 def overlay_view(every_s: float) -> None:
-    """Loss and gradient norm of every run of this tab, with the earlier runs picked for overlay. Its own
-    fragment; while the run trains the two charts refresh every ``every_s`` seconds (from the live chart route,
-    or by rerunning the fragment where there is none)."""
+    """Loss and gradient norm of every run of this tab, with the earlier runs picked for overlay; while the run
+    trains the two charts refresh themselves every ``every_s`` seconds."""
     runner = S.current_runner()
     if runner is None:
         return
@@ -74,8 +72,8 @@ def overlay_view(every_s: float) -> None:
 
 def detail_view(every_s: float) -> None:
     """Per-layer charts of one run (pick A or B when comparing), and the theory panel. A fragment of its own, so
-    picking A or B reruns only this; the charts refresh every ``every_s`` seconds, slower than the overlay:
-    they change more slowly, and each figure costs the training thread time."""
+    picking A or B reruns only this; the charts refresh themselves every ``every_s`` seconds, slower than the
+    overlay: they change more slowly, and each figure costs the training thread time."""
     runner = S.current_runner()
     if runner is None:
         return

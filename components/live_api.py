@@ -1,5 +1,5 @@
-"""The HTTP routes beside the app, served by ``serve.py``; they let the live view stay current without a
-Streamlit rerun.
+"""The HTTP routes beside the app, mounted by ``serve.py``; the live view's status line and charts poll them to
+stay current without a Streamlit rerun (components/live.js).
 
 - ``GET /api/live/<run id>``: the status line's numbers as JSON, from a light snapshot of a live runner (no
   history); well under a millisecond (components/live_status.py).
@@ -35,10 +35,6 @@ CHART_PREFIX = "/api/chart/"
 NO_STORE = {"Cache-Control": "no-store"}
 MAX_RUNS = 2  # the runs of a tab: A and B of a comparison
 MAX_EXTRA = 8  # earlier runs overlaid on the loss and gradient-norm charts (the page's picker allows as many)
-
-# True once serve.py has mounted the route in this process. The lab page then has no timed status fragment:
-# the status line polls the route. Under a bare `streamlit run app.py` it stays False and the fragment ticks.
-SERVED = False
 
 
 def live_status(request: Request) -> JSONResponse:
@@ -115,8 +111,6 @@ def warm_up() -> None:
 def routes() -> list[Route]:
     """The routes, under the server's ``baseUrlPath`` like Streamlit's own (read when serve.py is loaded,
     after `streamlit run` has read the config)."""
-    global SERVED
-    SERVED = True
     base = base_path()
     return [Route(base + API_PREFIX + "{run_id}", live_status, methods=["GET"]),
             Route(base + CHART_PREFIX + "{key}", live_chart, methods=["GET"])]

@@ -1,6 +1,6 @@
 """The figure each live chart draws, by its key, from run snapshots.
 
-The page's fragments and the live chart route (components/live_api.py) build every chart with these same
+The page and the live chart route (components/live_api.py) build every chart with these same
 functions, so a chart refreshed through the route is the chart a rerun would have drawn.
 """
 

@@ -10,8 +10,7 @@ plotly.js is the copy that ships inside the ``plotly`` Python package, so the fi
 draws them always come from the same release. It is served from the app's static folder (Streamlit's
 ``server.enableStaticServing``), copied there on first use; the browser loads it once per page.
 
-When that is not possible (static serving switched off, a read-only app folder) charts fall back to
-``st.plotly_chart``: they still show the same figures, redrawn from scratch at each refresh.
+Its JavaScript is in ``components/live.js``, beside the status line's, with the one fetch loop both share.
 """
 
 from __future__ import annotations
@@ -34,142 +33,8 @@ PLOTLY_JS_SOURCE = Path(plotly.__file__).resolve().parent / "package_data" / "pl
 PLOTLY_JS_NAME = f"plotly-{get_plotlyjs_version()}.min.js"
 DEFAULT_HEIGHT = 450  # plotly.js's own default, used when a figure sets no height
 
-# Runs in the page (no iframe, no shadow root: plotly.js puts its hover and mode-bar styles in the document
-# head). Streamlit calls the default export at every rerun that sends this element, with the same parentElement
-# while the element stays mounted, and calls the returned function once, when it is removed.
-JS = r"""
-// One queue for every chart of the page: a figure waits until its chart is on screen, then charts are drawn one
-// per task, at background priority. A burst of figures (the per-layer charts arrive together) never holds the
-// page for longer than one chart's draw, so the status line's updates get through in between.
-const state = window.__gelPlot || (window.__gelPlot = {loading: null, queue: new Map(), busy: false, seen: null});
-
-function loadPlotly(src) {
-  if (window.Plotly) return Promise.resolve(window.Plotly);
-  if (!state.loading) {
-    state.loading = new Promise((resolve, reject) => {
-      const script = document.createElement('script');
-      script.src = src;
-      script.onload = () => resolve(window.Plotly);
-      script.onerror = () => { state.loading = null; reject(new Error('could not load ' + src)); };
-      document.head.appendChild(script);
-    });
-  }
-  return state.loading;
-}
-
-// Dark mode: Streamlit gives the element its theme as CSS variables; a light text colour means a dark page.
-function isDark(div) {
-  const style = getComputedStyle(div);
-  const text = style.getPropertyValue('--st-text-color').trim() || style.color;
-  const probe = document.createElement('span');
-  probe.style.color = text;
-  document.body.appendChild(probe);
-  const rgb = (getComputedStyle(probe).color.match(/[\d.]+/g) || [0, 0, 0]).map(Number);
-  probe.remove();
-  return 0.2126 * rgb[0] + 0.7152 * rgb[1] + 0.0722 * rgb[2] > 128;
-}
-
-// The figure's light ink and paper swapped for dark ones (components/theme.py DARK_SWAPS), values only.
-function recolor(value, swaps) {
-  if (Array.isArray(value)) return value.map((v) => recolor(v, swaps));
-  if (value && typeof value === 'object') {
-    const out = {};
-    for (const k of Object.keys(value)) out[k] = recolor(value[k], swaps);
-    return out;
-  }
-  return typeof value === 'string' && swaps[value.toLowerCase()] !== undefined ? swaps[value.toLowerCase()] : value;
-}
-
-const later = (fn) => (window.scheduler && scheduler.postTask)
-  ? scheduler.postTask(fn, {priority: 'background'}) : setTimeout(fn, 0);
-
-function pump() {
-  if (state.busy) return;
-  const next = [...state.queue.keys()].find((div) => div.isConnected && div.__visible);
-  for (const div of [...state.queue.keys()]) if (!div.isConnected) state.queue.delete(div);
-  if (!next) return;
-  const data = state.queue.get(next);
-  state.queue.delete(next);
-  state.busy = true;
-  later(() => loadPlotly(data.src).then((Plotly) => {
-    let fig = JSON.parse(data.figure);
-    const dark = isDark(next);
-    if (dark) fig = recolor(fig, data.dark);
-    next.dataset.theme = dark ? 'dark' : 'light';
-    return Plotly.react(next, fig.data, fig.layout, data.config);
-  }).then(() => { next.dataset.drawn = String((next.__draws = (next.__draws || 0) + 1)); }, (err) => {
-    next.textContent = 'The chart could not be drawn: ' + err.message;
-  }).finally(() => { state.busy = false; later(pump); }));
-}
-
-// Off-screen charts are not drawn: their latest figure waits and is drawn when they scroll into view.
-function watch(div) {
-  if (!state.seen) {
-    state.seen = new IntersectionObserver((entries) => {
-      for (const e of entries) e.target.__visible = e.isIntersecting;
-      pump();
-    }, {rootMargin: '200px'});
-  }
-  state.seen.observe(div);
-}
-
-// A chart with a source fetches its newest figure on its period, but only while it is on screen: a chart
-// nobody looks at costs neither the server nor the page anything. One loop per chart (a timer or a fetch in
-// flight), whatever the number of reruns that hand it new data.
-function refresh(div) {
-  div.__timer = null;
-  const source = div.__source;
-  if (!source || !div.isConnected) return;
-  if (!div.__visible) { schedule(div); return; }
-  div.__inflight = true;
-  fetch(source, {cache: 'no-store'}).then((r) => {
-    if (r.status === 404) { if (div.__source === source) div.__source = null; return null; }  // run gone
-    return r.ok ? r.text() : null;
-  }).catch(() => null).then((figure) => {
-    div.__inflight = false;
-    if (figure && div.__source === source) {
-      state.queue.set(div, {...div.__base, figure});
-      pump();
-    }
-    schedule(div);
-  });
-}
-
-function schedule(div) {
-  if (div.__source && !div.__timer && !div.__inflight && div.isConnected) {
-    div.__timer = setTimeout(() => refresh(div), div.__every);
-  }
-}
-
-export default function ({ data, parentElement }) {
-  if (data.preload) {  // opened with the page, so the first chart of a run does not wait for plotly.js
-    loadPlotly(data.src).catch(() => {});
-    return;
-  }
-  let div = parentElement.querySelector(':scope > .gel-plot');
-  if (!div) {
-    div = document.createElement('div');
-    div.className = 'gel-plot';
-    div.style.width = '100%';
-    parentElement.appendChild(div);
-    watch(div);
-  }
-  div.style.height = data.height + 'px';  // hold the space before the first draw: the page does not jump
-  state.queue.set(div, data);  // only the latest figure of a chart is kept
-  pump();
-  div.__base = data;
-  div.__every = data.every_ms;
-  if (div.__source !== data.source) { clearTimeout(div.__timer); div.__timer = null; div.__source = data.source; }
-  schedule(div);
-  return () => {
-    div.__source = null;
-    clearTimeout(div.__timer);
-    state.queue.delete(div);
-    if (state.seen) state.seen.unobserve(div);
-    if (window.Plotly) window.Plotly.purge(div);
-  };
-}
-"""
+# The live page's elements and their one fetch loop (the status line uses it too): read once, at import.
+JS = (Path(__file__).with_name("live.js")).read_text(encoding="utf-8")
 
 _element = st.components.v2.component("gel_plot", html="", js=JS, isolate_styles=False)
 
@@ -190,9 +55,15 @@ def ensure_plotly_js(static_dir: Path = STATIC_DIR) -> bool:
 
 
 def preload() -> None:
-    """Start loading plotly.js when the page opens (an element that draws nothing)."""
-    if in_place_available():
-        _element(key="gel_plot_preload", data={"preload": True, "src": plotly_js_url()})
+    """Start loading plotly.js when the page opens (an element that draws nothing); say so on the page if the
+    charts cannot have it."""
+    if not st.get_option("server.enableStaticServing"):
+        st.warning("The charts need `server.enableStaticServing` (set in .streamlit/config.toml): without it they "
+                   "cannot load plotly.js.", icon=":material/warning:")
+    elif not ensure_plotly_js():
+        st.warning(f"The charts cannot load plotly.js: it could not be copied to {STATIC_DIR}.",
+                   icon=":material/warning:")
+    _element(key="gel_plot_preload", data={"preload": True, "src": plotly_js_url()})
 
 
 def base_path() -> str:
@@ -205,18 +76,10 @@ def plotly_js_url() -> str:
     return f"{base_path()}/app/static/{PLOTLY_JS_NAME}"
 
 
-def in_place_available() -> bool:
-    return bool(st.get_option("server.enableStaticServing")) and ensure_plotly_js()
-
-
 def plotly_figure(fig, key: str, config: dict | None = None, source: Source | None = None) -> None:
     """Draw ``fig`` under ``key``, updating the chart already on the page when there is one; with ``source``,
     the chart then fetches its newest figure from there, on its period, while it is on screen."""
     config = {"displaylogo": False, "displayModeBar": "hover", "responsive": True, **(config or {})}
-    if not in_place_available():
-        # theme=None: our own colours and log axes, as in the in-place chart.
-        st.plotly_chart(themed(fig), key=key, theme=None, config=config)
-        return
     figure = fig.to_json()
     height = (fig.layout.height or DEFAULT_HEIGHT)
     _element(key=key, data={"figure": figure, "config": config, "height": height, "src": plotly_js_url(),
@@ -226,8 +89,8 @@ def plotly_figure(fig, key: str, config: dict | None = None, source: Source | No
 
 
 def themed(fig):
-    """``fig`` in the viewer's theme, for charts drawn by ``st.plotly_chart`` (the in-place chart swaps colours
-    in the page, see DARK_SWAPS)."""
+    """``fig`` in the viewer's theme, for the charts other pages draw with ``st.plotly_chart`` (the in-place chart
+    swaps colours in the page, see DARK_SWAPS)."""
     if (st.context.theme.type or "light") != "dark":
         return fig
     return go.Figure(dark(fig.to_plotly_json()))

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import math
 
-import pytest
 from streamlit.testing.v1 import AppTest
 
 from bench import asgi
@@ -15,12 +14,6 @@ from components import live_api, live_status, plot
 from tests.apptest_helpers import live_status as element_status
 from training.config import Config, from_preset
 from training.manager import get_manager
-
-
-@pytest.fixture(autouse=True)
-def _served_flag_restored(monkeypatch):
-    """routes() marks the process as serving the route; the AppTests of other modules must not see that."""
-    monkeypatch.setattr(live_api, "SERVED", live_api.SERVED)
 
 
 def get(path: str) -> tuple[int, dict, dict]:
@@ -121,20 +114,26 @@ def test_routes_and_urls_follow_the_base_url_path(monkeypatch):
     assert live_api.chart_url("chart_loss", ["r1-a"], ["r2-b"]) == "/lab/api/chart/chart_loss?runs=r1-a&extra=r2-b"
 
 
-def test_charts_fetch_from_the_route_only_when_served_and_drawn_in_place(monkeypatch):
+def test_charts_fetch_from_the_route_while_the_run_is_alive_and_not_after():
     from components import live
 
     runner = get_manager().start(Config(steps=100_000, hidden_sizes=(8,)))
     try:
-        monkeypatch.setattr(live_api, "SERVED", True)
-        monkeypatch.setattr(plot, "in_place_available", lambda: True)
         source = live._sources(runner, [runner.runs[0].id], [], 3.0)
         assert source("chart_loss") == plot.Source(live_api.chart_url("chart_loss", [runner.runs[0].id]), 3.0)
-        # st.plotly_chart (the fallback) cannot fetch: its fragment must rerun on a timer instead
-        monkeypatch.setattr(plot, "in_place_available", lambda: False)
-        assert live._sources(runner, [runner.runs[0].id], [], 3.0) is None and not live.charts_fetch_themselves()
-        monkeypatch.setattr(live_api, "SERVED", False)
-        monkeypatch.setattr(plot, "in_place_available", lambda: True)
-        assert live._sources(runner, [runner.runs[0].id], [], 3.0) is None
     finally:
         runner.stop(timeout=5)
+    assert not runner.alive and live._sources(runner, [runner.runs[0].id], [], 3.0) is None
+
+
+def test_an_ended_run_is_reported_ended_even_while_its_thread_winds_down(monkeypatch):
+    """The route and the page wait for the thread of a runner whose runs have all ended: the status line then
+    asks for one rerun, which draws the banner and the buttons together."""
+    runner = get_manager().start(from_preset("watch it explode", steps=300))
+    assert runner.wait(timeout=60)
+    waited = []
+    monkeypatch.setattr(type(runner), "alive", property(lambda r: not waited))  # the thread still winding down
+    monkeypatch.setattr(runner, "wait", lambda timeout=None: waited.append(timeout) or True)
+    status = live_status.status_of(runner)
+    assert waited == [live_status.ENDING_S] and status["alive"] is False
+    assert status["runs"][0]["state"] == "exploded"

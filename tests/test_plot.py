@@ -1,5 +1,5 @@
 """The in-place chart element (components/plot.py): plotly.js served from the app's static folder, the figure
-handed over unchanged, and the fallback to ``st.plotly_chart`` when static serving is not possible."""
+handed over unchanged, and a warning on the page when static serving is not possible."""
 
 from __future__ import annotations
 
@@ -70,13 +70,19 @@ def test_the_element_carries_the_figure_unchanged_with_its_height_and_script(mon
     assert all(d["source"] is None and d["every_ms"] is None for d in data)  # nothing to poll: no live run
 
 
-def test_without_static_serving_the_charts_fall_back_to_plotly_chart(monkeypatch):
-    monkeypatch.setattr(plot, "in_place_available", lambda: False)
-    at = AppTest.from_function(_two_charts).run()
-    assert not at.exception
-    assert not at.get("bidi_component")
-    assert len(at.get("plotly_chart")) == 2
-    assert live_figures(at)["chart_b"]["data"][0]["y"] == [3.0, 4.0]
+def _preload():
+    from components import plot
+
+    plot.preload()
+
+
+def test_the_page_says_why_the_charts_cannot_load_plotly_js(monkeypatch):
+    at = AppTest.from_function(_preload).run()
+    assert not at.exception and not at.warning  # served as configured: plotly.js is there
+    options = {"server.enableStaticServing": False, "server.baseUrlPath": ""}
+    monkeypatch.setattr(plot.st, "get_option", options.get)
+    at = AppTest.from_function(_preload).run()
+    assert not at.exception and "enableStaticServing" in at.warning[0].value
 
 
 def test_dark_swaps_the_ink_and_paper_and_keeps_the_data_colours():

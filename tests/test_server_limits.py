@@ -32,11 +32,6 @@ TINY = Config(hidden_sizes=(16,), dataset="gaussian", batch_size=8, steps=20, pr
 FOREVER = TINY.replace(steps=10_000_000, probe_every=1000)
 
 
-@pytest.fixture(autouse=True)
-def _served_flag_restored(monkeypatch):
-    monkeypatch.setattr(live_api, "SERVED", live_api.SERVED)
-
-
 def _finished(cfg: Config = TINY):
     runner = M.get_manager().start(cfg)
     assert runner.wait(60)

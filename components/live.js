@@ -1,0 +1,254 @@
+// The live page's two elements, the status line (components/live_status.py) and the in-place chart
+// (components/plot.py), and the one fetch loop both use to stay current between reruns. Python hands each element
+// its data (the numbers or the figure, the URL to poll, the period); everything here runs in the page itself (no
+// iframe): plotly.js puts its hover and mode-bar styles in the document head. Streamlit calls the default export
+// at every rerun that sends the element, with the same parentElement while it stays mounted, and calls the
+// function it returns once, when the element is removed.
+
+// One loop per element, whatever the number of reruns that hand it new data: a timer set or a fetch in flight
+// means the loop is running. `got` receives each answer, parsed with `read` ('json' or 'text'). `due()` says whether
+// this tick fetches or only waits for the next (a chart fetches only while on screen). A 404 (no such route or
+// run) ends the loop, any other failure waits one period and tries again, and an answer for a URL the element no
+// longer polls is dropped.
+function poller({read, got, due = () => true}) {
+  const p = {url: null, every: 1000, timer: null, inflight: false};
+  const next = () => {
+    if (p.url && !p.timer && !p.inflight) p.timer = setTimeout(tick, p.every);
+  };
+  function tick() {
+    p.timer = null;
+    if (!p.url) return;
+    if (!due()) { next(); return; }
+    const url = p.url;
+    p.inflight = true;
+    fetch(url, {cache: 'no-store'}).then((r) => {
+      if (r.status === 404) { if (p.url === url) p.url = null; return null; }
+      return r.ok ? r[read]() : null;
+    }).catch(() => null).then((answer) => {
+      p.inflight = false;
+      if (answer !== null && p.url === url) got(answer);
+      next();
+    });
+  }
+  p.poll = (url, everyMs) => {  // url null: stop polling until a rerun hands a new one
+    p.every = everyMs || p.every;
+    if (url !== p.url) { clearTimeout(p.timer); p.timer = null; p.url = url; }
+    next();
+  };
+  return p;
+}
+
+function el(tag, cls, text) {
+  const e = document.createElement(tag);
+  if (cls) e.className = cls;
+  if (text !== undefined) e.textContent = text;  // textContent only: nothing from the server is parsed as HTML
+  return e;
+}
+
+// The status line's nodes are built once per set of runs and then only their text changes: rebuilding them four
+// times a second would cost the page a style, layout and paint pass each time.
+function build(root, runs) {
+  root.className = 'gel-status' + (runs.length > 1 ? ' gel-multi' : '');
+  root.__refs = [];
+  root.replaceChildren(...runs.map((r) => {
+    const box = el('div', 'gel-run');
+    const head = el('div', 'gel-head');
+    if (r.title) {
+      const sq = el('span', '', '■ ');
+      sq.style.color = r.color;
+      head.append(sq, el('b', '', 'Run ' + r.title), ' · ');
+    }
+    const refs = {badge: el('span'), step: el('b'), rest: el('span'), values: []};
+    head.append(refs.badge, ' · step ', refs.step, refs.rest);
+    const metrics = el('div', 'gel-metrics');
+    for (const [label] of r.metrics) {
+      const value = el('div', 'gel-value');
+      const m = el('div', 'gel-metric');
+      m.append(el('div', 'gel-label', label), value);
+      metrics.append(m);
+      refs.values.push(value);
+    }
+    box.append(head, metrics);
+    root.__refs.push(refs);
+    return box;
+  }));
+}
+
+const setText = (node, text) => { if (node.textContent !== text) node.textContent = text; };
+
+function draw(root, status) {
+  const shape = status.runs.map((r) => r.title + ' ' + r.color + ' ' + r.metrics.length).join(',');
+  if (root.__shape !== shape) {
+    build(root, status.runs);
+    root.__shape = shape;
+  }
+  status.runs.forEach((r, i) => {
+    const refs = root.__refs[i];
+    setText(refs.badge, r.label || r.state);
+    refs.badge.className = 'gel-badge gel-badge-' + r.badge;
+    setText(refs.step, r.step_text);
+    setText(refs.rest, ' / ' + r.steps_text + ' · ' + r.detail);
+    r.metrics.forEach(([, value], j) => setText(refs.values[j], value));
+  });
+  root.dataset.step = status.runs.map((r) => r.step).join(',');
+  root.dataset.runs = status.runs.map((r) => r.id).join(',');  // which runs the line shows now, in what state
+  root.dataset.states = status.runs.map((r) => r.state).join(',');
+}
+
+// Keyed by run id: a tab's next run ends in the same state as its last one ("false:exploded"), and must still
+// bring its own banner.
+const states = (status) => status.alive + ':' + status.runs.map((r) => r.id + '=' + r.state).join(',');
+
+// When the poll sees a run of the tab change state (explode, finish, stop), the line asks for one rerun of the
+// page, which draws its banner, the buttons and the URL. If no rerun has drawn that state ASK_AGAIN_MS later
+// (a trigger lost while the server was busy), it asks again. Not sooner: a rerun takes up to ~0.7 s on a busy
+// two-core machine, and asking again while it runs would restart it, so the end would show later, not sooner.
+const ASK_AGAIN_MS = 3000;
+
+function ask(s, want) {
+  s.asked = want;
+  s.changed(true);
+  clearTimeout(s.retry);
+  s.retry = setTimeout(() => { if (!s.stopped && s.rendered !== want && s.asked === want) ask(s, want); },
+                       ASK_AGAIN_MS);
+}
+
+function show(s, status) {
+  if (status.t < s.shown) return;  // an older copy (a slow fetch, or a rerun's) never wins
+  s.shown = status.t;
+  s.latest = status;
+  draw(s.root, status);
+  const now = states(status);
+  if (now !== s.rendered && now !== s.asked) ask(s, now);
+}
+
+function statusLine({data, parentElement, setTriggerValue}) {
+  let s = parentElement.__gelStatus;
+  if (!s) {
+    s = parentElement.__gelStatus = {shown: -Infinity, root: el('div', 'gel-status')};
+    // The line polls while its run is alive; an answer saying it has ended stops the loop until a rerun
+    // hands it the next run.
+    s.loop = poller({read: 'json', got: (status) => {
+      show(s, status);
+      if (!status.alive) s.loop.poll(null);
+    }});
+    parentElement.appendChild(s.root);
+  }
+  s.stopped = false;
+  s.changed = (v) => setTriggerValue('changed', v);
+  s.rendered = states(data.status);  // what the page's banners and buttons were drawn from
+  show(s, data.status);
+  s.loop.poll(data.status.alive ? data.url : null, data.every_ms);
+  return () => { s.stopped = true; s.loop.poll(null); clearTimeout(s.retry); };
+}
+
+// One queue for every chart of the page: a figure waits until its chart is on screen, then charts are drawn one
+// per task, at background priority. A burst of figures (the per-layer charts arrive together) never holds the
+// page for longer than one chart's draw, so the status line's updates get through in between.
+const plots = window.__gelPlot || (window.__gelPlot = {loading: null, queue: new Map(), busy: false, seen: null});
+
+function loadPlotly(src) {
+  if (window.Plotly) return Promise.resolve(window.Plotly);
+  if (!plots.loading) {
+    plots.loading = new Promise((resolve, reject) => {
+      const script = document.createElement('script');
+      script.src = src;
+      script.onload = () => resolve(window.Plotly);
+      script.onerror = () => { plots.loading = null; reject(new Error('could not load ' + src)); };
+      document.head.appendChild(script);
+    });
+  }
+  return plots.loading;
+}
+
+// Dark mode: Streamlit gives the element its theme as CSS variables; a light text colour means a dark page.
+function isDark(div) {
+  const style = getComputedStyle(div);
+  const text = style.getPropertyValue('--st-text-color').trim() || style.color;
+  const probe = document.createElement('span');
+  probe.style.color = text;
+  document.body.appendChild(probe);
+  const rgb = (getComputedStyle(probe).color.match(/[\d.]+/g) || [0, 0, 0]).map(Number);
+  probe.remove();
+  return 0.2126 * rgb[0] + 0.7152 * rgb[1] + 0.0722 * rgb[2] > 128;
+}
+
+// The figure's light ink and paper swapped for dark ones (components/theme.py DARK_SWAPS), values only.
+function recolor(value, swaps) {
+  if (Array.isArray(value)) return value.map((v) => recolor(v, swaps));
+  if (value && typeof value === 'object') {
+    const out = {};
+    for (const k of Object.keys(value)) out[k] = recolor(value[k], swaps);
+    return out;
+  }
+  return typeof value === 'string' && swaps[value.toLowerCase()] !== undefined ? swaps[value.toLowerCase()] : value;
+}
+
+const later = (fn) => (window.scheduler && scheduler.postTask)
+  ? scheduler.postTask(fn, {priority: 'background'}) : setTimeout(fn, 0);
+
+function pump() {
+  if (plots.busy) return;
+  const next = [...plots.queue.keys()].find((div) => div.isConnected && div.__visible);
+  for (const div of [...plots.queue.keys()]) if (!div.isConnected) plots.queue.delete(div);
+  if (!next) return;
+  const data = plots.queue.get(next);
+  plots.queue.delete(next);
+  plots.busy = true;
+  later(() => loadPlotly(data.src).then((Plotly) => {
+    let fig = JSON.parse(data.figure);
+    const dark = isDark(next);
+    if (dark) fig = recolor(fig, data.dark);
+    next.dataset.theme = dark ? 'dark' : 'light';
+    return Plotly.react(next, fig.data, fig.layout, data.config);
+  }).then(() => { next.dataset.drawn = String((next.__draws = (next.__draws || 0) + 1)); }, (err) => {
+    next.textContent = 'The chart could not be drawn: ' + err.message;
+  }).finally(() => { plots.busy = false; later(pump); }));
+}
+
+// Off-screen charts are not drawn: their latest figure waits and is drawn when they scroll into view.
+function watch(div) {
+  if (!plots.seen) {
+    plots.seen = new IntersectionObserver((entries) => {
+      for (const e of entries) e.target.__visible = e.isIntersecting;
+      pump();
+    }, {rootMargin: '200px'});
+  }
+  plots.seen.observe(div);
+}
+
+function chart({data, parentElement}) {
+  if (data.preload) {  // opened with the page, so the first chart of a run does not wait for plotly.js
+    loadPlotly(data.src).catch(() => {});
+    return undefined;
+  }
+  let div = parentElement.querySelector(':scope > .gel-plot');
+  if (!div) {
+    div = document.createElement('div');
+    div.className = 'gel-plot';
+    div.style.width = '100%';
+    parentElement.appendChild(div);
+    watch(div);
+    // A chart with a source fetches its newest figure on its period, but only while it is on screen: a chart
+    // nobody looks at costs neither the server nor the page anything.
+    div.__loop = poller({read: 'text', due: () => div.isConnected && div.__visible, got: (figure) => {
+      plots.queue.set(div, {...div.__base, figure});
+      pump();
+    }});
+  }
+  div.style.height = data.height + 'px';  // hold the space before the first draw: the page does not jump
+  plots.queue.set(div, data);  // only the latest figure of a chart is kept
+  pump();
+  div.__base = data;
+  div.__loop.poll(data.source, data.every_ms);
+  return () => {
+    div.__loop.poll(null);
+    plots.queue.delete(div);
+    if (plots.seen) plots.seen.unobserve(div);
+    if (window.Plotly) window.Plotly.purge(div);
+  };
+}
+
+export default function (args) {
+  return args.data.status ? statusLine(args) : chart(args);
+}
