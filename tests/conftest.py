@@ -35,6 +35,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.apptest_helpers import wait_until
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM_PATH = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -117,28 +119,24 @@ def streamlit_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         proc = subprocess.Popen(
             cmd, cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
         )
+    def healthy() -> bool:
+        if proc.poll() is not None:
+            pytest.fail(
+                f"streamlit exited with code {proc.returncode} before it was healthy.\n"
+                f"command: {' '.join(cmd)}\n--- server output ---\n{_read_log(log_path)}",
+                pytrace=False,
+            )
+        try:
+            with urllib.request.urlopen(f"{base_url}/_stcore/health", timeout=2) as resp:
+                return resp.read().strip() == b"ok"
+        except (urllib.error.URLError, ConnectionError, TimeoutError, OSError):
+            return False
+
     try:
-        deadline = time.monotonic() + SERVER_START_TIMEOUT_S
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(
-                    f"streamlit exited with code {proc.returncode} before it was healthy.\n"
-                    f"command: {' '.join(cmd)}\n--- server output ---\n{_read_log(log_path)}",
-                    pytrace=False,
-                )
-            try:
-                with urllib.request.urlopen(f"{base_url}/_stcore/health", timeout=2) as resp:
-                    if resp.read().strip() == b"ok":
-                        break
-            except (urllib.error.URLError, ConnectionError, TimeoutError, OSError):
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(
-                    f"streamlit did not answer {base_url}/_stcore/health with 'ok' within "
-                    f"{SERVER_START_TIMEOUT_S:.0f} s.\n--- server output ---\n{_read_log(log_path)}",
-                    pytrace=False,
-                )
-            time.sleep(0.25)
+        try:
+            wait_until(healthy, SERVER_START_TIMEOUT_S, f"{base_url}/_stcore/health to answer 'ok'", every=0.25)
+        except AssertionError as e:
+            pytest.fail(f"{e}\n--- server output ---\n{_read_log(log_path)}", pytrace=False)
         yield base_url
     finally:
         if proc.poll() is None:

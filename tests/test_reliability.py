@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.apptest_helpers import wait_until
 from training import cli
 from training.config import MAX_ACTIVATIONS, MAX_DEPTH, MAX_PARAMS, Config, ConfigError
 from training.manager import CapacityError, RunManager
@@ -46,13 +47,6 @@ SERVER = textwrap.dedent("""
 """)
 
 
-def _wait_until(predicate, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
-
-
 def _stored_steps(store: Store) -> int:
     runs = store.list_runs()
     return runs[0]["steps"] if runs else 0
@@ -66,7 +60,7 @@ def test_kill_9_loses_at_most_the_last_second_and_the_database_opens_cleanly(tmp
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         store = Store(data)
-        _wait_until(lambda: _stored_steps(store) > 0 or proc.poll() is not None, 60, "the first stored rows")
+        wait_until(lambda: _stored_steps(store) > 0 or proc.poll() is not None, 60, "the first stored rows")
         assert proc.poll() is None, proc.stderr.read().decode()
         time.sleep(1.5 + random.uniform(0, FLUSH_S))  # train a while; kill anywhere in the flush cycle
         t_kill = time.time()
@@ -119,16 +113,16 @@ def test_an_unwatched_run_pauses_and_a_touch_resumes_it():
         runner = m.start(FOREVER)
         rid = runner.runs[0].id
         t0 = time.monotonic()
-        _wait_until(lambda: runner.paused, 5, "the idle pause")
+        wait_until(lambda: runner.paused, 5, "the idle pause")
         print(f"idle pause landed {time.monotonic() - t0:.2f} s after the start (idle_pause_s=0.3)")
         assert m.idle_paused(rid) and runner.runs[0].status == "paused"
         assert runner.runs[0].events[-1]["kind"] == "idle_pause"
         assert m.touch(rid) is True
-        _wait_until(lambda: not runner.paused, 5, "the resume")
+        wait_until(lambda: not runner.paused, 5, "the resume")
         assert runner.runs[0].status == RUNNING and not m.idle_paused(rid)
         # A run a person paused is never resumed by a touch.
         m.pause(rid)
-        _wait_until(lambda: runner.paused, 5, "the pause")
+        wait_until(lambda: runner.paused, 5, "the pause")
         time.sleep(0.4)
         assert m.touch(rid) is False and runner.paused
         assert m.touch("no such run") is False
@@ -141,7 +135,7 @@ def test_a_touch_does_not_resume_past_the_cap_and_resume_counts_the_slots():
     try:
         idle = m.start(FOREVER)
         rid = idle.runs[0].id
-        _wait_until(lambda: m.idle_paused(rid) and idle.paused, 5, "the idle pause")
+        wait_until(lambda: m.idle_paused(rid) and idle.paused, 5, "the idle pause")
         other = m.start(FOREVER)  # the paused run freed its slot
         m.touch(other.runs[0].id)
         assert m.touch(rid) is False and m.idle_paused(rid)

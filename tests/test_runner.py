@@ -6,19 +6,11 @@ import numpy as np
 import pytest
 import torch
 
+from tests.apptest_helpers import wait_until
 from training.config import Config, ConfigError, from_preset
 from training.runner import ERROR, EXPLODED, FINISHED, PAUSED, RUNNING, STOPPED, Runner
 
 SMALL = {"hidden_sizes": (32, 16), "batch_size": 16, "device": "cpu"}
-
-
-def _wait(pred, timeout=20.0):
-    end = time.time() + timeout
-    while time.time() < end:
-        if pred():
-            return True
-        time.sleep(0.01)
-    return False
 
 
 @pytest.fixture
@@ -48,13 +40,14 @@ def test_pause_single_step_resume_and_stop_within_a_second(runners):
     time.sleep(0.2)
     assert r.snapshot().step == 0 and r.snapshot().status == PAUSED
     r.step_once(3)
-    assert _wait(lambda: r.snapshot().step == 3)
+    wait_until(lambda: r.snapshot().step == 3, 20, "the three single steps")
     time.sleep(0.2)
     assert r.snapshot().step == 3  # exactly three, then paused again
     r.resume()
-    assert _wait(lambda: r.snapshot().step > 20) and r.snapshot().status == RUNNING
+    wait_until(lambda: r.snapshot().step > 20, 20, "the resumed run past step 20")
+    assert r.snapshot().status == RUNNING
     r.pause()
-    assert _wait(lambda: r.snapshot().status == PAUSED)
+    wait_until(lambda: r.snapshot().status == PAUSED, 20, "the pause")
     n = r.snapshot().step
     time.sleep(0.2)
     assert r.snapshot().step == n
@@ -70,11 +63,11 @@ def test_live_lr_and_clip_changes_apply_at_the_next_step_and_are_events(runners)
     runners.append(r)
     r.start(paused=True)
     r.step_once(5)
-    assert _wait(lambda: r.snapshot().step == 5)
+    wait_until(lambda: r.snapshot().step == 5, 20, "step 5")
     r.set_lr(0.0005)
     r.set_clip("norm", 1.0)
     r.step_once(5)
-    assert _wait(lambda: r.snapshot().step == 10)
+    wait_until(lambda: r.snapshot().step == 10, 20, "step 10")
     s = r.snapshot()
     changes = [e for e in s.events if e["kind"] == "config_change"]
     assert [e["step"] for e in changes] == [5, 5] and {e["field"] for e in changes} == {"lr", "clip"}
@@ -154,7 +147,7 @@ def test_snapshot_is_a_copy_safe_to_read_while_training(runners):
     r = Runner(Config(**SMALL, steps=10**6))
     runners.append(r)
     r.start()
-    assert _wait(lambda: r.snapshot().step > 10)
+    wait_until(lambda: r.snapshot().step > 10, 20, "step 11")
     s = r.snapshot()
     first = s.view["value"].copy()
     time.sleep(0.1)

@@ -21,6 +21,7 @@ from starlette.routing import Router
 
 from bench import asgi
 from components import live_api
+from tests.apptest_helpers import wait_until
 from tests.test_live_status import get
 from training import manager as M
 from training.config import Config
@@ -131,11 +132,13 @@ def test_a_paused_run_nobody_watches_is_stopped_in_the_end_and_frees_its_model()
         left, watched = m.start(FOREVER), m.start(FOREVER)
         wid = watched.runs[0].id
         m.pause(wid)
-        deadline = time.monotonic() + 30
-        while left.alive and time.monotonic() < deadline:
-            m.touch(wid)
-            time.sleep(0.05)
-        assert not left.alive and left.runs[0].status == "stopped"
+
+        def left_ended() -> bool:
+            m.touch(wid)  # the other paused run is watched all along
+            return not left.alive
+
+        wait_until(left_ended, 30, "the unwatched paused run to stop")
+        assert left.runs[0].status == "stopped"
         kinds = [e["kind"] for e in left.runs[0].events]
         assert kinds[-2:] == ["idle_pause", "idle_stop"] and isinstance(left.runs[0].trainer, EndedTrainer)
         assert watched.alive and watched.paused and not isinstance(watched.runs[0].trainer, EndedTrainer)
