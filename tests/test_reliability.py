@@ -20,8 +20,8 @@ import pytest
 from tests.apptest_helpers import wait_until
 from training import cli
 from training.config import MAX_ACTIVATIONS, MAX_DEPTH, MAX_PARAMS, Config, ConfigError
-from training.manager import CapacityError, RunManager
-from training.runner import ERROR, EXPLODED, FINISHED, RUNNING, live_threads
+from training.manager import RunManager
+from training.runner import ERROR, EXPLODED, FINISHED
 from training.store import FLUSH_S, Store
 
 REPO = Path(__file__).resolve().parent.parent
@@ -89,71 +89,6 @@ def test_kill_9_loses_at_most_the_last_second_and_the_database_opens_cleanly(tmp
     trained = s1 + rate * (t_kill - t1)  # the log is sampled every 10 ms: extrapolate to the kill
     print(f"kill -9: {last_stored + 1} steps stored, ~{trained + 1:.0f} trained at {rate:.0f} steps/s; "
           f"~{max(trained - last_stored, 0):.0f} steps (~{max(trained - last_stored, 0) / rate:.2f} s) lost")
-
-
-def test_the_cap_refuses_a_start_counting_the_slots_without_naming_runs_and_frees_one_on_stop():
-    m = RunManager(max_running=2, idle_pause_s=0)
-    try:
-        a, b = m.start(FOREVER), m.start(FOREVER)
-        with pytest.raises(CapacityError) as e:
-            m.start(FOREVER)
-        msg = str(e.value)
-        # Shown to whoever pressed Start: another session's run id would let them read that run.
-        assert "every training slot is in use (2 of 2)" in msg and a.runs[0].id not in msg and b.runs[0].id not in msg
-        assert a.stop()
-        c = m.start(FOREVER)
-        assert c.alive
-    finally:
-        assert m.shutdown()
-
-
-def test_an_unwatched_run_pauses_and_a_touch_resumes_it():
-    m = RunManager(max_running=2, idle_pause_s=0.3)
-    try:
-        runner = m.start(FOREVER)
-        rid = runner.runs[0].id
-        t0 = time.monotonic()
-        wait_until(lambda: runner.paused, 5, "the idle pause")
-        print(f"idle pause landed {time.monotonic() - t0:.2f} s after the start (idle_pause_s=0.3)")
-        assert m.idle_paused(rid) and runner.runs[0].status == "paused"
-        assert runner.runs[0].events[-1]["kind"] == "idle_pause"
-        assert m.touch(rid) is True
-        wait_until(lambda: not runner.paused, 5, "the resume")
-        assert runner.runs[0].status == RUNNING and not m.idle_paused(rid)
-        # A run a person paused is never resumed by a touch.
-        m.pause(rid)
-        wait_until(lambda: runner.paused, 5, "the pause")
-        time.sleep(0.4)
-        assert m.touch(rid) is False and runner.paused
-        assert m.touch("no such run") is False
-    finally:
-        assert m.shutdown()
-
-
-def test_a_touch_does_not_resume_past_the_cap_and_resume_counts_the_slots():
-    m = RunManager(max_running=1, idle_pause_s=0.2)
-    try:
-        idle = m.start(FOREVER)
-        rid = idle.runs[0].id
-        wait_until(lambda: m.idle_paused(rid) and idle.paused, 5, "the idle pause")
-        other = m.start(FOREVER)  # the paused run freed its slot
-        m.touch(other.runs[0].id)
-        assert m.touch(rid) is False and m.idle_paused(rid)
-        with pytest.raises(CapacityError, match=r"every training slot is in use \(1 of 1\)") as e:
-            m.resume(rid)
-        assert other.runs[0].id not in str(e.value)
-    finally:
-        assert m.shutdown()
-
-
-def test_the_watchdog_and_writer_threads_end_with_the_manager(tmp_path):
-    m = RunManager(store=Store(tmp_path / "data"), idle_pause_s=60)
-    m.start(FOREVER)
-    names = {t.name for t in live_threads()}
-    assert {"run-watchdog", "store-writer"} <= names
-    assert m.shutdown()
-    mine = [t for t in live_threads() if t.name in ("run-watchdog", "store-writer") or t.name.startswith("train-")]
-    assert not mine, [t.name for t in mine]
 
 
 def test_an_exploding_run_is_followed_by_a_normal_one_that_trains_fine():

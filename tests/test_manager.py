@@ -1,0 +1,151 @@
+"""The run manager (training/manager.py): the cap on running runs, pausing the runs nobody watches and resuming
+them on a touch, stopping the ones left paused, and building a runner outside its lock."""
+
+from __future__ import annotations
+
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from tests.apptest_helpers import wait_until
+from training import manager as M
+from training.config import Config
+from training.manager import CapacityError, RunManager
+from training.runner import RUNNING, EndedTrainer, Runner, live_threads
+from training.store import Store
+
+TINY = Config(hidden_sizes=(16,), dataset="gaussian", batch_size=8, steps=200, probe_every=1000)
+FOREVER = TINY.replace(steps=10_000_000)
+
+
+def test_the_cap_refuses_a_start_counting_the_slots_without_naming_runs_and_frees_one_on_stop():
+    m = RunManager(max_running=2, idle_pause_s=0)
+    try:
+        a, b = m.start(FOREVER), m.start(FOREVER)
+        with pytest.raises(CapacityError) as e:
+            m.start(FOREVER)
+        msg = str(e.value)
+        # Shown to whoever pressed Start: another session's run id would let them read that run.
+        assert "every training slot is in use (2 of 2)" in msg and a.runs[0].id not in msg and b.runs[0].id not in msg
+        assert a.stop()
+        c = m.start(FOREVER)
+        assert c.alive
+    finally:
+        assert m.shutdown()
+
+
+def test_an_unwatched_run_pauses_and_a_touch_resumes_it():
+    m = RunManager(max_running=2, idle_pause_s=0.3)
+    try:
+        runner = m.start(FOREVER)
+        rid = runner.runs[0].id
+        t0 = time.monotonic()
+        wait_until(lambda: runner.paused, 5, "the idle pause")
+        print(f"idle pause landed {time.monotonic() - t0:.2f} s after the start (idle_pause_s=0.3)")
+        assert m.idle_paused(rid) and runner.runs[0].status == "paused"
+        assert runner.runs[0].events[-1]["kind"] == "idle_pause"
+        assert m.touch(rid) is True
+        wait_until(lambda: not runner.paused, 5, "the resume")
+        assert runner.runs[0].status == RUNNING and not m.idle_paused(rid)
+        # A run a person paused is never resumed by a touch.
+        m.pause(rid)
+        wait_until(lambda: runner.paused, 5, "the pause")
+        time.sleep(0.4)
+        assert m.touch(rid) is False and runner.paused
+        assert m.touch("no such run") is False
+    finally:
+        assert m.shutdown()
+
+
+def test_a_touch_does_not_resume_past_the_cap_and_resume_counts_the_slots():
+    m = RunManager(max_running=1, idle_pause_s=0.2)
+    try:
+        idle = m.start(FOREVER)
+        rid = idle.runs[0].id
+        wait_until(lambda: m.idle_paused(rid) and idle.paused, 5, "the idle pause")
+        other = m.start(FOREVER)  # the paused run freed its slot
+        m.touch(other.runs[0].id)
+        assert m.touch(rid) is False and m.idle_paused(rid)
+        with pytest.raises(CapacityError, match=r"every training slot is in use \(1 of 1\)") as e:
+            m.resume(rid)
+        assert other.runs[0].id not in str(e.value)
+    finally:
+        assert m.shutdown()
+
+
+def test_the_watchdog_and_writer_threads_end_with_the_manager(tmp_path):
+    m = RunManager(store=Store(tmp_path / "data"), idle_pause_s=60)
+    m.start(FOREVER)
+    names = {t.name for t in live_threads()}
+    assert {"run-watchdog", "store-writer"} <= names
+    assert m.shutdown()
+    mine = [t for t in live_threads() if t.name in ("run-watchdog", "store-writer") or t.name.startswith("train-")]
+    assert not mine, [t.name for t in mine]
+
+
+def test_a_paused_run_nobody_watches_is_stopped_in_the_end_and_frees_its_model():
+    """A tab closed on a paused run left its model in memory for good; a watched paused run stays."""
+    m = RunManager(idle_pause_s=0.2, idle_stop_s=1.0)
+    try:
+        left, watched = m.start(FOREVER), m.start(FOREVER)
+        wid = watched.runs[0].id
+        m.pause(wid)
+
+        def left_ended() -> bool:
+            m.touch(wid)  # the other paused run is watched all along
+            return not left.alive
+
+        wait_until(left_ended, 30, "the unwatched paused run to stop")
+        assert left.runs[0].status == "stopped"
+        kinds = [e["kind"] for e in left.runs[0].events]
+        assert kinds[-2:] == ["idle_pause", "idle_stop"] and isinstance(left.runs[0].trainer, EndedTrainer)
+        assert watched.alive and watched.paused and not isinstance(watched.runs[0].trainer, EndedTrainer)
+    finally:
+        assert m.shutdown()
+
+
+# Building: a model at the parameter cap took 16-22 s to build while start() held the lock every route takes.
+def test_a_slow_build_holds_no_lock_and_keeps_its_slot(monkeypatch):
+    release, building = threading.Event(), threading.Event()
+
+    class SlowRunner(Runner):
+        def __init__(self, *a, **k):
+            building.set()
+            release.wait(30)
+            super().__init__(*a, **k)
+
+    m = RunManager(max_running=1, idle_pause_s=0)
+    monkeypatch.setattr(M, "Runner", SlowRunner)
+    with ThreadPoolExecutor(2) as pool:
+        started = pool.submit(m.start, FOREVER)
+        try:
+            assert building.wait(10)
+            looked_up = pool.submit(lambda: (m.get("r-nothing"), m.runners(), m.touch("r-nothing")))
+            assert looked_up.result(timeout=2) == (None, [], False)  # not blocked by the build
+            with pytest.raises(CapacityError):  # the build holds the only slot
+                m.start(FOREVER, paused=False)
+        finally:
+            release.set()
+        runner = started.result(timeout=30)
+    try:
+        assert runner.alive and m.get(runner.runs[0].id) is runner
+    finally:
+        assert m.shutdown()
+
+
+def test_a_failed_build_gives_its_slot_back(monkeypatch):
+    def broken(*a, **k):
+        raise RuntimeError("out of memory")
+
+    m = RunManager(max_running=1, idle_pause_s=0)
+    real = M.Runner
+    monkeypatch.setattr(M, "Runner", broken)
+    with pytest.raises(RuntimeError):
+        m.start(FOREVER)
+    monkeypatch.setattr(M, "Runner", real)
+    try:
+        assert m.start(FOREVER).alive
+    finally:
+        assert m.shutdown()
