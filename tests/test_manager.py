@@ -149,3 +149,69 @@ def test_a_failed_build_gives_its_slot_back(monkeypatch):
         assert m.start(FOREVER).alive
     finally:
         assert m.shutdown()
+
+
+def test_a_run_is_found_by_its_id_or_its_comparison_partners_and_listed_in_start_order():
+    m = RunManager(max_running=2, idle_pause_s=0)
+    try:
+        first = m.start(FOREVER, paused=True)
+        pair = m.start([FOREVER, FOREVER.replace(lr=0.02)], labels=["A", "B"], paused=True)
+        assert m.get(first.runs[0].id) is first and m.get(pair.runs[0].id) is pair
+        assert m.get("r-nothing") is None
+        assert m.runners() == [first, pair]
+        # Run B of a comparison answers to a resume or a pause by its own id; get() knows runners by their first id.
+        assert m.get(pair.runs[1].id) is None
+        m.resume(pair.runs[1].id)
+        wait_until(lambda: pair.runs[1].status == RUNNING, 5, "the pair resumed through run B's id")
+        m.pause(pair.runs[1].id)
+        wait_until(lambda: pair.runs[0].status == "paused", 5, "the pair paused through run B's id")
+        with pytest.raises(KeyError, match="no live run"):
+            m.pause("r-nothing")
+    finally:
+        assert m.shutdown()
+
+
+def test_a_paused_start_takes_no_slot_and_running_lists_only_the_runs_that_train():
+    m = RunManager(max_running=1, idle_pause_s=0)
+    try:
+        waiting = m.start(FOREVER, paused=True)
+        going = m.start(FOREVER)
+        assert m.running() == [going]
+        with pytest.raises(CapacityError, match=r"\(1 of 1\)"):
+            m.resume(waiting.runs[0].id)  # the one slot is taken
+        assert going.stop(5)
+        m.resume(waiting.runs[0].id)
+        wait_until(lambda: m.running() == [waiting], 5, "the resumed run to count as running")
+    finally:
+        assert m.shutdown()
+
+
+def test_a_touch_keeps_a_run_from_pausing():
+    """Watched every 50 ms with idle_pause_s=0.5, a run goes on training through a dozen watchdog rounds."""
+    m = RunManager(idle_pause_s=0.5)
+    try:
+        runner = m.start(FOREVER)
+        rid = runner.runs[0].id
+        t0 = time.monotonic()
+
+        def watched_long_enough() -> bool:
+            assert m.touch(rid) is False and not runner.paused  # nothing to resume, nothing paused
+            return time.monotonic() - t0 > 1.5
+
+        wait_until(watched_long_enough, 5, "1.5 s of watching")
+        assert not m.idle_paused(rid) and runner.runs[0].status == RUNNING
+    finally:
+        assert m.shutdown()
+
+
+def test_ended_runs_beyond_the_count_are_dropped_oldest_first():
+    m = RunManager(idle_pause_s=0, keep_finished=2)
+    try:
+        ended = []
+        for _ in range(3):
+            ended.append(m.start(TINY.replace(steps=3)))
+            assert ended[-1].wait(30)
+        last = m.start(FOREVER, paused=True)  # pruning happens at a start
+        assert m.runners() == [*ended[1:], last] and m.get(ended[0].runs[0].id) is None
+    finally:
+        assert m.shutdown()
