@@ -1,6 +1,7 @@
 """The lab's controls against the page's stale echoes: a value the server filled in (a preset) and the page has not
 been sent yet must not come back and win, and Start always trains what the controls show once every callback of
-its request has run."""
+its request has run. Then components/session.py's functions on a plain state, without a page: controls ↔ Config,
+run B, the generations of drawn values, the preset picker, the model's compatible settings."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from components import session as S
-from training.config import Config, from_preset
+from training.config import Config, ConfigError, from_preset
 from training.manager import get_manager
 
 APP = str(Path(__file__).resolve().parent.parent / "app.py")
@@ -109,3 +110,101 @@ def test_an_invalid_setting_shows_its_error_once_right_under_its_field(at, key, 
     assert order.count("error") == 1, order
     assert order[order.index("error") - 1] == key, order
     assert key[2:] in at.error[0].value.replace("\\", "")
+
+
+class State(dict):
+    """A stand-in for ``st.session_state`` outside a script run: a dict also read and written as attributes."""
+
+    __getattr__ = dict.__getitem__
+    __setattr__ = dict.__setitem__
+
+
+@pytest.fixture
+def state(monkeypatch) -> State:
+    """The session module's functions on a plain state, without a page: the controls hold ``Config()``."""
+    ss = State()
+    monkeypatch.setattr(S, "ss", ss)
+    S.write_controls(Config())
+    ss.update(w_preset=S.CUSTOM, w_compare=False, my_runs=[])
+    return ss
+
+
+def test_the_controls_and_the_config_convert_both_ways(state):
+    cfg = from_preset(PRESET).replace(hidden_sizes=(64, 32, 16))
+    S.write_controls(cfg)
+    assert state["w_hidden_sizes"] == "64,32,16" and (state["w_depth"], state["w_width"]) == (3, 64)
+    assert S.read_config() == cfg
+
+
+def test_run_b_is_a_with_clipping_toggled_and_its_errors_name_run_b(state):
+    a = Config()
+    assert S.b_default(a).clip == "norm" and S.b_default(S.b_default(a)) == a.replace(clip_threshold=1.0)
+    S.write_controls(S.b_default(a), S.B, S.B_FIELDS)
+    assert S.read_config_b(a) == S.b_default(a)
+    state["b_lr"] = -1.0
+    with pytest.raises(ConfigError) as e:
+        S.read_config_b(a)
+    assert e.value.field == "run B lr"
+
+
+def test_a_generation_the_page_echoes_is_put_back_to_the_newest_but_a_users_edit_is_kept(state):
+    S.remember_drawn()
+    old = state[S.DRAWN]
+    S.write_controls(from_preset(PRESET))  # a callback's fill-in, drawn by the next run
+    S.remember_drawn()
+    newest = state[S.DRAWN]
+    state.update({S.DRAWN: old, "w_steps": Config().steps, "w_lr": 0.5})  # the page's echo, and one edit
+    S.settle()
+    assert state["w_steps"] == from_preset(PRESET).steps  # the echo is undone
+    assert state["w_lr"] == 0.5  # the edit stays
+    assert state[S.DRAWN] == newest
+    S.settle()  # the next request carries the newest generation: the page is done with the older ones
+    assert list(state["drawn_gens"]) == [newest]
+
+
+def test_only_the_last_generations_are_kept(state):
+    for _ in range(S.KEEP_GENERATIONS + 5):
+        S.remember_drawn()
+    gens = state["drawn_gens"]
+    assert len(gens) == S.KEEP_GENERATIONS and max(gens) == state[S.DRAWN] == S.KEEP_GENERATIONS + 5
+
+
+def test_an_edit_that_leaves_the_preset_marks_the_picker_custom(state):
+    S.write_controls(from_preset(PRESET))
+    state["w_preset"] = PRESET
+    S.mark_custom()
+    assert state["w_preset"] == PRESET  # still the preset's values
+    state["w_steps"] = 40
+    S.mark_custom()
+    assert state["w_preset"] == S.CUSTOM
+
+
+def test_depth_and_width_fill_the_hidden_sizes(state):
+    state.update(w_depth=3, w_width=24)
+    S.fill_widths()
+    assert state["w_hidden_sizes"] == "24,24,24" and S.read_config().hidden_sizes == (24, 24, 24)
+
+
+def test_a_recurrent_model_brings_compatible_settings_and_says_which(state, monkeypatch):
+    toasts = []
+    monkeypatch.setattr(S.st, "toast", lambda text, **_: toasts.append(text))
+    state.update(w_model="rnn", w_activation="gelu", w_norm="layer", w_residual=True)
+    S.on_model()
+    assert (state["w_dataset"], state["w_activation"], state["w_norm"], state["w_residual"]) == (
+        "adding", "tanh", "none", False)
+    assert toasts == ["For the rnn model: dataset → adding, activation → tanh, norm → none, residual → False"]
+    S.read_config()  # a valid config again
+
+
+def test_speed_learning_rates_and_labels(state):
+    assert S.speed() is None  # no speed control drawn yet: max
+    state["w_speed"] = 4
+    assert S.speed() == 4.0
+    state["w_lr"] = 0.0123  # off the grid: from a link
+    assert 0.0123 in S.lr_options() and 0.01 in S.lr_options()
+    state.update(my_runs=["r1", "r2"])
+    assert S.configs_to_start()[1] == ["#3"]
+    state.update(w_compare=True)
+    S.on_compare()
+    cfgs, labels = S.configs_to_start()
+    assert labels == ["A", "B"] and cfgs[1] == S.b_default(cfgs[0])
