@@ -3,6 +3,9 @@
 import json
 import re
 import time
+from pathlib import Path
+
+APP = str(Path(__file__).resolve().parent.parent / "app.py")
 
 
 def shown(markdown: str) -> str:
@@ -30,6 +33,22 @@ def poll(at, condition, timeout=30.0, what: str = "the page's condition"):
         return condition(at)
 
     wait_until(rerun_and_check, timeout, what, every=0.2)
+
+
+def config_in_url(at):
+    """The config the controls describe, as the URL carries it."""
+    from training.config import from_query
+
+    cfg, errors = from_query({k: v for k, v in at.query_params.items() if k != "run"})
+    assert not errors
+    return cfg
+
+
+def runner_of(at):
+    """The runner the tab's ``run_id`` names, from the process-wide manager."""
+    from training.manager import get_manager
+
+    return get_manager().get(at.session_state["run_id"])
 
 
 def live_figures(at) -> dict[str, dict]:

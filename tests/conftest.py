@@ -16,6 +16,10 @@ Fixtures (use them by name in any test under tests/):
 
 Mark real-browser tests with ``@pytest.mark.browser``.
 
+* ``at`` (function) -> the lab (app.py) in a Streamlit ``AppTest``, not run yet; every runner is stopped after the
+  test, which fails if a training thread is still alive.
+* ``runners`` (function) -> a list; append each ``Runner`` a test makes, and it is stopped after the test.
+
 An autouse fixture clears Streamlit's ``st.cache_resource`` and ``st.cache_data`` before
 every test that runs with Streamlit already imported, so ``AppTest`` runs do not share
 cached engines or data between tests, and puts back the ``__main__`` module an AppTest replaces.
@@ -85,6 +89,30 @@ def _clear_streamlit_caches() -> Iterator[None]:
     main = sys.modules["__main__"]
     yield
     sys.modules["__main__"] = main
+
+
+@pytest.fixture
+def at():
+    """The lab (app.py) in an AppTest, not run yet; afterwards every runner is stopped, and a training thread
+    still alive fails the test."""
+    from streamlit.testing.v1 import AppTest
+
+    from tests.apptest_helpers import APP
+    from training.manager import get_manager
+
+    app = AppTest.from_file(APP, default_timeout=30)
+    yield app
+    get_manager().stop_all(timeout=5.0)
+    assert not [r for r in get_manager().runners() if r.alive], "a training thread outlived its test"
+
+
+@pytest.fixture
+def runners() -> Iterator[list]:
+    """The runners a test makes (``runners.append(r)``), each stopped afterwards: no training thread outlives it."""
+    made = []
+    yield made
+    for r in made:
+        assert r.stop(timeout=5.0), f"the runner of {r.runs[0].id} did not stop within 5 s"
 
 
 @pytest.fixture(scope="session")

@@ -6,35 +6,12 @@ in teardown, so no training thread outlives its test.
 
 from __future__ import annotations
 
-from pathlib import Path
-
-import pytest
 from streamlit.testing.v1 import AppTest
 
 from components import session as S
-from tests.apptest_helpers import live_figures, live_status, poll, shown
-from training.config import FIELDS, Config, from_preset, from_query
+from tests.apptest_helpers import APP, config_in_url, live_figures, live_status, poll, runner_of, shown
+from training.config import FIELDS, Config, from_preset
 from training.manager import get_manager
-
-APP = str(Path(__file__).resolve().parent.parent / "app.py")
-
-
-@pytest.fixture
-def at():
-    app = AppTest.from_file(APP, default_timeout=30)
-    yield app
-    get_manager().stop_all(timeout=5.0)
-    assert not [r for r in get_manager().runners() if r.alive], "a training thread outlived its test"
-
-
-def config_in_url(at) -> Config:
-    cfg, errors = from_query({k: v for k, v in at.query_params.items() if k != "run"})
-    assert not errors
-    return cfg
-
-
-def runner_of(at):
-    return get_manager().get(at.session_state["run_id"])
 
 
 def status_step(at) -> int:

@@ -3,51 +3,27 @@ panel loads the fix or both side by side, and the speed reaches the runner at St
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
-from streamlit.testing.v1 import AppTest
 
-from tests.apptest_helpers import poll
+from tests.apptest_helpers import config_in_url, poll, runner_of
 from training import lessons as LS
 from training import registry as R
-from training.config import Config, from_query
 from training.manager import get_manager
-
-APP = str(Path(__file__).resolve().parent.parent / "app.py")
-
-
-@pytest.fixture
-def at():
-    app = AppTest.from_file(APP, default_timeout=30)
-    yield app
-    get_manager().stop_all(timeout=5.0)
-
-
-def controls(at) -> Config:
-    """The config the controls describe, as the URL carries it."""
-    cfg, errors = from_query({k: v for k, v in at.query_params.items() if k != "run"})
-    assert not errors
-    return cfg
-
-
-def runner(at):
-    return get_manager().get(at.session_state["run_id"])
 
 
 def test_a_lesson_loads_its_problem_at_its_speed_and_the_panel_loads_the_fix(at):
     at.run()
     name = "a step too large"
     at.selectbox(key="w_preset").set_value(name).run()
-    assert controls(at) == LS.problem(name)
+    assert config_in_url(at) == LS.problem(name)
     assert at.select_slider(key="w_speed").value == R.PRESETS[name].speed
     assert any(R.PRESETS[name].claim in c.value for c in at.caption)
     assert any("The one change: **lr** 0.2 → 0.05" in c.value for c in at.caption)
     at.button(key="btn_lesson_fix").click().run()
-    assert controls(at) == LS.fix(name) and at.selectbox(key="w_preset").value == "custom"
+    assert config_in_url(at) == LS.fix(name) and at.selectbox(key="w_preset").value == "custom"
     assert any("hold the **fix**" in c.value for c in at.caption)  # the lesson stays on screen with its fix
     at.button(key="btn_lesson_problem").click().run()
-    assert controls(at) == LS.problem(name) and at.selectbox(key="w_preset").value == name
+    assert config_in_url(at) == LS.problem(name) and at.selectbox(key="w_preset").value == name
 
 
 def test_a_lesson_whose_change_run_b_can_carry_compares_problem_and_fix_side_by_side(at):
@@ -56,7 +32,7 @@ def test_a_lesson_whose_change_run_b_can_carry_compares_problem_and_fix_side_by_
     at.button(key="btn_lesson_compare").click().run()
     assert at.toggle(key="w_compare").value and at.radio(key="b_clip").value == "norm"
     at.button(key="btn_start").click().run()
-    r = runner(at)
+    r = runner_of(at)
     assert [run.cfg for run in r.runs] == [LS.problem("watch it explode"), LS.fix("watch it explode")]
     assert r.steps_per_s == R.PRESETS["watch it explode"].speed  # throttled from its first step
 
@@ -74,7 +50,7 @@ def test_the_speed_control_changes_a_running_run_live(at):
     at.run()
     at.selectbox(key="w_preset").set_value("a step too large").run()
     at.button(key="btn_start").click().run()
-    r = runner(at)
+    r = runner_of(at)
     assert r.steps_per_s == 4.0
     at.select_slider(key="w_speed").set_value("max").run()
     poll(at, lambda at: r.steps_per_s is None)

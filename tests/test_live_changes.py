@@ -21,11 +21,11 @@ def changes(events):
 
 
 @pytest.fixture
-def runner():
+def runner(runners):
     r = Runner(Config(lr=0.001, **SMALL))
+    runners.append(r)
     r.start(paused=True)
-    yield r
-    r.stop(timeout=5.0)
+    return r
 
 
 def test_three_quick_lr_changes_are_one_marker_with_the_last_value(runner):

@@ -13,15 +13,6 @@ from training.runner import ERROR, EXPLODED, FINISHED, PAUSED, RUNNING, STOPPED,
 SMALL = {"hidden_sizes": (32, 16), "batch_size": 16, "device": "cpu"}
 
 
-@pytest.fixture
-def runners():
-    made = []
-    yield made
-    for r in made:
-        r.stop()
-        r.wait(5)
-
-
 def test_runs_to_the_end_and_history_matches_steps(runners):
     r = Runner(Config(**SMALL, steps=50))
     runners.append(r)

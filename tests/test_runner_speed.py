@@ -12,17 +12,9 @@ from training.runner import Runner
 SMALL = {"hidden_sizes": (32, 16), "batch_size": 16, "device": "cpu", "steps": 100_000}
 
 
-@pytest.fixture
-def runners():
-    made = []
-    yield made.append
-    for r in made:
-        r.stop(timeout=5.0)
-
-
 def test_a_throttled_run_takes_at_most_its_steps_per_second_and_a_live_change_to_max_lifts_it(runners):
     r = Runner(Config(**SMALL), steps_per_s=5.0)
-    runners(r)
+    runners.append(r)
     r.start()
     wait_until(lambda: r.snapshot(history=False).step >= 1, 20, "the first step")
     first, t0 = r.snapshot(history=False).step, time.monotonic()
@@ -39,7 +31,7 @@ def test_a_throttled_run_takes_at_most_its_steps_per_second_and_a_live_change_to
 
 def test_a_slow_run_stops_and_steps_once_without_waiting_for_its_next_tick(runners):
     r = Runner(Config(**SMALL), steps_per_s=0.1)  # one step every 10 s
-    runners(r)
+    runners.append(r)
     r.start()
     wait_until(lambda: r.snapshot(history=False).step == 1, 20, "step 1")
     r.pause()

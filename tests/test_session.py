@@ -5,30 +5,25 @@ run B, the generations of drawn values, the preset picker, the model's compatibl
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
-from streamlit.testing.v1 import AppTest
 
 from components import session as S
+from tests.apptest_helpers import runner_of
 from training.config import Config, ConfigError, from_preset
-from training.manager import get_manager
 
-APP = str(Path(__file__).resolve().parent.parent / "app.py")
 PRESET = "watch it explode"
 
 
 @pytest.fixture
-def at():
-    app = AppTest.from_file(APP, default_timeout=30)
-    app.run()
-    yield app
-    get_manager().stop_all(timeout=5.0)
+def at(at):
+    """The lab, run once: the page as a visitor first sees it."""
+    at.run()
+    return at
 
 
 def started(at) -> Config:
     assert not at.exception, at.exception
-    runner = get_manager().get(at.session_state["run_id"])
+    runner = runner_of(at)
     assert runner is not None, at.session_state["start_error"]
     return runner.runs[0].cfg
 
