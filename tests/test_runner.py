@@ -13,6 +13,14 @@ from training.runner import ERROR, EXPLODED, FINISHED, PAUSED, RUNNING, STOPPED,
 SMALL = {"hidden_sizes": (32, 16), "batch_size": 16, "device": "cpu"}
 
 
+def went_round(r: Runner) -> None:
+    """Wait until the runner's thread has applied two commands, one after the other: a step it was about to take
+    has been taken and recorded by then (a step is recorded before the loop looks at its commands again)."""
+    for speed in (5.0, None):  # the speed control: no event, and no effect on a paused runner's single steps
+        r.set_speed(speed)
+        wait_until(lambda s=speed: r.steps_per_s == s, 5, "the runner's thread to apply a command")
+
+
 def test_runs_to_the_end_and_history_matches_steps(runners):
     r = Runner(Config(**SMALL, steps=50))
     runners.append(r)
@@ -28,11 +36,11 @@ def test_pause_single_step_resume_and_stop_within_a_second(runners):
     r = Runner(Config(**SMALL, steps=10**6))
     runners.append(r)
     r.start(paused=True)
-    time.sleep(0.2)
+    went_round(r)
     assert r.snapshot().step == 0 and r.snapshot().status == PAUSED
     r.step_once(3)
     wait_until(lambda: r.snapshot().step == 3, 20, "the three single steps")
-    time.sleep(0.2)
+    went_round(r)
     assert r.snapshot().step == 3  # exactly three, then paused again
     r.resume()
     wait_until(lambda: r.snapshot().step > 20, 20, "the resumed run past step 20")
@@ -40,7 +48,7 @@ def test_pause_single_step_resume_and_stop_within_a_second(runners):
     r.pause()
     wait_until(lambda: r.snapshot().status == PAUSED, 20, "the pause")
     n = r.snapshot().step
-    time.sleep(0.2)
+    went_round(r)
     assert r.snapshot().step == n
     r.resume()
     t0 = time.perf_counter()
@@ -141,7 +149,7 @@ def test_snapshot_is_a_copy_safe_to_read_while_training(runners):
     wait_until(lambda: r.snapshot().step > 10, 20, "step 11")
     s = r.snapshot()
     first = s.view["value"].copy()
-    time.sleep(0.1)
+    wait_until(lambda: r.snapshot().step > s.step + 5, 20, "five more steps after the snapshot")
     assert np.array_equal(s.view["value"], first, equal_nan=True)  # the trainer never writes into a snapshot
     steps, rows = r.runs[0].rows_since(5)
     assert steps[0] == 6 and rows.shape[1] == len(s.columns)

@@ -20,6 +20,7 @@ from starlette.routing import Router
 
 from bench import asgi
 from components import live_api
+from tests.apptest_helpers import wait_until
 from tests.test_live_status import get
 from training import manager as M
 from training.config import Config
@@ -100,7 +101,7 @@ def test_an_ended_run_frees_its_model_optimizer_and_data_and_keeps_its_history()
 def test_a_stopped_and_a_failed_run_are_released_too():
     runner = Runner(FOREVER)
     runner.start()
-    time.sleep(0.2)
+    wait_until(lambda: runner.snapshot(history=False).step > 0, 20, "the first step")
     assert runner.stop(5)
     assert isinstance(runner.runs[0].trainer, EndedTrainer)
     never = Runner(TINY)
