@@ -52,8 +52,10 @@ def test_an_unwatched_run_pauses_and_a_touch_resumes_it():
         # A run a person paused is never resumed by a touch.
         m.pause(rid)
         wait_until(lambda: runner.paused, 5, "the pause")
-        time.sleep(0.4)
-        assert m.touch(rid) is False and runner.paused
+        # A run started now and never watched is idle-paused by a watchdog round that saw this one unwatched longer.
+        other = m.start(FOREVER)
+        wait_until(lambda: m.idle_paused(other.runs[0].id), 5, "a watchdog round past idle_pause_s")
+        assert m.touch(rid) is False and runner.paused and not m.idle_paused(rid)
         assert m.touch("no such run") is False
     finally:
         assert m.shutdown()

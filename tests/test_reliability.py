@@ -1,5 +1,5 @@
-"""Reliability: a killed server loses at most a second of metrics, slots are capped, unwatched runs pause,
-bad input is refused in words, a failing run never takes the manager down, and nothing is unpickled."""
+"""Reliability: a killed server loses at most a second of metrics, bad input is refused in words, a failing run
+never takes the manager down, and nothing is unpickled (the cap and the idle pause: tests/test_manager.py)."""
 
 from __future__ import annotations
 
