@@ -17,11 +17,11 @@ Fixtures (use them by name in any test under tests/):
   still live (``end_runs``), then it is closed. Combine with ``streamlit_server``:
   ``browser_page.goto(streamlit_server)``.
 
-Mark real-browser tests with ``@pytest.mark.browser``.
-
 * ``at`` (function) -> the lab (app.py) in a Streamlit ``AppTest``, not run yet; every runner is stopped after the
   test, which fails if a training thread is still alive.
 * ``runners`` (function) -> a list; append each ``Runner`` a test makes, and it is stopped after the test.
+
+Mark real-browser tests with ``@pytest.mark.browser``.
 
 An autouse fixture clears Streamlit's ``st.cache_resource`` and ``st.cache_data`` before
 every test that runs with Streamlit already imported, so ``AppTest`` runs do not share
@@ -154,6 +154,7 @@ def streamlit_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         proc = subprocess.Popen(
             cmd, cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
         )
+
     def healthy() -> bool:
         if proc.poll() is not None:
             pytest.fail(
