@@ -8,6 +8,7 @@ not carry over to the next run, or the second explosion of a tab would never bri
 
 from __future__ import annotations
 
+import time
 from urllib.parse import parse_qs, urlparse
 
 import pytest
@@ -73,12 +74,14 @@ def expect_end(page, state: str, banner: str, buttons: dict[str, bool]) -> None:
         wait_until(lambda: shown_runs(page, "states") == state, timeout=RUN_S, what=f"the status line to say {state}")
     except AssertionError as e:
         raise AssertionError(f"{e}; it says {status(page)!r}, banner {text(page, 'banner')!r}") from None
-    try:
-        wait_until(lambda: banner in text(page, "banner") and enabled(page) == buttons, END_S,
-                   f"the banner and the buttons to follow {state}")
-    except AssertionError as e:
-        raise AssertionError(f"{e}: banner {text(page, 'banner')!r} (want {banner!r}), buttons {enabled(page)} "
-                             f"(want {buttons}); {page.evaluate(DEBUG)}") from None
+    seen = time.monotonic()
+    deadline = seen + END_S
+    while time.monotonic() < deadline:
+        if banner in text(page, "banner") and enabled(page) == buttons:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"{END_S} s after the status line said {state}: banner {text(page, 'banner')!r} "
+                         f"(want {banner!r}), buttons {enabled(page)} (want {buttons}); {page.evaluate(DEBUG)}")
 
 
 def test_five_runs_in_a_row_each_end_with_banner_and_buttons(streamlit_server, browser_page):
