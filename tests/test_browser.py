@@ -106,7 +106,8 @@ def screenshot_when_drawn(page, path) -> None:
         page.screenshot(path=str(path))
         return all_drawn(page)
 
-    wait_until(taken_while_drawn, timeout=4.0, what="a picture with every chart drawn and settled", every=0.1)
+    # A check and a picture take ~0.1-0.3 s each on a busy machine: room for some 40 tries, 0.1 s apart
+    wait_until(taken_while_drawn, timeout=15.0, what="a picture with every chart drawn and settled", every=0.1)
 
 
 def test_explode_clip_compare_and_stop(streamlit_server, browser_page, repo_root, tmp_path):
