@@ -9,6 +9,7 @@ import pytest
 from components import charts as C
 from components import panels
 from components import theme as T
+from training import lessons as LS
 from training.config import Config
 from training.runner import RunSnapshot
 
@@ -139,3 +140,18 @@ def test_probe_figure_per_layer_for_mlp_and_per_time_step_for_recurrent():
     fig = C.probe_figure(rnn)
     assert list(trace(fig, "‖∂L/∂h_t‖").y) == [1e3, 1e2, 1e1, 1.0]
     assert "ρ(W_hh) = 3" in fig.layout.title.text
+
+
+def test_the_recurrent_chart_draws_the_first_probes_backward_signal_beside_the_latest():
+    from components import charts as C
+    from training.engine import Trainer
+
+    t = Trainer(LS.fix("RNN on long sequences explodes").replace(probe_every=5), "cpu")
+    probes = [p for p in (t.step().probe for _ in range(6)) if p is not None]
+    first, latest = probes[0], probes[-1]
+    assert (first["step"], latest["step"]) == (0, 5)
+    traces = {tr.name: tr for tr in C.probe_figure(latest, first).data}
+    assert list(traces["‖∂L/∂h_t‖ at step 0"].y) == pytest.approx(list(first["time_backward_norm"]))
+    assert list(traces["‖∂L/∂h_t‖"].y) == pytest.approx(list(latest["time_backward_norm"]))
+    # One probe only (a run that exploded before its second): one line, nothing to set beside it.
+    assert "‖∂L/∂h_t‖ at step 0" not in {tr.name for tr in C.probe_figure(first, first).data}

@@ -3,8 +3,6 @@ panel loads the fix or both side by side, and the speed reaches the runner at St
 
 from __future__ import annotations
 
-import pytest
-
 from tests.apptest_helpers import config_in_url, poll, runner_of
 from training import lessons as LS
 from training import registry as R
@@ -55,21 +53,6 @@ def test_the_speed_control_changes_a_running_run_live(at):
     at.select_slider(key="w_speed").set_value("max").run()
     poll(at, lambda at: r.steps_per_s is None)
     assert r.alive or r.snapshot().status == "exploded"  # no restart: the same runner
-
-
-def test_the_recurrent_chart_draws_the_first_probes_backward_signal_beside_the_latest():
-    from components import charts as C
-    from training.engine import Trainer
-
-    t = Trainer(LS.fix("RNN on long sequences explodes").replace(probe_every=5), "cpu")
-    probes = [p for p in (t.step().probe for _ in range(6)) if p is not None]
-    first, latest = probes[0], probes[-1]
-    assert (first["step"], latest["step"]) == (0, 5)
-    traces = {tr.name: tr for tr in C.probe_figure(latest, first).data}
-    assert list(traces["‖∂L/∂h_t‖ at step 0"].y) == pytest.approx(list(first["time_backward_norm"]))
-    assert list(traces["‖∂L/∂h_t‖"].y) == pytest.approx(list(latest["time_backward_norm"]))
-    # One probe only (a run that exploded before its second): one line, nothing to set beside it.
-    assert "‖∂L/∂h_t‖ at step 0" not in {tr.name for tr in C.probe_figure(first, first).data}
 
 
 def test_a_reattached_page_shows_the_throttled_runs_own_speed(at):
