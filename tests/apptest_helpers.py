@@ -1,8 +1,11 @@
-"""Helpers shared by the AppTest suites."""
+"""Helpers shared by the test suites: one wait for any condition, and what the AppTest suites read off the page."""
 
 import json
 import re
 import time
+from pathlib import Path
+
+APP = str(Path(__file__).resolve().parent.parent / "app.py")
 
 
 def shown(markdown: str) -> str:
@@ -11,16 +14,41 @@ def shown(markdown: str) -> str:
     return re.sub(r"\\(.)", r"\1", markdown).replace("\u200b", "")
 
 
-def poll(at, condition, timeout=30.0):
-    """Rerun the app until ``condition(at)`` holds: AppTest never fires ``run_every``, so tests drive refreshes."""
+def wait_until(predicate, timeout: float = 30.0, what: str = "the condition", every: float = 0.05) -> None:
+    """Call ``predicate`` every ``every`` seconds until it is true; fail naming ``what`` after ``timeout`` seconds
+    (its last call ends at the deadline or after it, so a slow predicate is never cut short unchecked)."""
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    while not predicate():
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+        time.sleep(every)
+
+
+def poll(at, condition, timeout=30.0, what: str = "the page's condition"):
+    """Rerun the app until ``condition(at)`` holds: AppTest never fires ``run_every``, so tests drive refreshes."""
+
+    def rerun_and_check() -> bool:
         at.run()
         assert not at.exception, at.exception
-        if condition(at):
-            return
-        time.sleep(0.2)
-    raise AssertionError("condition not met in time")
+        return condition(at)
+
+    wait_until(rerun_and_check, timeout, what, every=0.2)
+
+
+def config_in_url(at):
+    """The config the controls describe, as the URL carries it."""
+    from training.config import from_query
+
+    cfg, errors = from_query({k: v for k, v in at.query_params.items() if k != "run"})
+    assert not errors
+    return cfg
+
+
+def runner_of(at):
+    """The runner the tab's ``run_id`` names, from the process-wide manager."""
+    from training.manager import get_manager
+
+    return get_manager().get(at.session_state["run_id"])
 
 
 def live_figures(at) -> dict[str, dict]:

@@ -6,13 +6,20 @@ Fixtures (use them by name in any test under tests/):
 * ``chromium_path`` (session) -> ``str`` path of Debian's Chromium (/usr/bin/chromium).
   Skips the test when Chromium is missing, or fails it when the ``CI`` environment
   variable is set, so a CI machine without a browser cannot pass by skipping.
-* ``streamlit_server`` (session) -> ``str`` base URL such as ``http://127.0.0.1:54321``
-  of ``app.py`` served by a real ``streamlit run`` subprocess. Started once per test
-  session, stopped at the end.
+* ``streamlit_server`` (module) -> ``str`` base URL such as ``http://127.0.0.1:54321``
+  of ``app.py`` served by a real ``streamlit run`` subprocess, on a run store of its own
+  (``GEL_DATA_DIR``). Started once per test module (~7 s on a busy two-core machine), so
+  one module's runs never show on another's pages nor hold its training slots; stopped,
+  with any run still going, at the module's end. Its output: ``SERVER_LOGS[base_url]``.
 * ``browser`` (session) -> a Playwright ``Browser`` on that Chromium (headless).
 * ``browser_page`` (function) -> a fresh Playwright ``Page`` (viewport 1400x1000) in its
-  own browser context; closed after the test. Combine with ``streamlit_server``:
+  own browser context; after the test, pass or fail, Stop is pressed on it if its run is
+  still live (``end_runs``), then it is closed. Combine with ``streamlit_server``:
   ``browser_page.goto(streamlit_server)``.
+
+* ``at`` (function) -> the lab (app.py) in a Streamlit ``AppTest``, not run yet; every runner is stopped after the
+  test, which fails if a training thread is still alive.
+* ``runners`` (function) -> a list; append each ``Runner`` a test makes, and it is stopped after the test.
 
 Mark real-browser tests with ``@pytest.mark.browser``.
 
@@ -35,6 +42,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.apptest_helpers import wait_until
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM_PATH = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -49,6 +58,8 @@ CHROMIUM_ARGS = [
 CHROMIUM_MISSING = f"Chromium not found at {CHROMIUM_PATH}; install it with: sudo apt-get install -y chromium"
 SERVER_START_TIMEOUT_S = 60.0
 VIEWPORT = {"width": 1400, "height": 1000}
+SERVER_LOGS: dict[str, Path] = {}  # base URL -> the output of the server serving it
+STOP_BUTTON = ".st-key-btn_stop:not([data-stale='true']) button"
 
 
 def _in_ci() -> bool:
@@ -85,6 +96,30 @@ def _clear_streamlit_caches() -> Iterator[None]:
     sys.modules["__main__"] = main
 
 
+@pytest.fixture
+def at():
+    """The lab (app.py) in an AppTest, not run yet; afterwards every runner is stopped, and a training thread
+    still alive fails the test."""
+    from streamlit.testing.v1 import AppTest
+
+    from tests.apptest_helpers import APP
+    from training.manager import get_manager
+
+    app = AppTest.from_file(APP, default_timeout=30)
+    yield app
+    get_manager().stop_all(timeout=5.0)
+    assert not [r for r in get_manager().runners() if r.alive], "a training thread outlived its test"
+
+
+@pytest.fixture
+def runners() -> Iterator[list]:
+    """The runners a test makes (``runners.append(r)``), each stopped afterwards: no training thread outlives it."""
+    made = []
+    yield made
+    for r in made:
+        assert r.stop(timeout=5.0), f"the runner of {r.id} did not stop within 5 s"
+
+
 @pytest.fixture(scope="session")
 def repo_root() -> Path:
     return REPO_ROOT
@@ -99,46 +134,45 @@ def chromium_path() -> str:
     return CHROMIUM_PATH
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def streamlit_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """Serve the app (serve.py: app.py plus its live route) with `streamlit run` on a free loopback port; yield
-    its base URL."""
+    """Serve the app (serve.py: app.py plus its live route) with `streamlit run` on a free loopback port and a run
+    store of its own; yield its base URL."""
     port = _free_port()
     base_url = f"http://127.0.0.1:{port}"
     log_path = tmp_path_factory.mktemp("streamlit") / "server.log"
+    SERVER_LOGS[base_url] = log_path
+    data_dir = tmp_path_factory.mktemp("gel-data-server")
     cmd = [
         sys.executable, "-m", "streamlit", "run", "serve.py",
         "--server.headless", "true",
         "--server.port", str(port),
         "--server.address", "127.0.0.1",
     ]  # fmt: skip
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "GEL_DATA_DIR": str(data_dir)}
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(
             cmd, cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
         )
+
+    def healthy() -> bool:
+        if proc.poll() is not None:
+            pytest.fail(
+                f"streamlit exited with code {proc.returncode} before it was healthy.\n"
+                f"command: {' '.join(cmd)}\n--- server output ---\n{_read_log(log_path)}",
+                pytrace=False,
+            )
+        try:
+            with urllib.request.urlopen(f"{base_url}/_stcore/health", timeout=2) as resp:
+                return resp.read().strip() == b"ok"
+        except (urllib.error.URLError, ConnectionError, TimeoutError, OSError):
+            return False
+
     try:
-        deadline = time.monotonic() + SERVER_START_TIMEOUT_S
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(
-                    f"streamlit exited with code {proc.returncode} before it was healthy.\n"
-                    f"command: {' '.join(cmd)}\n--- server output ---\n{_read_log(log_path)}",
-                    pytrace=False,
-                )
-            try:
-                with urllib.request.urlopen(f"{base_url}/_stcore/health", timeout=2) as resp:
-                    if resp.read().strip() == b"ok":
-                        break
-            except (urllib.error.URLError, ConnectionError, TimeoutError, OSError):
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(
-                    f"streamlit did not answer {base_url}/_stcore/health with 'ok' within "
-                    f"{SERVER_START_TIMEOUT_S:.0f} s.\n--- server output ---\n{_read_log(log_path)}",
-                    pytrace=False,
-                )
-            time.sleep(0.25)
+        try:
+            wait_until(healthy, SERVER_START_TIMEOUT_S, f"{base_url}/_stcore/health to answer 'ok'", every=0.25)
+        except AssertionError as e:
+            pytest.fail(f"{e}\n--- server output ---\n{_read_log(log_path)}", pytrace=False)
         yield base_url
     finally:
         if proc.poll() is None:
@@ -163,16 +197,39 @@ def browser(chromium_path: str):
             browser.close()
 
 
+def end_runs(context) -> None:
+    """Press Stop on every page of ``context`` whose run is still live, and wait for the button to go grey: a test
+    that failed half-way must not keep its training slot (the server's cap) from the tests after it."""
+    from playwright.sync_api import Error as PlaywrightError
+
+    def stopped(page) -> bool:
+        button = page.locator(STOP_BUTTON)
+        if not button.count() or not button.first.is_enabled():
+            return True
+        try:
+            button.first.click(timeout=5_000)
+        except PlaywrightError:
+            pass  # redrawn under the click: try again
+        return False
+
+    for page in context.pages:
+        if not page.is_closed():
+            wait_until(lambda p=page: stopped(p), 30, f"the run on {page.url} to stop", every=0.5)
+
+
 @pytest.fixture
 def browser_page(browser):
-    """A fresh page (viewport 1400x1000) in its own context, closed after the test."""
+    """A fresh page (viewport 1400x1000) in its own context; its run stopped and the page closed after the test."""
     context = browser.new_context(viewport=VIEWPORT)
     page = context.new_page()
     try:
         yield page
     finally:
-        page.close()
-        context.close()
+        try:
+            end_runs(context)
+        finally:
+            page.close()
+            context.close()
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import os
 import re
-import time
 
 import pytest
+
+from tests.apptest_helpers import wait_until
 
 pytestmark = pytest.mark.browser
 SCREENSHOT_SIZE = {"width": 1400, "height": 1900}
@@ -55,7 +56,7 @@ def set_number(page, key: str, value: str, url_has: str) -> None:
         box.fill(value)
         box.press("Enter")
         try:
-            wait_until(lambda: url_has in address(page), timeout=3.0)
+            wait_until(lambda: url_has in address(page), timeout=3.0, what=f"{url_has} in the URL")
             return
         except AssertionError:
             continue
@@ -99,22 +100,14 @@ def all_drawn(page) -> bool:
 def screenshot_when_drawn(page, path) -> None:
     """Elements fade while their fragment reruns: keep a picture taken between two checks that every chart was
     drawn and everything settled."""
-    for _ in range(40):
-        if all_drawn(page):
-            page.screenshot(path=str(path))
-            if all_drawn(page):
-                return
-        time.sleep(0.1)
-    raise AssertionError("the page never showed every chart drawn and settled")
+    def taken_while_drawn() -> bool:
+        if not all_drawn(page):
+            return False
+        page.screenshot(path=str(path))
+        return all_drawn(page)
 
-
-def wait_until(condition, timeout: float = 30.0, what: str = "") -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
+    # A check and a picture take ~0.1-0.3 s each on a busy machine: room for some 40 tries, 0.1 s apart
+    wait_until(taken_while_drawn, timeout=15.0, what="a picture with every chart drawn and settled", every=0.1)
 
 
 def test_explode_clip_compare_and_stop(streamlit_server, browser_page, repo_root, tmp_path):

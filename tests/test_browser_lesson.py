@@ -7,8 +7,6 @@ climb before the ✕ non-finite marker appears.
 
 from __future__ import annotations
 
-import time
-
 import pytest
 from test_browser import click_button, el, plot_eval, wait_until
 
@@ -40,14 +38,15 @@ def test_an_explode_lesson_at_its_default_speed_draws_its_climb_before_the_explo
     click_button(page, "btn_start")
 
     # Watch the loss chart until the ✕ appears; remember the most finite steps it drew before that.
-    before, deadline = 0, time.monotonic() + 90
-    while time.monotonic() < deadline:
+    before = 0
+
+    def marked() -> bool:
+        nonlocal before
         drawn = plot_eval(page, "chart_loss", DRAWN) or {"finite": 0, "marker": False}
-        if drawn["marker"]:
-            break
-        before = max(before, drawn["finite"])
-        time.sleep(0.1)
-    else:
-        raise AssertionError("the explosion marker never appeared on the loss chart")
+        if not drawn["marker"]:
+            before = max(before, drawn["finite"])
+        return drawn["marker"]
+
+    wait_until(marked, 90, "the explosion marker on the loss chart", every=0.1)
     assert before >= 10, f"only {before} finite steps were drawn before the explosion marker"
     wait_until(lambda: "exploded at step" in el(page, "banner").inner_text(), what="the explosion banner")

@@ -1,6 +1,6 @@
 """A refresh and a second browser reattach to the same live run through ``?run=<id>``; its steps keep counting.
 
-The server's run store is a temp folder (conftest points GEL_DATA_DIR there before the server starts).
+The server's run store is a temp folder of this module's own (conftest's ``streamlit_server``).
 """
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from __future__ import annotations
 from urllib.parse import parse_qs, urlparse
 
 import pytest
-from conftest import VIEWPORT
+from conftest import VIEWPORT, end_runs
 from test_browser import address, click_button, el, set_number, status, steps, wait_until
 
 pytestmark = pytest.mark.browser
@@ -55,6 +55,7 @@ def test_a_refresh_and_a_second_browser_reattach_to_the_live_run(streamlit_serve
         click_button(second, "btn_stop")
         wait_until(lambda: "stopped" in status(second), what="the run to stop")
     finally:
+        end_runs(other)
         other.close()
     # The first tab sees it stop too: it is one run.
     wait_until(lambda: "stopped" in status(page), what="the first tab to see the stop")

@@ -6,6 +6,7 @@ from __future__ import annotations
 from urllib.parse import quote, urlparse
 
 import pytest
+from conftest import SERVER_LOGS, end_runs
 from test_browser import click_button, el, wait_until
 
 pytestmark = pytest.mark.browser
@@ -43,14 +44,12 @@ def test_url_values_never_become_images_or_links(streamlit_server, browser_page)
     assert asked == []
 
 
-def server_log(tmp_path_factory) -> str:
-    """The output of the test session's server (conftest's ``streamlit_server`` writes it under the base temp)."""
-    logs = sorted(tmp_path_factory.getbasetemp().glob("streamlit*/server.log"))
-    return logs[-1].read_text(errors="replace") if logs else ""
+def server_log(base_url: str) -> str:
+    """The output of the server at ``base_url`` (conftest's ``streamlit_server``)."""
+    return SERVER_LOGS[base_url].read_text(errors="replace")
 
 
-def test_no_deploy_button_no_developer_menu_and_a_quiet_server_log(streamlit_server, browser_page,
-                                                                  tmp_path_factory):
+def test_no_deploy_button_no_developer_menu_and_a_quiet_server_log(streamlit_server, browser_page):
     page = browser_page
     page.goto(f"{streamlit_server}/stability-map")
     el(page, "btn_map_launch").wait_for(timeout=60_000)
@@ -65,7 +64,7 @@ def test_no_deploy_button_no_developer_menu_and_a_quiet_server_log(streamlit_ser
     # A small map on the local process pool: its spawned workers must not run the app (one "missing
     # ScriptRunContext" warning per st call, as they did).
     play_small_map(page, "lr=0.001,0.01", "local")
-    log = server_log(tmp_path_factory)
+    log = server_log(streamlit_server)
     for noise in ("missing ScriptRunContext", "no static folder", "Inotify", "Session state does not function"):
         assert noise not in log, log[-3000:]
 
@@ -109,6 +108,7 @@ def test_dark_mode_status_line_and_charts_follow_the_theme(streamlit_server, bro
         for key in ("font", "title"):
             assert page.evaluate(f"{LUMA}({fig[key]!r})") > 150, fig
     finally:
+        end_runs(context)
         context.close()
 
 
@@ -211,6 +211,7 @@ def test_phone_width_every_control_is_reachable(streamlit_server, browser):
                 el(page, key).wait_for(timeout=30_000)
             assert unreachable(page, "[data-testid='stMain']") == [], path
     finally:
+        end_runs(context)
         context.close()
 
 

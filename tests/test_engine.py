@@ -226,15 +226,6 @@ def test_recurrent_probe_tracks_signal_through_time_and_spectral_radius():
     assert back[0] > back[-1]
 
 
-@pytest.mark.parametrize("model,act", [("rnn", "tanh"), ("rnn", "relu"), ("lstm", "tanh"), ("gru", "tanh")])
-def test_unrolled_recurrence_equals_the_fused_layer(model, act):
-    t = Trainer(Config(model=model, activation=act, dataset="adding", seq_len=12, hidden_size=10), "cpu")
-    x, _ = t.sample()
-    fused, _ = t.model.rnn(x)
-    steps = torch.stack(t.model.unrolled(x), dim=1)
-    torch.testing.assert_close(steps, fused, rtol=1e-5, atol=1e-6)
-
-
 def test_one_host_transfer_per_step(monkeypatch):
     t = Trainer(Config(**SMALL, probe_every=1000), "cpu")
     t.step()  # step 0 probes

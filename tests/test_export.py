@@ -48,7 +48,7 @@ def three_exports(tmp_path_factory):
     assert runner.wait(60)
     assert store.close()
     snap = runner.snapshot()
-    rid = runner.runs[0].id
+    rid = runner.id
     out["lab", "csv"], out["lab", "parquet"] = D.table_csv(snap), D.table_parquet(snap)
     for fmt in ("csv", "parquet"):
         out["saved", fmt] = export_bytes(store, rid, fmt)

@@ -3,51 +3,25 @@ panel loads the fix or both side by side, and the speed reaches the runner at St
 
 from __future__ import annotations
 
-from pathlib import Path
-
-import pytest
-from streamlit.testing.v1 import AppTest
-
-from tests.apptest_helpers import poll
+from tests.apptest_helpers import config_in_url, poll, runner_of
 from training import lessons as LS
 from training import registry as R
-from training.config import Config, from_query
 from training.manager import get_manager
-
-APP = str(Path(__file__).resolve().parent.parent / "app.py")
-
-
-@pytest.fixture
-def at():
-    app = AppTest.from_file(APP, default_timeout=30)
-    yield app
-    get_manager().stop_all(timeout=5.0)
-
-
-def controls(at) -> Config:
-    """The config the controls describe, as the URL carries it."""
-    cfg, errors = from_query({k: v for k, v in at.query_params.items() if k != "run"})
-    assert not errors
-    return cfg
-
-
-def runner(at):
-    return get_manager().get(at.session_state["run_id"])
 
 
 def test_a_lesson_loads_its_problem_at_its_speed_and_the_panel_loads_the_fix(at):
     at.run()
     name = "a step too large"
     at.selectbox(key="w_preset").set_value(name).run()
-    assert controls(at) == LS.problem(name)
+    assert config_in_url(at) == LS.problem(name)
     assert at.select_slider(key="w_speed").value == R.PRESETS[name].speed
     assert any(R.PRESETS[name].claim in c.value for c in at.caption)
     assert any("The one change: **lr** 0.2 → 0.05" in c.value for c in at.caption)
     at.button(key="btn_lesson_fix").click().run()
-    assert controls(at) == LS.fix(name) and at.selectbox(key="w_preset").value == "custom"
+    assert config_in_url(at) == LS.fix(name) and at.selectbox(key="w_preset").value == "custom"
     assert any("hold the **fix**" in c.value for c in at.caption)  # the lesson stays on screen with its fix
     at.button(key="btn_lesson_problem").click().run()
-    assert controls(at) == LS.problem(name) and at.selectbox(key="w_preset").value == name
+    assert config_in_url(at) == LS.problem(name) and at.selectbox(key="w_preset").value == name
 
 
 def test_a_lesson_whose_change_run_b_can_carry_compares_problem_and_fix_side_by_side(at):
@@ -56,7 +30,7 @@ def test_a_lesson_whose_change_run_b_can_carry_compares_problem_and_fix_side_by_
     at.button(key="btn_lesson_compare").click().run()
     assert at.toggle(key="w_compare").value and at.radio(key="b_clip").value == "norm"
     at.button(key="btn_start").click().run()
-    r = runner(at)
+    r = runner_of(at)
     assert [run.cfg for run in r.runs] == [LS.problem("watch it explode"), LS.fix("watch it explode")]
     assert r.steps_per_s == R.PRESETS["watch it explode"].speed  # throttled from its first step
 
@@ -74,31 +48,16 @@ def test_the_speed_control_changes_a_running_run_live(at):
     at.run()
     at.selectbox(key="w_preset").set_value("a step too large").run()
     at.button(key="btn_start").click().run()
-    r = runner(at)
+    r = runner_of(at)
     assert r.steps_per_s == 4.0
     at.select_slider(key="w_speed").set_value("max").run()
     poll(at, lambda at: r.steps_per_s is None)
     assert r.alive or r.snapshot().status == "exploded"  # no restart: the same runner
 
 
-def test_the_recurrent_chart_draws_the_first_probes_backward_signal_beside_the_latest():
-    from components import charts as C
-    from training.engine import Trainer
-
-    t = Trainer(LS.fix("RNN on long sequences explodes").replace(probe_every=5), "cpu")
-    probes = [p for p in (t.step().probe for _ in range(6)) if p is not None]
-    first, latest = probes[0], probes[-1]
-    assert (first["step"], latest["step"]) == (0, 5)
-    traces = {tr.name: tr for tr in C.probe_figure(latest, first).data}
-    assert list(traces["‖∂L/∂h_t‖ at step 0"].y) == pytest.approx(list(first["time_backward_norm"]))
-    assert list(traces["‖∂L/∂h_t‖"].y) == pytest.approx(list(latest["time_backward_norm"]))
-    # One probe only (a run that exploded before its second): one line, nothing to set beside it.
-    assert "‖∂L/∂h_t‖ at step 0" not in {tr.name for tr in C.probe_figure(first, first).data}
-
-
 def test_a_reattached_page_shows_the_throttled_runs_own_speed(at):
     runner = get_manager().start(LS.problem("a step too large"), steps_per_s=3.0)
-    at.query_params["run"] = runner.runs[0].id
+    at.query_params["run"] = runner.id
     at.run()
     assert not at.exception and at.select_slider(key="w_speed").value == 3.0
 

@@ -8,6 +8,7 @@ import time
 
 import pytest
 
+from tests.apptest_helpers import wait_until
 from training import run as RU
 from training import runner as RN
 from training.config import Config
@@ -21,30 +22,21 @@ def changes(events):
     return [e for e in events if e["kind"] == "config_change"]
 
 
-def wait(pred, timeout=20.0):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if pred():
-            return True
-        time.sleep(0.01)
-    return False
-
-
 @pytest.fixture
-def runner():
+def runner(runners):
     r = Runner(Config(lr=0.001, **SMALL))
+    runners.append(r)
     r.start(paused=True)
-    yield r
-    r.stop(timeout=5.0)
+    return r
 
 
 def test_three_quick_lr_changes_are_one_marker_with_the_last_value(runner):
     runner.step_once(3)
-    assert wait(lambda: runner.snapshot().step == 3)
+    wait_until(lambda: runner.snapshot().step == 3, 20, "step 3")
     for lr in (0.002, 0.005, 0.01):
         runner.set_lr(lr)
     runner.step_once(2)
-    assert wait(lambda: runner.snapshot().step == 5)
+    wait_until(lambda: runner.snapshot().step == 5, 20, "step 5")
     (change,) = changes(runner.snapshot().events)
     assert (change["step"], change["old"], change["new"]) == (3, 0.001, 0.01)
     assert change["message"] == "lr 0.001 → 0.01"
@@ -57,11 +49,11 @@ def test_changes_further_apart_or_of_another_setting_stay_apart(runner, monkeypa
     runner.set_lr(0.002)
     runner.set_clip("norm", 1.0)  # another setting: its own marker
     runner.step_once(1)
-    assert wait(lambda: runner.snapshot().step == 1)
+    wait_until(lambda: runner.snapshot().step == 1, 20, "step 1")
     time.sleep(0.1)
     runner.set_lr(0.005)  # later than COALESCE_S: a marker of its own
     runner.step_once(1)
-    assert wait(lambda: runner.snapshot().step == 2)
+    wait_until(lambda: runner.snapshot().step == 2, 20, "step 2")
     assert [(e["field"], e["new"]) for e in changes(runner.snapshot().events)] == [
         ("lr", 0.002), ("clip", ["norm", 1.0, "2"]), ("lr", 0.005)]
 
@@ -98,7 +90,7 @@ def test_a_live_change_after_the_event_cap_still_reaches_the_snapshot_controls_a
     runner.set_lr(0.05)
     runner.set_clip("norm", 0.5)
     runner.step_once(2)
-    assert wait(lambda: runner.snapshot().step == 2)
+    wait_until(lambda: runner.snapshot().step == 2, 10, "two steps")
     snap = runner.snapshot()
     assert len(snap.events) == 5 and not changes(snap.events)  # the change markers were dropped ...
     assert (snap.lr, snap.clip) == (0.05, ("norm", 0.5, "2"))  # ... the settings were not

@@ -25,7 +25,7 @@ def get(path: str) -> tuple[int, dict, dict]:
 def test_the_route_answers_the_runs_own_numbers():
     runner = get_manager().start(Config(steps=25, hidden_sizes=(16,)))
     assert runner.wait(timeout=60)
-    code, body, headers = get(live_api.API_PREFIX + runner.runs[0].id)
+    code, body, headers = get(live_api.API_PREFIX + runner.id)
     assert code == 200 and headers["cache-control"] == "no-store"
     snap = runner.snapshot(history=False)
     (run,) = body["runs"]
@@ -42,7 +42,7 @@ def test_a_run_gone_non_finite_answers_valid_json_with_its_inf_and_nan_shown():
     assert runner.wait(timeout=60)
     snap = runner.snapshot(history=False)
     assert snap.status == "exploded" and not math.isfinite(snap.latest.grad_norm_pre_clip)
-    code, body, _ = get(live_api.API_PREFIX + runner.runs[0].id)  # Starlette refuses NaN in JSON: it would raise
+    code, body, _ = get(live_api.API_PREFIX + runner.id)  # Starlette refuses NaN in JSON: it would raise
     assert code == 200
     metrics = dict(body["runs"][0]["metrics"])
     assert metrics["‖g‖ before clip"] == f"✕ {snap.latest.grad_norm_pre_clip}" in ("✕ inf", "✕ nan")
@@ -102,7 +102,7 @@ def test_the_chart_route_answers_the_figure_a_rerun_would_draw():
 def test_the_chart_route_names_what_it_does_not_know():
     runner = get_manager().start(Config(steps=5, hidden_sizes=(8,)))
     assert runner.wait(timeout=60)
-    code, body, _ = get(live_api.chart_url("chart_nope", [runner.runs[0].id]))
+    code, body, _ = get(live_api.chart_url("chart_nope", [runner.id]))
     assert code == 404 and "chart_loss" in body["error"]
     code, body, _ = get(live_api.chart_url("chart_loss", ["r9-gone"]))
     assert code == 404 and "no such run" in body["error"]
@@ -119,11 +119,11 @@ def test_charts_fetch_from_the_route_while_the_run_is_alive_and_not_after():
 
     runner = get_manager().start(Config(steps=100_000, hidden_sizes=(8,)))
     try:
-        source = live._sources(runner, [runner.runs[0].id], [], 3.0)
-        assert source("chart_loss") == plot.Source(live_api.chart_url("chart_loss", [runner.runs[0].id]), 3.0)
+        source = live._sources(runner, [runner.id], [], 3.0)
+        assert source("chart_loss") == plot.Source(live_api.chart_url("chart_loss", [runner.id]), 3.0)
     finally:
         runner.stop(timeout=5)
-    assert not runner.alive and live._sources(runner, [runner.runs[0].id], [], 3.0) is None
+    assert not runner.alive and live._sources(runner, [runner.id], [], 3.0) is None
 
 
 def test_an_ended_run_is_reported_ended_even_while_its_thread_winds_down(monkeypatch):

@@ -177,7 +177,7 @@ def test_theory_panel_shows_the_spectrum_for_a_recurrent_run(lab_at):
 def test_weight_gradients_after_an_explosion_come_from_the_last_finite_step():
     from types import SimpleNamespace
 
-    from test_app import make_snapshot
+    from test_charts import make_snapshot
 
     from components.theory_panel import last_finite_weight_grads
 

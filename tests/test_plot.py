@@ -88,7 +88,7 @@ def test_the_page_says_why_the_charts_cannot_load_plotly_js(monkeypatch):
 def test_dark_swaps_the_ink_and_paper_and_keeps_the_data_colours():
     from components import charts as C
     from components import theme as T
-    from tests.test_app import make_snapshot
+    from tests.test_charts import make_snapshot
 
     fig = C.grad_norm_figure([make_snapshot({"grad_norm_pre_clip": [1.0, 2.0]})]).to_plotly_json()
     dark = T.dark(fig)

@@ -1,5 +1,5 @@
-"""Reliability: a killed server loses at most a second of metrics, slots are capped, unwatched runs pause,
-bad input is refused in words, a failing run never takes the manager down, and nothing is unpickled."""
+"""Reliability: a killed server loses at most a second of metrics, bad input is refused in words, a failing run
+never takes the manager down, and nothing is unpickled (the cap and the idle pause: tests/test_manager.py)."""
 
 from __future__ import annotations
 
@@ -17,10 +17,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.apptest_helpers import wait_until
 from training import cli
 from training.config import MAX_ACTIVATIONS, MAX_DEPTH, MAX_PARAMS, Config, ConfigError
-from training.manager import CapacityError, RunManager
-from training.runner import ERROR, EXPLODED, FINISHED, RUNNING, live_threads
+from training.manager import RunManager
+from training.runner import ERROR, EXPLODED, FINISHED
 from training.store import FLUSH_S, Store
 
 REPO = Path(__file__).resolve().parent.parent
@@ -46,13 +47,6 @@ SERVER = textwrap.dedent("""
 """)
 
 
-def _wait_until(predicate, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
-
-
 def _stored_steps(store: Store) -> int:
     runs = store.list_runs()
     return runs[0]["steps"] if runs else 0
@@ -66,7 +60,7 @@ def test_kill_9_loses_at_most_the_last_second_and_the_database_opens_cleanly(tmp
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         store = Store(data)
-        _wait_until(lambda: _stored_steps(store) > 0 or proc.poll() is not None, 60, "the first stored rows")
+        wait_until(lambda: _stored_steps(store) > 0 or proc.poll() is not None, 60, "the first stored rows")
         assert proc.poll() is None, proc.stderr.read().decode()
         time.sleep(1.5 + random.uniform(0, FLUSH_S))  # train a while; kill anywhere in the flush cycle
         t_kill = time.time()
@@ -95,98 +89,6 @@ def test_kill_9_loses_at_most_the_last_second_and_the_database_opens_cleanly(tmp
     trained = s1 + rate * (t_kill - t1)  # the log is sampled every 10 ms: extrapolate to the kill
     print(f"kill -9: {last_stored + 1} steps stored, ~{trained + 1:.0f} trained at {rate:.0f} steps/s; "
           f"~{max(trained - last_stored, 0):.0f} steps (~{max(trained - last_stored, 0) / rate:.2f} s) lost")
-
-
-def test_the_cap_refuses_a_start_counting_the_slots_without_naming_runs_and_frees_one_on_stop():
-    m = RunManager(max_running=2, idle_pause_s=0)
-    try:
-        a, b = m.start(FOREVER), m.start(FOREVER)
-        with pytest.raises(CapacityError) as e:
-            m.start(FOREVER)
-        msg = str(e.value)
-        # Shown to whoever pressed Start: another session's run id would let them read that run.
-        assert "every training slot is in use (2 of 2)" in msg and a.id not in msg and b.id not in msg
-        assert a.stop()
-        c = m.start(FOREVER)
-        assert c.alive
-    finally:
-        assert m.shutdown()
-
-
-def test_a_sweep_holds_its_slots_under_the_cap_and_stops_with_the_manager(monkeypatch):
-    from training import mapjob
-    from training import sweep as SW
-
-    monkeypatch.setattr(SW, "max_workers", lambda: (3, "3 CPU cores"))
-    # A local sweep takes the free slots, up to one worker per core; serial and Ray hold one.
-    assert [mapjob.sweep_slots("local", free) for free in (0, 1, 2, 5)] == [0, 1, 2, 3]
-    assert mapjob.sweep_slots("serial", 5) == mapjob.sweep_slots("ray", 5) == 1
-    m = RunManager(max_running=2, idle_pause_s=0)
-    try:
-        runner = m.start(FOREVER)
-        long_sweep = SW.Sweep(TINY, "lr=1e-4:1e-1:20", "depth=1,2,3,4", steps=50)  # 80 short cells
-        job = m.start_sweep(long_sweep, "serial")
-        assert job.slots == 1 and m.sweep(job.id) is job and job.alive
-        assert job.thread in live_threads()  # the end-of-suite check sees it
-        with pytest.raises(CapacityError, match=r"\(2 of 2\)"):
-            m.start(FOREVER)
-        with pytest.raises(CapacityError):
-            m.start_sweep(SW.Sweep(TINY, "lr=1e-3,1e-2", "depth=1,2", steps=5), "serial")
-        m.stop_all(timeout=10.0)
-        assert not job.alive and not job.thread.is_alive() and long_sweep.cancelled and not runner.alive
-        assert len(job.snapshot()) < 80 and job.saved is not None
-        assert m.start(FOREVER).alive  # its slot is free again
-    finally:
-        assert m.shutdown()
-
-
-def test_an_unwatched_run_pauses_and_a_touch_resumes_it():
-    m = RunManager(max_running=2, idle_pause_s=0.3)
-    try:
-        runner = m.start(FOREVER)
-        rid = runner.id
-        t0 = time.monotonic()
-        _wait_until(lambda: runner.paused, 5, "the idle pause")
-        print(f"idle pause landed {time.monotonic() - t0:.2f} s after the start (idle_pause_s=0.3)")
-        assert m.idle_paused(rid) and runner.runs[0].status == "paused"
-        assert runner.runs[0].events[-1]["kind"] == "idle_pause"
-        assert m.touch(rid) is True
-        _wait_until(lambda: not runner.paused, 5, "the resume")
-        assert runner.runs[0].status == RUNNING and not m.idle_paused(rid)
-        # A run a person paused is never resumed by a touch.
-        m.pause(rid)
-        _wait_until(lambda: runner.paused, 5, "the pause")
-        time.sleep(0.4)
-        assert m.touch(rid) is False and runner.paused
-        assert m.touch("no such run") is False
-    finally:
-        assert m.shutdown()
-
-
-def test_a_touch_does_not_resume_past_the_cap_and_resume_counts_the_slots():
-    m = RunManager(max_running=1, idle_pause_s=0.2)
-    try:
-        idle = m.start(FOREVER)
-        rid = idle.id
-        _wait_until(lambda: m.idle_paused(rid) and idle.paused, 5, "the idle pause")
-        other = m.start(FOREVER)  # the paused run freed its slot
-        m.touch(other.id)
-        assert m.touch(rid) is False and m.idle_paused(rid)
-        with pytest.raises(CapacityError, match=r"every training slot is in use \(1 of 1\)") as e:
-            m.resume(rid)
-        assert other.id not in str(e.value)
-    finally:
-        assert m.shutdown()
-
-
-def test_the_watchdog_and_writer_threads_end_with_the_manager(tmp_path):
-    m = RunManager(store=Store(tmp_path / "data"), idle_pause_s=60)
-    m.start(FOREVER)
-    names = {t.name for t in live_threads()}
-    assert {"run-watchdog", "store-writer"} <= names
-    assert m.shutdown()
-    mine = [t for t in live_threads() if t.name in ("run-watchdog", "store-writer") or t.name.startswith("train-")]
-    assert not mine, [t.name for t in mine]
 
 
 def test_an_exploding_run_is_followed_by_a_normal_one_that_trains_fine():

@@ -7,28 +7,19 @@ import numpy as np
 import pytest
 import torch
 
+from tests.apptest_helpers import wait_until
 from training.config import Config, ConfigError, from_preset
 from training.runner import ERROR, EXPLODED, FINISHED, PAUSED, RUNNING, STOPPED, Runner, RunObserver
 
 SMALL = {"hidden_sizes": (32, 16), "batch_size": 16, "device": "cpu"}
 
 
-def _wait(pred, timeout=20.0):
-    end = time.time() + timeout
-    while time.time() < end:
-        if pred():
-            return True
-        time.sleep(0.01)
-    return False
-
-
-@pytest.fixture
-def runners():
-    made = []
-    yield made
-    for r in made:
-        r.stop()
-        r.wait(5)
+def went_round(r: Runner) -> None:
+    """Wait until the runner's thread has applied two commands, one after the other: a step it was about to take
+    has been taken and recorded by then (a step is recorded before the loop looks at its commands again)."""
+    for speed in (5.0, None):  # the speed control: no event, and no effect on a paused runner's single steps
+        r.set_speed(speed)
+        wait_until(lambda s=speed: r.steps_per_s == s, 5, "the runner's thread to apply a command")
 
 
 def test_runs_to_the_end_and_history_matches_steps(runners):
@@ -46,18 +37,19 @@ def test_pause_single_step_resume_and_stop_within_a_second(runners):
     r = Runner(Config(**SMALL, steps=10**6))
     runners.append(r)
     r.start(paused=True)
-    time.sleep(0.2)
+    went_round(r)
     assert r.snapshot().step == 0 and r.snapshot().status == PAUSED
     r.step_once(3)
-    assert _wait(lambda: r.snapshot().step == 3)
-    time.sleep(0.2)
+    wait_until(lambda: r.snapshot().step == 3, 20, "the three single steps")
+    went_round(r)
     assert r.snapshot().step == 3  # exactly three, then paused again
     r.resume()
-    assert _wait(lambda: r.snapshot().step > 20) and r.snapshot().status == RUNNING
+    wait_until(lambda: r.snapshot().step > 20, 20, "the resumed run past step 20")
+    assert r.snapshot().status == RUNNING
     r.pause()
-    assert _wait(lambda: r.snapshot().status == PAUSED)
+    wait_until(lambda: r.snapshot().status == PAUSED, 20, "the pause")
     n = r.snapshot().step
-    time.sleep(0.2)
+    went_round(r)
     assert r.snapshot().step == n
     r.resume()
     t0 = time.perf_counter()
@@ -71,11 +63,11 @@ def test_live_lr_and_clip_changes_apply_at_the_next_step_and_are_events(runners)
     runners.append(r)
     r.start(paused=True)
     r.step_once(5)
-    assert _wait(lambda: r.snapshot().step == 5)
+    wait_until(lambda: r.snapshot().step == 5, 20, "step 5")
     r.set_lr(0.0005)
     r.set_clip("norm", 1.0)
     r.step_once(5)
-    assert _wait(lambda: r.snapshot().step == 10)
+    wait_until(lambda: r.snapshot().step == 10, 20, "step 10")
     s = r.snapshot()
     changes = [e for e in s.events if e["kind"] == "config_change"]
     assert [e["step"] for e in changes] == [5, 5] and {e["field"] for e in changes} == {"lr", "clip"}
@@ -155,10 +147,10 @@ def test_snapshot_is_a_copy_safe_to_read_while_training(runners):
     r = Runner(Config(**SMALL, steps=10**6))
     runners.append(r)
     r.start()
-    assert _wait(lambda: r.snapshot().step > 10)
+    wait_until(lambda: r.snapshot().step > 10, 20, "step 11")
     s = r.snapshot()
     first = s.view["value"].copy()
-    time.sleep(0.1)
+    wait_until(lambda: r.snapshot().step > s.step + 5, 20, "five more steps after the snapshot")
     assert np.array_equal(s.view["value"], first, equal_nan=True)  # the trainer never writes into a snapshot
     assert s.view["step"][0] == 0 and s.view["value"].shape[1] == len(s.columns)
 
@@ -217,7 +209,7 @@ def test_observers_see_every_step_and_event_in_order_then_the_end_once(runners):
     r.observe(seen)
     r.start(paused=True)
     r.step_once(2)
-    assert _wait(lambda: r.snapshot().step == 2)
+    wait_until(lambda: r.snapshot().step == 2, 10, "two steps")
     r.runs[0].add_event({"step": 2, "kind": "note", "message": "from this thread"})
     r.resume()
     assert r.wait(20)

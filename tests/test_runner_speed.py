@@ -5,34 +5,18 @@ import time
 
 import pytest
 
+from tests.apptest_helpers import wait_until
 from training.config import Config, ConfigError
 from training.runner import Runner
 
 SMALL = {"hidden_sizes": (32, 16), "batch_size": 16, "device": "cpu", "steps": 100_000}
 
 
-@pytest.fixture
-def runners():
-    made = []
-    yield made.append
-    for r in made:
-        r.stop(timeout=5.0)
-
-
-def _wait(pred, timeout=20.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return
-        time.sleep(0.01)
-    raise AssertionError("timed out")
-
-
 def test_a_throttled_run_takes_at_most_its_steps_per_second_and_a_live_change_to_max_lifts_it(runners):
     r = Runner(Config(**SMALL), steps_per_s=5.0)
-    runners(r)
+    runners.append(r)
     r.start()
-    _wait(lambda: r.snapshot(history=False).step >= 1)
+    wait_until(lambda: r.snapshot(history=False).step >= 1, 20, "the first step")
     first, t0 = r.snapshot(history=False).step, time.monotonic()
     time.sleep(1.0)
     taken = r.snapshot(history=False).step - first
@@ -40,20 +24,20 @@ def test_a_throttled_run_takes_at_most_its_steps_per_second_and_a_live_change_to
     assert 1 <= taken <= 5 * (time.monotonic() - t0) + 1
     assert r.steps_per_s == 5.0
     r.set_speed(None)  # "max", applied at the next step
-    _wait(lambda: r.steps_per_s is None)
+    wait_until(lambda: r.steps_per_s is None, 20, "the speed change to max")
     before = r.snapshot(history=False).step
-    _wait(lambda: r.snapshot(history=False).step > before + 50, timeout=30)  # 50 steps: 10 s at the old pace
+    wait_until(lambda: r.snapshot(history=False).step > before + 50, 30, "50 steps at max (10 s at the old pace)")
 
 
 def test_a_slow_run_stops_and_steps_once_without_waiting_for_its_next_tick(runners):
     r = Runner(Config(**SMALL), steps_per_s=0.1)  # one step every 10 s
-    runners(r)
+    runners.append(r)
     r.start()
-    _wait(lambda: r.snapshot(history=False).step == 1)
+    wait_until(lambda: r.snapshot(history=False).step == 1, 20, "step 1")
     r.pause()
-    _wait(lambda: r.paused)
+    wait_until(lambda: r.paused, 20, "the pause")
     r.step_once()
-    _wait(lambda: r.snapshot(history=False).step == 2, timeout=5)  # not 10 s later
+    wait_until(lambda: r.snapshot(history=False).step == 2, 5, "the single step, not 10 s later")
     r.resume()
     t0 = time.monotonic()
     assert r.stop(timeout=5.0) and time.monotonic() - t0 < 5.0

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.apptest_helpers import wait_until
 from training import cli, pools
 from training import sweep as SW
 from training.config import Config
@@ -53,20 +54,18 @@ def test_kill_9_of_a_local_sweep_ends_its_workers_and_resource_tracker(tmp_path)
                             cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     kids: set[int] = set()
     try:
-        deadline = time.monotonic() + 90
-        while len(kids) < 3:  # two spawned workers and multiprocessing's resource tracker
+
+        def three_children() -> bool:  # two spawned workers and multiprocessing's resource tracker
             assert proc.poll() is None, proc.stderr.read().decode()
-            assert time.monotonic() < deadline, f"the sweep started {len(kids)} child processes, not 3"
-            time.sleep(0.2)
-            kids = _children(proc.pid)
+            kids.update(_children(proc.pid))
+            return len(kids) >= 3
+
+        wait_until(three_children, 90, "the sweep's three child processes", every=0.2)
         time.sleep(1.0)  # the workers are past their start-up and into a cell
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(10)
-        deadline = time.monotonic() + 10
-        while any(_alive(k) for k in kids) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        left = [k for k in kids if _alive(k)]
-        assert not left, f"{len(left)} of the sweep's {len(kids)} child processes outlived it by 10 s"
+        wait_until(lambda: not any(_alive(k) for k in kids), 10,
+                   f"the sweep's {len(kids)} child processes to end with it", every=0.1)
     finally:
         for k in kids:  # only the processes this test started
             if _alive(k):
