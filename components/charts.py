@@ -1,16 +1,8 @@
 """One function per chart: plain data in (RunSnapshots, numpy arrays, probe dicts), a Plotly figure out.
 
 Time charts draw ``snapshot.view`` (already decimated to a few thousand rows), so a long run costs the same
-to draw as a short one. Values that are not finite (inf/NaN at the explosion step) are never dropped:
-they become "✕ non-finite" markers at the top of the axis, and on log axes zeros become "○ zero" markers
-at the bottom. Reference lines (clip threshold, healthy update ratio) are traces, not shapes, so they sit
-in data coordinates on log axes and show in the legend.
-
-Each figure is assembled as plain dicts (traces with a "type", one layout dict, subplots and the right-hand
-axis written out as ``xaxis2``/``yaxis2`` with their domains) and handed to ``go.Figure`` once: Plotly validates
-every property on each ``add_trace``/``update_*`` call, and ``make_subplots`` builds its grid the same way,
-which made building the six live figures cost ~105 ms of server time against ~18 ms with one constructor
-call per figure (bench P4). Data stay numpy arrays: Plotly validates and encodes them far faster than lists.
+to draw as a short one. The figures are plain dicts built from ``components/chart_parts.py`` (which says why,
+and how values a log axis cannot draw are shown) and turned into a Plotly object once each.
 """
 
 from __future__ import annotations
@@ -22,206 +14,16 @@ import plotly.graph_objects as go
 
 from training.run import RunSnapshot, Snapshot
 
+from . import chart_parts as P
 from . import theme as T
+from .chart_parts import NON_FINITE_NAME, ZERO_NAME
 from .data import accuracy_label, live_clip, short_name, weight_params
 
-NON_FINITE_NAME = "✕ non-finite"
-ZERO_NAME = "○ zero"
-MAX_EVENT_LINES = {"explosion": 1, "error": 1, "config_change": 12, "spike": 5}  # per run, newest kept
+__all__ = ["NON_FINITE_NAME", "ZERO_NAME", "activation_figure", "grad_norm_figure", "gradient_flow_figure",
+           "layer_heatmap", "loss_figure", "probe_figure", "time_figure", "weights_updates_figure"]
+
 HEATMAP_MAX_COLS = 200  # columns drawn; each keeps the max of the steps it covers
 HEATMAP_RANGE = (-3.0, 3.0)  # log10 ‖g‖ the colour scale covers at least: ~1 is mid-scale, 1e3+ is bright
-MAX_POINTS = 400  # per line (~1 per pixel of a half-width chart): each refresh is a full redraw in the browser
-MAX_MARKERS = 300  # "○ zero" markers per chart (a dead layer would otherwise add one per step)
-
-
-def _thin_indices(y: np.ndarray, n: int = MAX_POINTS) -> np.ndarray:
-    """Indices of at most ~n points of ``y``: the min and the max of each of n/2 buckets, so a spike survives."""
-    size = y.size
-    if size <= n:
-        return np.arange(size)
-    k = -(-size // (n // 2))  # bucket length
-    m = -(-size // k)
-    grid = np.full(m * k, np.nan)
-    grid[:size] = y
-    grid = grid.reshape(m, k)
-    finite = np.isfinite(grid)
-    hi = np.where(finite, grid, -np.inf).argmax(axis=1)  # an all-NaN bucket keeps its first point: the gap stays
-    lo = np.where(finite, grid, np.inf).argmin(axis=1)
-    base = np.arange(m) * k
-    idx = np.unique(np.concatenate([base + lo, base + hi, [size - 1]]))
-    return idx[idx < size]
-
-
-# Where a trace is drawn in the two subplot layouts below (a lone-axis figure needs no keys).
-LEFT, RIGHT = {"xaxis": "x", "yaxis": "y"}, {"xaxis": "x", "yaxis": "y2"}  # _right_axis_layout
-TOP, BOTTOM = {"xaxis": "x", "yaxis": "y"}, {"xaxis": "x2", "yaxis": "y2"}  # _two_rows_layout
-
-
-def _xaxis(**props) -> dict:
-    return {**props, **T.AXIS}
-
-
-def _yaxis(title: str | None = None, **props) -> dict:
-    if title is not None:
-        props["title"] = {"text": title}
-    # 10⁵ rather than 100k (magnitudes are the point here); no 2s and 5s between decades.
-    return {**props, "exponentformat": "power", "minorloglabels": "none", **T.AXIS}
-
-
-def _right_axis_layout(title: str, left: dict, right: dict) -> dict:
-    """One plot with a second y axis on the right, as ``make_subplots(specs=[[{"secondary_y": True}]])`` lays it
-    out (the x axis stops short of the right edge to leave room for the right axis' ticks)."""
-    return {**T.base_layout(title),
-            "xaxis": _xaxis(anchor="y", domain=[0.0, 0.94]),
-            "yaxis": {"anchor": "x", "domain": [0.0, 1.0], **left},
-            "yaxis2": {"anchor": "x", "overlaying": "y", "side": "right", **right}}
-
-
-def _two_rows_layout(title: str, top: dict, bottom: dict) -> dict:
-    """Two plots stacked on one shared step axis, as ``make_subplots(rows=2, shared_xaxes=True,
-    vertical_spacing=0.08)`` lays them out: zooming one zooms both, tick labels only under the bottom one."""
-    return {**T.base_layout(title, height=T.CHART_HEIGHT + 40),
-            "xaxis": _xaxis(anchor="y", domain=[0.0, 1.0], matches="x2", showticklabels=False),
-            "yaxis": {"anchor": "x", "domain": [0.54, 1.0], **top},
-            "xaxis2": _xaxis(anchor="y2", domain=[0.0, 1.0]),
-            "yaxis2": {"anchor": "x2", "domain": [0.0, 0.46], **bottom}}
-
-
-def _figure(data: list[dict], layout: dict) -> go.Figure:
-    """The one place a Plotly object is built: every property is validated once, here."""
-    return go.Figure(data=data, layout=layout)
-
-
-def _scatter(x, y, **props) -> dict:
-    return {"type": "scatter", "x": x, "y": y, **props}
-
-
-class _Marks:
-    """Collects the points a log chart cannot draw as a line, then turns them into marker traces."""
-
-    def __init__(self):
-        self.bad_x, self.bad_y, self.bad_text = [], [], []
-        self.zero_x, self.zero_text = [], []
-        self.finite: list[np.ndarray] = []
-
-    def line(self, x, y, log: bool = True, label: str = "") -> tuple[np.ndarray, np.ndarray]:
-        """Record the special points of ``y``; return (x, y) with them blanked (NaN draws a gap)."""
-        x, y = np.asarray(x), np.asarray(y, dtype=float)
-        bad = ~np.isfinite(y)
-        zero = (y <= 0) & ~bad if log else np.zeros_like(bad)
-        self.bad_x += list(x[bad])
-        self.bad_y += list(y[bad])
-        self.bad_text += [f"{label} {v}".strip() for v in y[bad]]
-        self.zero_x += list(x[zero])
-        self.zero_text += [f"{label} 0".strip()] * int(zero.sum())
-        ok = ~(bad | zero)
-        self.finite.append(y[ok])
-        y = np.where(ok, y, np.nan)
-        idx = _thin_indices(y)
-        return x[idx], y[idx]
-
-    def extent(self, log: bool = True) -> tuple[float, float]:
-        vals = np.concatenate(self.finite) if self.finite else np.zeros(0)
-        if vals.size == 0:
-            return (0.1, 10.0) if log else (0.0, 1.0)
-        lo, hi = float(vals.min()), float(vals.max())
-        if log:
-            return lo / 3.0, hi * 3.0
-        pad = 0.08 * (hi - lo or 1.0)
-        return lo - pad, hi + pad
-
-    def traces(self, log: bool = True, **where) -> list[dict]:
-        """Non-finite points at the top of the axis, zeros (log axes) at the bottom."""
-        bottom, top = self.extent(log)
-        out = []
-        if self.bad_x:
-            out.append(_scatter(
-                self.bad_x, [top] * len(self.bad_x), mode="markers", name=NON_FINITE_NAME,
-                hovertext=self.bad_text, hoverinfo="x+text",
-                marker={"symbol": "x-thin-open", "size": 12, "line": {"width": 2}, "color": T.NON_FINITE},
-                cliponaxis=False, **where))
-        if self.zero_x:
-            keep = np.unique(np.linspace(0, len(self.zero_x) - 1, MAX_MARKERS).astype(int))
-            self.zero_x, self.zero_text = list(np.asarray(self.zero_x)[keep]), list(np.asarray(self.zero_text)[keep])
-            out.append(_scatter(
-                self.zero_x, [bottom] * len(self.zero_x), mode="markers", name=ZERO_NAME,
-                hovertext=self.zero_text, hoverinfo="x+text",
-                marker={"symbol": "circle-open", "size": 7, "color": T.ZERO}, cliponaxis=False, **where))
-        return out
-
-
-def _band(snap: Snapshot, column: str, color: str, marks: _Marks, **where) -> list[dict]:
-    """Min-max envelope of decimated buckets, so a one-step spike stays visible after folding."""
-    lo, hi = snap.view["lo"][:, snap.columns.index(column)], snap.view["hi"][:, snap.columns.index(column)]
-    if np.array_equal(lo, hi, equal_nan=True):
-        return []  # no buckets yet: every row is a single step
-    x = snap.view["step"]
-    ok_lo, ok_hi = np.isfinite(lo) & (lo > 0), np.isfinite(hi) & (hi > 0)
-    marks.finite.append(hi[ok_hi])  # the markers go above the envelope too; its own specials are the line's
-    out = []
-    for y, fill in ((np.where(ok_lo, lo, np.nan), None), (np.where(ok_hi, hi, np.nan), "tonexty")):
-        idx = _thin_indices(y)
-        trace = _scatter(x[idx], y[idx], mode="lines", line={"width": 0, "color": color},
-                         fillcolor=_alpha(color, 0.15), showlegend=False, hoverinfo="skip", **where)
-        if fill:
-            trace["fill"] = fill
-        out.append(trace)
-    return out
-
-
-def _alpha(hex_color: str, a: float) -> str:
-    h = hex_color.lstrip("#")
-    r, g, b = (int(h[i:i + 2], 16) for i in (0, 2, 4))
-    return f"rgba({r},{g},{b},{a})"
-
-
-def _event_lines(layout: dict, snaps: Sequence[Snapshot], labelled: bool) -> list[dict]:
-    """Vertical lines at explosions and live config changes (labelled) and at spikes (one legend entry).
-
-    The lines and labels go into ``layout``; the returned traces (the spikes' legend entry) go last in the data.
-    """
-    shapes, notes, spikes = [], [], False
-    for snap in snaps:
-        by_kind: dict[str, list[dict]] = {}
-        for e in snap.events:
-            by_kind.setdefault(e.get("kind", ""), []).append(e)
-        for kind, events in by_kind.items():
-            keep = MAX_EVENT_LINES.get(kind, 0)
-            for k, e in enumerate(events[-keep:] if keep else []):
-                color = T.EVENT_COLORS[kind]
-                shapes.append({"type": "line", "xref": "x", "yref": "paper", "x0": e["step"], "x1": e["step"],
-                               "y0": 0, "y1": 1, "layer": "above",
-                               "line": {"color": color, "width": 1.5 if kind == "explosion" else 1,
-                                        "dash": T.EVENT_DASH[kind]}})
-                if kind == "spike":  # frequent while a run blows up: labels would pile up
-                    spikes = True
-                    continue
-                text = {"explosion": "✕ exploded", "error": "error"}.get(kind, e.get("message", ""))
-                y = 1.0 if kind in ("explosion", "error") else 0.9 - 0.1 * (k % 3)  # stagger successive changes
-                notes.append({"x": e["step"], "xref": "x", "y": y, "yref": "paper", "showarrow": False,
-                              "text": f"{snap.label}: {text}" if labelled else text, "xanchor": "left",
-                              "yanchor": "top", "font": {"size": 10, "color": color},
-                              "bgcolor": "rgba(255,255,255,0.75)"})
-    if shapes:
-        layout["shapes"] = shapes
-    if notes:
-        layout["annotations"] = notes
-    if not spikes:
-        return []
-    return [_scatter([None], [None], mode="lines", name="spike",
-                     line={"color": T.EVENT_COLORS["spike"], "dash": T.EVENT_DASH["spike"], "width": 1})]
-
-
-def _log_range(lo: float, hi: float, decades: float = 2.0) -> list[float]:
-    """A log-axis range (in log10 units) spanning at least ``decades``, so 10% differences do not look huge."""
-    a, b = np.log10(lo), np.log10(hi)
-    if b - a < decades:
-        a = b - decades
-    return [float(a), float(b)]
-
-
-def _colors(n: int, colors: Sequence[str] | None) -> list[str]:
-    return list(colors) if colors is not None else [T.run_color(i) for i in range(n)]
 
 
 def loss_figure(snaps: Sequence[Snapshot], colors: Sequence[str] | None = None) -> go.Figure:
@@ -229,28 +31,28 @@ def loss_figure(snaps: Sequence[Snapshot], colors: Sequence[str] | None = None) 
 
     Requires: each snapshot's ``view`` with a ``loss`` column, ``probes`` (``step``, ``test_accuracy``), ``events``.
     """
-    multi, colors = len(snaps) > 1, _colors(len(snaps), colors)
-    data, marks = [], _Marks()
+    multi, colors = len(snaps) > 1, P.run_colors(len(snaps), colors)
+    data, marks = [], P.Marks()
     for snap, color in zip(snaps, colors, strict=True):
         c = color if multi else T.LOSS
         x, y = marks.line(*snap.series("loss"), label=f"{snap.label} loss" if multi else "loss")
-        data += _band(snap, "loss", c, marks, **LEFT)
-        data.append(_scatter(x, y, mode="lines", name=f"{snap.label} loss" if multi else "loss",
-                             line={"color": c, "width": 1.6}, **LEFT))
+        data += P.band(snap, "loss", c, marks, **P.LEFT)
+        data.append(P.scatter(x, y, mode="lines", name=f"{snap.label} loss" if multi else "loss",
+                              line={"color": c, "width": 1.6}, **P.LEFT))
         evals = [p for p in snap.probes if p.get("test_accuracy") is not None]  # probes between evaluations: None
         if evals:
             px = [p["step"] for p in evals]
             py = [p["test_accuracy"] for p in evals]
-            data.append(_scatter(px, py, mode="lines+markers", marker={"size": 4},
-                                 name=f"{snap.label} test acc." if multi else "test accuracy",
-                                 line={"color": color if multi else T.ACCURACY, "width": 1.2, "dash": "dot"},
-                                 **RIGHT))
-    data += marks.traces(**LEFT)
+            data.append(P.scatter(px, py, mode="lines+markers", marker={"size": 4},
+                                  name=f"{snap.label} test acc." if multi else "test accuracy",
+                                  line={"color": color if multi else T.ACCURACY, "width": 1.2, "dash": "dot"},
+                                  **P.RIGHT))
+    data += marks.traces(**P.LEFT)
     acc_title = accuracy_label(snaps[0].config).lower() if snaps else "test accuracy"  # adding: within 0.04
-    layout = _right_axis_layout("Loss and test accuracy", _yaxis("loss", type="log"),
-                                _yaxis(acc_title, **T.PERCENT_AXIS))
-    data += _event_lines(layout, snaps, multi)
-    return _figure(data, layout)
+    layout = P.right_axis_layout("Loss and test accuracy", P.yaxis("loss", type="log"),
+                                 P.yaxis(acc_title, **T.PERCENT_AXIS))
+    data += P.event_lines(layout, snaps, multi)
+    return P.figure(data, layout)
 
 
 def grad_norm_figure(snaps: Sequence[Snapshot], colors: Sequence[str] | None = None) -> go.Figure:
@@ -259,31 +61,31 @@ def grad_norm_figure(snaps: Sequence[Snapshot], colors: Sequence[str] | None = N
     Requires: ``grad_norm_pre_clip`` / ``grad_norm_post_clip`` columns and ``clip`` (the clipping now).
     One run: pre-clip red, post-clip blue. Several: one colour per run, pre-clip solid, post-clip dotted.
     """
-    multi, colors = len(snaps) > 1, _colors(len(snaps), colors)
-    data, marks = [], _Marks()
+    multi, colors = len(snaps) > 1, P.run_colors(len(snaps), colors)
+    data, marks = [], P.Marks()
     x_end = max((int(s.view["step"][-1]) for s in snaps if len(s.view["step"])), default=1)
     for snap, color in zip(snaps, colors, strict=True):
         pre_c, post_c = (color, color) if multi else (T.PRE_CLIP, T.POST_CLIP)
         prefix = f"{snap.label} " if multi else ""
-        data += _band(snap, "grad_norm_pre_clip", pre_c, marks)
+        data += P.band(snap, "grad_norm_pre_clip", pre_c, marks)
         # Post-clip dashed on top of pre-clip: without clipping they coincide and both stay visible.
         for col, c, dash, width, name in (("grad_norm_pre_clip", pre_c, "solid", 2.5, "pre-clip"),
                                           ("grad_norm_post_clip", post_c, "dot" if multi else "dash", 1.8,
                                            "post-clip")):
             x, y = marks.line(*snap.series(col), label=prefix + name)
-            data.append(_scatter(x, y, mode="lines", name=prefix + name,
-                                 line={"color": c, "width": width, "dash": dash}))
+            data.append(P.scatter(x, y, mode="lines", name=prefix + name,
+                                  line={"color": c, "width": width, "dash": dash}))
         mode, threshold, _ = live_clip(snap)
         if mode == "norm":
-            data.append(_scatter([0, x_end], [threshold, threshold], mode="lines",
-                                 name=f"{prefix}clip threshold {threshold:g}",
-                                 line={"color": color if multi else T.THRESHOLD, "width": 1.2, "dash": "longdashdot"},
-                                 hoverinfo="name"))
+            data.append(P.scatter([0, x_end], [threshold, threshold], mode="lines",
+                                  name=f"{prefix}clip threshold {threshold:g}",
+                                  line={"color": color if multi else T.THRESHOLD, "width": 1.2, "dash": "longdashdot"},
+                                  hoverinfo="name"))
     data += marks.traces()
     layout = {**T.base_layout("Gradient norm: before and after clipping"),
-              "xaxis": _xaxis(), "yaxis": _yaxis("‖g‖ (global L2)", type="log")}
-    data += _event_lines(layout, snaps, multi)
-    return _figure(data, layout)
+              "xaxis": P.xaxis(), "yaxis": P.yaxis("‖g‖ (global L2)", type="log")}
+    data += P.event_lines(layout, snaps, multi)
+    return P.figure(data, layout)
 
 
 def layer_heatmap(snap: RunSnapshot, max_cols: int = HEATMAP_MAX_COLS) -> go.Figure:
@@ -315,13 +117,13 @@ def layer_heatmap(snap: RunSnapshot, max_cols: int = HEATMAP_MAX_COLS) -> go.Fig
              "hovertemplate": "step %{x}<br>%{y}<br>log10 ‖g‖ = %{z:.2f}<extra></extra>"}]
     rows, cols = np.nonzero(bad)
     if rows.size:
-        data.append(_scatter(steps[cols], [labels[r] for r in rows], mode="markers", name=NON_FINITE_NAME,
-                             marker={"symbol": "x-thin-open", "size": 9, "line": {"width": 2}, "color": "#22D3EE"},
-                             hoverinfo="x+y+name"))
+        data.append(P.scatter(steps[cols], [labels[r] for r in rows], mode="markers", name=NON_FINITE_NAME,
+                              marker={"symbol": "x-thin-open", "size": 9, "line": {"width": 2}, "color": "#22D3EE"},
+                              hoverinfo="x+y+name"))
     layout = {**T.base_layout("Gradient norm per layer over time"), "hovermode": "closest",
-              "xaxis": _xaxis(), "yaxis": _yaxis()}
-    data += _event_lines(layout, [snap], False)
-    return _figure(data, layout)
+              "xaxis": P.xaxis(), "yaxis": P.yaxis()}
+    data += P.event_lines(layout, [snap], False)
+    return P.figure(data, layout)
 
 
 def gradient_flow_figure(names: list[str], grad_norms: dict[str, np.ndarray], step: int | None = None,
@@ -335,9 +137,9 @@ def gradient_flow_figure(names: list[str], grad_norms: dict[str, np.ndarray], st
     params = weight_params(names)
     idx = [names.index(p) for p in params]
     labels = [short_name(p) for p in params]
-    multi, colors = len(grad_norms) > 1, _colors(len(grad_norms), colors)
+    multi, colors = len(grad_norms) > 1, P.run_colors(len(grad_norms), colors)
     title = "Gradient flow now, input → output" + (f" (step {step})" if step is not None else "")
-    data, marks = [], _Marks()
+    data, marks = [], P.Marks()
     cleaned = {run: marks.line(labels, np.asarray(v, dtype=float)[idx])[1] for run, v in grad_norms.items()}
     _, top = marks.extent()
     for (run, y), color in zip(cleaned.items(), colors, strict=True):
@@ -353,11 +155,11 @@ def gradient_flow_figure(names: list[str], grad_norms: dict[str, np.ndarray], st
     marks.bad_x = []  # drawn as red bars above; zeros get "○ zero" markers at the bottom
     data += marks.traces()
     if any(not np.isfinite(np.asarray(v, dtype=float)[idx]).all() for v in grad_norms.values()):
-        data.append(_scatter([None], [None], mode="markers", name=NON_FINITE_NAME,
-                             marker={"symbol": "square", "color": T.NON_FINITE, "size": 10}))
-    layout = {**T.base_layout(title), "barmode": "group", "hovermode": "closest", "xaxis": _xaxis(),
-              "yaxis": _yaxis("‖g‖ per weight matrix", type="log", range=_log_range(*marks.extent()))}
-    return _figure(data, layout)
+        data.append(P.scatter([None], [None], mode="markers", name=NON_FINITE_NAME,
+                              marker={"symbol": "square", "color": T.NON_FINITE, "size": 10}))
+    layout = {**T.base_layout(title), "barmode": "group", "hovermode": "closest", "xaxis": P.xaxis(),
+              "yaxis": P.yaxis("‖g‖ per weight matrix", type="log", range=P.log_range(*marks.extent()))}
+    return P.figure(data, layout)
 
 
 def weights_updates_figure(snap: RunSnapshot) -> go.Figure:
@@ -369,22 +171,22 @@ def weights_updates_figure(snap: RunSnapshot) -> go.Figure:
     show_legend = len(params) <= 8
     x_end = int(snap.view["step"][-1]) if len(snap.view["step"]) else 1
     data = []
-    for where, kind, log in ((TOP, "weight_norm", True), (BOTTOM, "update_ratio", True)):
-        marks = _Marks()
+    for where, kind, log in ((P.TOP, "weight_norm", True), (P.BOTTOM, "update_ratio", True)):
+        marks = P.Marks()
         for p, color in zip(params, T.layer_colors(len(params)), strict=True):
             x, y = marks.line(*snap.series(f"{kind}/{p}"), log=log, label=short_name(p))
-            data.append(_scatter(x, y, mode="lines", name=short_name(p), legendgroup=p,
-                                 showlegend=show_legend and where is TOP, line={"color": color, "width": 1.3},
-                                 **where))
-        if where is BOTTOM:
-            data.append(_scatter([0, x_end], [1e-3, 1e-3], mode="lines", name="healthy ≈ 1e-3",
-                                 line={"color": T.REFERENCE, "dash": "dash", "width": 1.2}, hoverinfo="name",
-                                 **where))
+            data.append(P.scatter(x, y, mode="lines", name=short_name(p), legendgroup=p,
+                                  showlegend=show_legend and where is P.TOP, line={"color": color, "width": 1.3},
+                                  **where))
+        if where is P.BOTTOM:
+            data.append(P.scatter([0, x_end], [1e-3, 1e-3], mode="lines", name="healthy ≈ 1e-3",
+                                  line={"color": T.REFERENCE, "dash": "dash", "width": 1.2}, hoverinfo="name",
+                                  **where))
         data += marks.traces(log=log, **where)
-    layout = _two_rows_layout("Weight norms and update ratios", _yaxis("‖w‖", type="log"),
-                              _yaxis("‖Δw‖/‖w‖", type="log"))
-    data += _event_lines(layout, [snap], False)
-    return _figure(data, layout)
+    layout = P.two_rows_layout("Weight norms and update ratios", P.yaxis("‖w‖", type="log"),
+                               P.yaxis("‖Δw‖/‖w‖", type="log"))
+    data += P.event_lines(layout, [snap], False)
+    return P.figure(data, layout)
 
 
 def activation_figure(probe: dict) -> go.Figure:
@@ -393,19 +195,19 @@ def activation_figure(probe: dict) -> go.Figure:
     Requires: ``layers``, ``act_std``, ``act_stuck``, ``stuck_label``, ``step`` of a probe dict.
     """
     labels, label = list(probe["layers"]), probe.get("stuck_label", "stuck")
-    marks = _Marks()
+    marks = P.Marks()
     _, std = marks.line(labels, probe["act_std"], label="std")
-    _, stuck = _Marks().line(labels, probe["act_stuck"], log=False, label=label)
+    _, stuck = P.Marks().line(labels, probe["act_stuck"], log=False, label=label)
     data = [{"type": "bar", "x": labels, "y": std, "name": "activation std",
-             "marker": {"color": T.layer_colors(len(labels))}, **LEFT},
-            _scatter(labels, stuck, mode="lines+markers", name=f"{label} fraction",
-                     line={"color": T.PRE_CLIP, "width": 1.5}, **RIGHT),
-            *marks.traces(**LEFT)]
-    layout = _right_axis_layout(f"Activations per layer, input → output (step {probe['step']})",
-                                _yaxis("std of activations", type="log", range=_log_range(*marks.extent())),
-                                _yaxis(f"{label} fraction", **T.PERCENT_AXIS))
+             "marker": {"color": T.layer_colors(len(labels))}, **P.LEFT},
+            P.scatter(labels, stuck, mode="lines+markers", name=f"{label} fraction",
+                      line={"color": T.PRE_CLIP, "width": 1.5}, **P.RIGHT),
+            *marks.traces(**P.LEFT)]
+    layout = P.right_axis_layout(f"Activations per layer, input → output (step {probe['step']})",
+                                 P.yaxis("std of activations", type="log", range=P.log_range(*marks.extent())),
+                                 P.yaxis(f"{label} fraction", **T.PERCENT_AXIS))
     layout["hovermode"] = "x unified"
-    return _figure(data, layout)
+    return P.figure(data, layout)
 
 
 def time_figure(probe: dict, first: dict | None = None) -> go.Figure:
@@ -423,31 +225,31 @@ def time_figure(probe: dict, first: dict | None = None) -> go.Figure:
              if len(gates) > 1 and radii is not None else "")  # LSTM / GRU: one radius per gate block
     title = (f"Backward signal through time t (step {probe['step']}"
              + (f", ρ(W_hh) = {rho:.3g}{which})" if rho else ")"))
-    top, bottom = _Marks(), _Marks()
+    top, bottom = P.Marks(), P.Marks()
     _, back = top.line(t, probe["time_backward_norm"], label="‖∂L/∂h_t‖")
     _, std = bottom.line(t, probe["time_act_std"], log=False, label="std(h_t)")
     stuck_label = probe.get("stuck_label", "saturated")  # "dead" for a ReLU RNN: units off on the whole batch
     _, stuck = bottom.line(t, probe["time_stuck"], log=False, label=stuck_label)
-    data = [_scatter(t, back, mode="lines+markers", marker={"size": 4}, name="‖∂L/∂h_t‖",
-                     line={"color": T.PRE_CLIP, "width": 1.6}, **TOP),
+    data = [P.scatter(t, back, mode="lines+markers", marker={"size": 4}, name="‖∂L/∂h_t‖",
+                      line={"color": T.PRE_CLIP, "width": 1.6}, **P.TOP),
             *_first_backward(t, first, probe, top),
-            *top.traces(**TOP),
-            _scatter(t, std, mode="lines", name="std(h_t)", line={"color": T.POST_CLIP, "width": 1.4}, **BOTTOM),
-            _scatter(t, stuck, mode="lines", name=f"{stuck_label} units (whole batch)",
-                     line={"color": T.REFERENCE, "width": 1.2, "dash": "dot"}, **BOTTOM),
-            *bottom.traces(log=False, **BOTTOM)]
-    layout = _two_rows_layout(title, _yaxis("‖∂L/∂h_t‖", type="log"), _yaxis("std(h_t)"))
-    return _figure(data, layout)
+            *top.traces(**P.TOP),
+            P.scatter(t, std, mode="lines", name="std(h_t)", line={"color": T.POST_CLIP, "width": 1.4}, **P.BOTTOM),
+            P.scatter(t, stuck, mode="lines", name=f"{stuck_label} units (whole batch)",
+                      line={"color": T.REFERENCE, "width": 1.2, "dash": "dot"}, **P.BOTTOM),
+            *bottom.traces(log=False, **P.BOTTOM)]
+    layout = P.two_rows_layout(title, P.yaxis("‖∂L/∂h_t‖", type="log"), P.yaxis("std(h_t)"))
+    return P.figure(data, layout)
 
 
-def _first_backward(t: np.ndarray, first: dict | None, probe: dict, marks: _Marks) -> list[dict]:
+def _first_backward(t: np.ndarray, first: dict | None, probe: dict, marks: P.Marks) -> list[dict]:
     """The first probe's ‖∂L/∂h_t‖ as a dashed line, when it is an earlier probe than the one drawn."""
     if not first or first.get("step") == probe.get("step") or "time_backward_norm" not in first:
         return []
     label = f"‖∂L/∂h_t‖ at step {first['step']}"
     _, back = marks.line(t, first["time_backward_norm"], label=label)
-    return [_scatter(t, back, mode="lines", name=label, line={"color": T.PRE_CLIP, "width": 1.2, "dash": "dash"},
-                     opacity=0.6, **TOP)]
+    return [P.scatter(t, back, mode="lines", name=label, line={"color": T.PRE_CLIP, "width": 1.2, "dash": "dash"},
+                      opacity=0.6, **P.TOP)]
 
 
 def probe_figure(probe: dict, first: dict | None = None) -> go.Figure:

@@ -9,7 +9,12 @@ never touches Streamlit.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import streamlit as st
+
+from training.run import RunSnapshot
+from training.runner import Runner
 
 from . import live_api, live_status, panels, theory_panel
 from . import live_figures as LF
@@ -24,14 +29,14 @@ HOW_TO = ("**Try this first:** pick the preset *a step too large* and press **St
           "fix side by side on identical batches.")
 
 
-def _overlay_snapshots(exclude: set[str]) -> list:
+def _overlay_snapshots(exclude: set[str]) -> list[RunSnapshot]:
     """Earlier runs picked in the overlay list, relabelled with their run id so legends stay unambiguous."""
     picked = set(ss.get("w_overlay", []))
     return [LF.as_overlay(runner.snapshot(i)) for runner in S.session_runners()
             for i, run in enumerate(runner.runs) if run.id in picked and run.id not in exclude]
 
 
-def _sources(runner, runs: list[str], extra: list[str], every_s: float):
+def _sources(runner: Runner, runs: list[str], extra: list[str], every_s: float) -> Callable[[str], Source] | None:
     """Chart key -> where the chart refreshes itself while the run trains (the live chart route), or None once
     the runner has ended."""
     if not runner.alive:

@@ -18,7 +18,8 @@ from pathlib import Path
 import streamlit as st
 
 from training.registry import describe_clip
-from training.runner import LIVE
+from training.run import RunSnapshot
+from training.runner import LIVE, Runner
 
 from .data import OUTCOME_BADGE, STATE_BADGE, accuracy_label, live_clip, live_lr, run_outcome
 from .panels import fmt, latest_test_accuracy
@@ -35,7 +36,7 @@ _element = st.components.v2.component("gel_status", html="", css=Path(__file__).
                                       js=JS, isolate_styles=False)
 
 
-def run_status(snap, title: str | None = None, color: str | None = None) -> dict:
+def run_status(snap: RunSnapshot, title: str | None = None, color: str | None = None) -> dict:
     """One run's line as display text (plain strings and ints, JSON-safe: inf and NaN arrive as text)."""
     clip = describe_clip(*live_clip(snap))
     rec = snap.latest
@@ -59,18 +60,18 @@ def run_status(snap, title: str | None = None, color: str | None = None) -> dict
     }
 
 
-def status_of(runner) -> dict:
+def status_of(runner: Runner) -> dict:
     """The whole status of a runner (every run of the tab), stamped so the page keeps the newest copy."""
     return _status(runner)[0]
 
 
-def settle(runner) -> None:
+def settle(runner: Runner) -> None:
     """If every run of ``runner`` has ended, wait (at most ENDING_S) for its thread to end too."""
     if runner.alive and not any(run.status in LIVE for run in runner.runs):
         runner.wait(ENDING_S)
 
 
-def _status(runner) -> tuple[dict, list]:
+def _status(runner: Runner) -> tuple[dict, list[RunSnapshot]]:
     settle(runner)
     t = time.monotonic()  # before the snapshots: a copy is never stamped newer than what it holds
     snaps = [runner.snapshot(i, history=False) for i in range(len(runner.runs))]
@@ -80,7 +81,7 @@ def _status(runner) -> tuple[dict, list]:
                      for i, s in enumerate(snaps)]}, snaps
 
 
-def status_line(runner) -> list:
+def status_line(runner: Runner) -> list[RunSnapshot]:
     """Draw the status line of ``runner``; it polls the live route by itself while the runner is alive, and
     when it sees a run change state (explode, finish, stop) it triggers a rerun of the page, which draws the
     banners and the buttons. Returns the snapshots it drew (without history), for the banners."""

@@ -6,6 +6,7 @@ Drawn inside the detail fragment, so it refreshes at that fragment's (slow) cade
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import lru_cache
 
 import numpy as np
@@ -15,6 +16,7 @@ import streamlit as st
 from training import explain, theory
 from training import registry as R
 from training.config import Config
+from training.run import RunSnapshot, Snapshot
 
 from . import theory as TH
 from .data import run_outcome
@@ -38,7 +40,7 @@ def _pascanu(activation: str) -> tuple[float, str]:
     return theory.pascanu_condition(activation)
 
 
-def theory_panel(snap, source=None) -> None:
+def theory_panel(snap: RunSnapshot, source: Callable[[str], Source | None] | None = None) -> None:
     """MLP: predicted vs measured ‖∂L/∂h‖ per hidden layer; recurrent: the recurrent matrix's spectrum.
     ``source``: chart key -> the URL its chart refreshes itself from while the run trains (or None)."""
     cfg = snap.config
@@ -58,7 +60,7 @@ TITLES = {  # by the run's outcome (training/outcome.py): the panel explains wha
 }
 
 
-def panel_title(snap) -> str:
+def panel_title(snap: RunSnapshot) -> str:
     """The panel's title from what the run did: its outcome once it ended, else what the backward signal
     measured at the latest probe does (first hidden layer or time step ÷ last: above 10 growing, below 0.1
     fading), else neutral. Never "Why it explodes" for a healthy or vanishing net."""
@@ -76,7 +78,7 @@ def panel_title(snap) -> str:
     return "Gradient flow: theory beside measurement"
 
 
-def _mlp(snap, cfg: Config, source: Source | None) -> None:
+def _mlp(snap: RunSnapshot, cfg: Config, source: Source | None) -> None:
     why_not = explain.not_applicable(cfg)
     pred = None if why_not else _mlp_theory(cfg)
     if pred is not None:
@@ -90,12 +92,12 @@ def _mlp(snap, cfg: Config, source: Source | None) -> None:
         st.caption(f"‖∂L/∂W‖ on the right: step {grads_step}, the last step whose gradients were all finite.")
 
 
-def mlp_figure(snap) -> go.Figure:
+def mlp_figure(snap: RunSnapshot) -> go.Figure:
     """Predicted and measured ‖∂L/∂h‖ per hidden layer, and ‖∂L/∂W‖ at the last finite step."""
     return _mlp_figure(snap)[0]
 
 
-def _mlp_figure(snap) -> tuple[go.Figure, int | None]:
+def _mlp_figure(snap: RunSnapshot) -> tuple[go.Figure, int | None]:
     """The figure, and the step its ‖∂L/∂W‖ comes from."""
     cfg = snap.config
     pred = None if explain.not_applicable(cfg) else _mlp_theory(cfg)
@@ -106,7 +108,7 @@ def _mlp_figure(snap) -> tuple[go.Figure, int | None]:
     return fig, grads_step
 
 
-def last_finite_weight_grads(snap) -> tuple[np.ndarray | None, int | None]:
+def last_finite_weight_grads(snap: RunSnapshot) -> tuple[np.ndarray | None, int | None]:
     """The hidden layers' weight-gradient norms at the latest step, or at the last step where all were finite
     (after an explosion the latest are inf/NaN and would draw nothing); (None, None) without any."""
     if snap.latest is None:
@@ -121,7 +123,7 @@ def last_finite_weight_grads(snap) -> tuple[np.ndarray | None, int | None]:
     return (hidden[ok[-1]], int(steps[ok[-1]])) if len(ok) else (now, snap.latest.step)
 
 
-def _recurrent(snap, cfg: Config, source: Source | None) -> None:
+def _recurrent(snap: RunSnapshot, cfg: Config, source: Source | None) -> None:
     gamma, sentence = _pascanu(R.hidden_activation(cfg))
     if len(R.MODELS[cfg.model].gates) > 1:
         st.markdown(GATED_NOTE)
@@ -131,7 +133,7 @@ def _recurrent(snap, cfg: Config, source: Source | None) -> None:
           source)
 
 
-def spectral(snap) -> go.Figure:
+def spectral(snap: Snapshot) -> go.Figure:
     """The recurrent matrix's spectral norm over the probes, the gradient norm, and the 1/gamma bound."""
     gamma, _ = _pascanu(R.hidden_activation(snap.config))
     steps, pre_clip = snap.series("grad_norm_pre_clip")

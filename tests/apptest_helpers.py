@@ -52,15 +52,13 @@ def runner_of(at):
 
 
 def live_figures(at) -> dict[str, dict]:
-    """The live charts on the page, by key, as figure dicts. They are ``gel_plot`` elements (components/plot.py)
-    carrying the Plotly figure as JSON; with static serving off they fall back to ``st.plotly_chart``."""
+    """The live charts on the page, by key, as figure dicts: the ``gel_plot`` elements (components/plot.py), each
+    carrying its Plotly figure as JSON. Charts drawn with ``st.plotly_chart`` (the map, saved runs) are not here."""
     figures = {}
     for el in at.get("bidi_component"):
         data = json.loads(el.proto.json) if el.proto.component_name == "gel_plot" else {}
         if "figure" in data:  # not the element that only preloads plotly.js
             figures[el.proto.id.rsplit("-", 1)[-1]] = json.loads(data["figure"])
-    for el in at.get("plotly_chart"):
-        figures[el.proto.id.rsplit("-", 1)[-1]] = json.loads(el.proto.spec)
     return figures
 
 
