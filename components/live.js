@@ -265,6 +265,11 @@ function liveMap(args) {
     m.bar.style.width = '100%';
     parentElement.append(m.text, m.bar);  // before the chart's own node, which chart() appends
   }
+  if (m.job !== data.sweep) {  // a new sweep launched over the last: its end is asked for anew
+    clearTimeout(m.retry);
+    m.asked = null;
+    m.job = data.sweep;
+  }
   m.stopped = false;
   m.changed = (v) => setTriggerValue('ended', v);
   const update = (state) => {
