@@ -33,6 +33,7 @@ DEFAULT_X = "lr=1e-3:1:5"
 DEFAULT_Y = "init_std=0.01:1:5"  # with the normal init (implied): He init for the default 784-wide input is ~0.05
 AXIS_CHARS = 80  # an axis is short text; its errors quote it whole
 DEFAULT_STEPS = 100  # 25 cells x 100 steps of the default net: well under a minute on two cores
+LIVE_EVERY_S = 1.0  # s between the live map's fetches while on screen; each builds the map's figure once
 
 
 def current_job() -> MapJob | None:
@@ -180,10 +181,7 @@ def on_pick() -> None:
     ss.map_picks = ss.get("map_picks", 0) + 1  # the details scroll into view
 
 
-LIVE_EVERY_S = 1.0  # s between the live map's fetches while on screen; each builds the map's figure once
-
-
-def live_map(job, pick: tuple) -> None:
+def live_map(job: MapJob, pick: tuple) -> None:
     """A running sweep's map: the live map element (components/live.js) fetches its figure and progress from the
     map route (components/live_api.py) while it is on screen, and asks for one rerun when the sweep ends. That
     rerun draws the final map with ``st.plotly_chart``: the in-place chart sends no click selection, so the live
