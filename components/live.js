@@ -1,6 +1,7 @@
-// The live page's two elements, the status line (components/live_status.py) and the in-place chart
-// (components/plot.py), and the one fetch loop both use to stay current between reruns. Python hands each element
-// its data (the numbers or the figure, the URL to poll, the period); everything here runs in the page itself (no
+// The live page's elements, the status line (components/live_status.py), the in-place chart (components/plot.py)
+// and the stability map while its sweep runs (components/page_map.py, an in-place chart under a progress bar), and
+// the one fetch loop they all use to stay current between reruns. Python hands each element its data (the numbers
+// or the figure, the URL to poll, the period); everything here runs in the page itself (no
 // iframe): plotly.js puts its hover and mode-bar styles in the document head. Streamlit calls the default export
 // at every rerun that sends the element, with the same parentElement while it stays mounted, and calls the
 // function it returns once, when the element is removed.
@@ -217,7 +218,9 @@ function watch(div) {
   plots.seen.observe(div);
 }
 
-function chart({data, parentElement}) {
+// `unwrap` takes each answer of the chart's source (and the chart's loop) and returns the figure in it: a live
+// chart's answer is the figure itself, the live map's holds it beside its progress.
+function chart({data, parentElement}, unwrap = (answer) => answer) {
   if (data.preload) {  // opened with the page, so the first chart of a run does not wait for plotly.js
     loadPlotly(data.src).catch(() => {});
     return undefined;
@@ -231,8 +234,8 @@ function chart({data, parentElement}) {
     watch(div);
     // A chart with a source fetches its newest figure on its period, but only while it is on screen: a chart
     // nobody looks at costs neither the server nor the page anything.
-    div.__loop = poller({read: 'text', due: () => div.isConnected && div.__visible, got: (figure) => {
-      plots.queue.set(div, {...div.__base, figure});
+    div.__loop = poller({read: 'text', due: () => div.isConnected && div.__visible, got: (answer) => {
+      plots.queue.set(div, {...div.__base, figure: div.__unwrap(answer, div.__loop)});
       pump();
     }});
   }
@@ -240,6 +243,7 @@ function chart({data, parentElement}) {
   plots.queue.set(div, data);  // only the latest figure of a chart is kept
   pump();
   div.__base = data;
+  div.__unwrap = unwrap;
   div.__loop.poll(data.source, data.every_ms);
   return () => {
     div.__loop.poll(null);
@@ -249,6 +253,43 @@ function chart({data, parentElement}) {
   };
 }
 
+// The stability map while its sweep runs: a progress bar and the in-place chart, both fed by one answer of the map
+// route ({figure, done, total, text, alive}), fetched only while the chart is on screen. When an answer says the
+// sweep has ended, the loop stops and the element asks for one rerun, as the status line does when a run ends:
+// that rerun draws the final map, which opens a clicked cell in the lab, in this element's place.
+function liveMap(args) {
+  const {data, parentElement, setTriggerValue} = args;
+  let m = parentElement.__gelMap;
+  if (!m) {
+    m = parentElement.__gelMap = {text: el('div', 'gel-map-progress'), bar: el('progress'), rendered: 'running'};
+    m.bar.style.width = '100%';
+    parentElement.append(m.text, m.bar);  // before the chart's own node, which chart() appends
+  }
+  if (m.job !== data.sweep) {  // a new sweep launched over the last: its end is asked for anew
+    clearTimeout(m.retry);
+    m.asked = null;
+    m.job = data.sweep;
+  }
+  m.stopped = false;
+  m.changed = (v) => setTriggerValue('ended', v);
+  const update = (state) => {
+    setText(m.text, state.text);
+    m.bar.max = state.total;
+    m.bar.value = state.done;
+    parentElement.dataset.done = String(state.done);
+    if (!state.alive && m.asked !== 'ended') ask(m, 'ended');
+    return state.figure;
+  };
+  update(data);
+  const end = chart(args, (answer, loop) => {
+    const state = JSON.parse(answer);
+    if (!state.alive) loop.poll(null);
+    return update(state);
+  });
+  return () => { m.stopped = true; clearTimeout(m.retry); end(); };
+}
+
 export default function (args) {
-  return args.data.status ? statusLine(args) : chart(args);
+  if (args.data.status) return statusLine(args);
+  return args.data.sweep ? liveMap(args) : chart(args);
 }

@@ -7,12 +7,16 @@ stay current without a Streamlit rerun (components/live.js).
   built by the same function a rerun would use (components/live_figures.py). ``runs`` are the runs it draws,
   ``extra`` earlier runs overlaid on the loss and gradient-norm charts. A chart fetches it only while it is
   on screen, so charts nobody looks at cost the server nothing.
+- ``GET /api/map/<job id>?x=<value>&y=<value>``: a running sweep's map and progress, as the stability map page
+  draws them (components/map_chart.py ``live_state``): ``figure`` (Plotly JSON text), ``done``, ``total``,
+  ``text`` and ``alive``; ``x`` and ``y`` name the picked cell it outlines. The page's live map polls it while on
+  screen and asks for one rerun when it answers ``alive: false``.
 
-Run ids are the ones already in the page's address. A run that is not in this process answers 404. A request
+Run ids are the ones already in the page's address. A run or a sweep that is not in this process answers 404. A request
 names at most the runs a page ever draws (``MAX_RUNS`` and ``MAX_EXTRA``, after removing repeats; more is a 400),
 so its cost and its answer are bounded whatever the query string holds.
 
-Both routes are plain functions: Starlette runs them on its worker threads, so a lock held elsewhere (a run's
+The routes are plain functions: Starlette runs them on its worker threads, so a lock held elsewhere (a run's
 lock while a snapshot copies its history) never holds up the event loop that serves every page.
 """
 
@@ -28,10 +32,12 @@ from training.config import shown
 from training.manager import get_manager
 
 from . import live_figures as LF
+from . import map_chart as MC
 from .live_status import API_PREFIX, status_of
 from .plot import base_path
 
 CHART_PREFIX = "/api/chart/"
+MAP_PREFIX = "/api/map/"
 NO_STORE = {"Cache-Control": "no-store"}
 MAX_RUNS = 2  # the runs of a tab: A and B of a comparison
 MAX_EXTRA = 8  # earlier runs overlaid on the loss and gradient-norm charts (the page's picker allows as many)
@@ -90,6 +96,20 @@ def live_chart(request: Request) -> Response:
     return Response(fig.to_json(), media_type="application/json", headers=NO_STORE)
 
 
+def map_url(job_id: str, pick: tuple) -> str:
+    """Where the live map of sweep ``job_id`` fetches its state, outlining the ``pick`` (x, y) cell."""
+    return f"{base_path()}{MAP_PREFIX}{job_id}?{urlencode({'x': pick[0], 'y': pick[1]})}"
+
+
+def live_map(request: Request) -> JSONResponse:
+    """A plain function, like the others: the figure is built on a worker thread."""
+    job = get_manager().sweep(request.path_params["job_id"])
+    if job is None:
+        return _error("no sweep with this id in this server", 404)
+    pick = (request.query_params.get("x"), request.query_params.get("y"))  # checked against the axes: MC.picked
+    return JSONResponse(MC.live_state(job, pick), headers=NO_STORE)
+
+
 def warm_up() -> None:
     """Pay at server start, on a background thread, what the first Start would pay (measured: 3.5 s of its
     script run, against 0.13 s for the next): sklearn's import and the digits set (1.1 s), torch's optimizer
@@ -113,4 +133,5 @@ def routes() -> list[Route]:
     after `streamlit run` has read the config)."""
     base = base_path()
     return [Route(base + API_PREFIX + "{run_id}", live_status, methods=["GET"]),
-            Route(base + CHART_PREFIX + "{key}", live_chart, methods=["GET"])]
+            Route(base + CHART_PREFIX + "{key}", live_chart, methods=["GET"]),
+            Route(base + MAP_PREFIX + "{job_id}", live_map, methods=["GET"])]

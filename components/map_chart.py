@@ -1,19 +1,26 @@
 """The stability map's figure: one heatmap cell per (x, y), coloured by its majority outcome over seeds.
 
-Plain data in (``sweep.outcome_grid``'s arrays, a ``CriticalLine`` or None), a Plotly figure out.
+Plain data in (``sweep.outcome_grid``'s arrays, a ``CriticalLine`` or None), a Plotly figure out; then the whole
+map of a sweep with its picked cell outlined, and a running sweep's live state (the figure and its progress),
+which the page and the map route (components/live_api.py) both build here, so they draw the same map.
 """
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import plotly.graph_objects as go
 
+from training import sweep as SW
 from training.sweep import OUTCOMES
 
 from . import theme as T
+from .data import describe
 
 COLORS = {"learned": "#2CA02C", "stuck": "#9CA3AF", "vanished": "#1F77B4", "exploded": "#D62728"}
 LINE_COLOR = "#111827"
+HEIGHT = 480  # px; the live map holds this space before its first draw, so the page does not jump
 
 
 def colorscale() -> list:
@@ -61,8 +68,66 @@ def outcome_map_figure(xs, ys, codes, counts, line=None, x_name: str = "x", y_na
                      tickvals=list(xs), ticktext=[f"{v:.3g}" for v in xs])
     fig.update_yaxes(type="log" if y_log else "linear", title_text=y_name, showgrid=False, automargin=True,
                      tickvals=list(ys), ticktext=[f"{v:.3g}" for v in ys])
-    fig.update_layout(**T.base_layout(title, height=480))
+    fig.update_layout(**T.base_layout(title, height=HEIGHT))
     # Room for the axis titles and tick labels, and the legend clear of the x axis title.
     fig.update_layout(hovermode="closest", clickmode="event+select", margin={"l": 70, "r": 10, "t": 40, "b": 60},
                       legend={"y": -0.2})
     return fig
+
+
+def _edges(values, log: bool) -> list[float]:
+    """Cell boundaries around sorted grid ``values``: midpoints (geometric on a log axis), ends mirrored."""
+    v = np.log10(values) if log else np.asarray(values, dtype=float)
+    if len(v) == 1:
+        mids = np.array([v[0] - 0.5, v[0] + 0.5])
+    else:
+        inner = (v[1:] + v[:-1]) / 2
+        mids = np.concatenate([[v[0] - (inner[0] - v[0])], inner, [v[-1] + (v[-1] - inner[-1])]])
+    return list(10 ** mids if log else mids)
+
+
+def highlight(fig, sweep: SW.Sweep, x: float, y: float) -> None:
+    """Outline the picked cell (a closed line, which log axes draw as well as linear ones)."""
+    xs, ys = sorted(sweep.x.values), sorted(sweep.y.values)
+    ex, ey = _edges(xs, sweep.x.scale == "log"), _edges(ys, sweep.y.scale == "log")
+    i, j = xs.index(x), ys.index(y)
+    x0, x1, y0, y1 = ex[i], ex[i + 1], ey[j], ey[j + 1]
+    fig.add_trace(go.Scatter(x=[x0, x1, x1, x0, x0], y=[y0, y0, y1, y1, y0], mode="lines", name="picked cell",
+                             showlegend=False, hoverinfo="skip", line={"color": T.LOSS, "width": 3}))
+
+
+def picked(axis, value):
+    """The value of ``axis`` equal to ``value`` (an axis value, or its text from a URL), else the axis's first."""
+    try:
+        return next(v for v in axis.values if float(v) == float(value))
+    except (StopIteration, TypeError, ValueError):  # absent, another sweep's, or not a number
+        return axis.values[0]
+
+
+def sweep_figure(results, sweep: SW.Sweep, status: str, pick: tuple) -> go.Figure:
+    """The map of ``results`` at the sweep's full size, the χ = 1 line and the ``pick`` (x, y) cell outlined."""
+    xs, ys, codes, counts = SW.outcome_grid(results, sweep.x.values, sweep.y.values)
+    line = SW.critical_line(sweep.x, sweep.y, sweep.base, sweep.width)
+    fig = outcome_map_figure(xs, ys, codes, counts, line, sweep.x.name, sweep.y.name, sweep.x.scale == "log",
+                             sweep.y.scale == "log", title=f"Stability map: {describe(sweep.base)} · {status}")
+    highlight(fig, sweep, picked(sweep.x, pick[0]), picked(sweep.y, pick[1]))
+    return fig
+
+
+def progress_text(job, done: int, alive: bool) -> str:
+    """'3/25 cells, 4 s' while ``job`` runs; '25/25 cells in 12.3 s' (', cancelled') once it has ended."""
+    total = len(job.sweep.cells)
+    if alive:
+        return f"{done}/{total} cells, {time.monotonic() - job.started:.0f} s"
+    return f"{done}/{total} cells in {job.seconds or 0:.1f} s" + (", cancelled" if job.sweep.cancelled else "")
+
+
+def live_state(job, pick: tuple) -> dict:
+    """A sweep's map as the live map element shows it: the figure (Plotly JSON text), the cells done of the total,
+    the progress text and whether the job still runs. ``alive`` is read before the results are copied, so a
+    state that says ended holds every result."""
+    alive = job.alive
+    results = job.snapshot()
+    text = progress_text(job, len(results), alive)
+    return {"figure": sweep_figure(results, job.sweep, text, pick).to_json(), "done": len(results),
+            "total": len(job.sweep.cells), "text": text, "alive": alive}

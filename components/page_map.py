@@ -2,16 +2,14 @@
 
 The sweep runs as a job of the run manager (``training/mapjob.py``), under the same cap as the runs; the page
 keeps only its id (``map_job_id``). The job's thread never touches Streamlit, it appends results under the
-job's lock, and a ``run_every`` fragment redraws from a copy.
+job's lock. While it runs, the map keeps itself current like the lab's charts: the live map element polls the
+map route for a copy while it is on screen, and asks for one rerun when the sweep ends (no rerun on a timer).
 """
 
 from __future__ import annotations
 
-import time
 import urllib.parse
 
-import numpy as np
-import plotly.graph_objects as go
 import streamlit as st
 
 from training import registry as R
@@ -21,21 +19,21 @@ from training.manager import CapacityError, get_manager
 from training.mapjob import MapJob
 from training.store import StoreError
 
+from . import map_chart as MC
 from . import session as S
-from . import theme as T
 from .data import describe
-from .map_chart import outcome_map_figure
+from .live_api import map_url
 from .panels import plain
-from .plot import themed
+from .plot import JS, Source, figure_data, themed
 
 ss = st.session_state
-REFRESH_S = 1.0
 LAB = "the lab's current settings"
 DEFAULTS = "defaults"
 DEFAULT_X = "lr=1e-3:1:5"
 DEFAULT_Y = "init_std=0.01:1:5"  # with the normal init (implied): He init for the default 784-wide input is ~0.05
 AXIS_CHARS = 80  # an axis is short text; its errors quote it whole
 DEFAULT_STEPS = 100  # 25 cells x 100 steps of the default net: well under a minute on two cores
+LIVE_EVERY_S = 1.0  # s between the live map's fetches while on screen; each builds the map's figure once
 
 
 def current_job() -> MapJob | None:
@@ -158,27 +156,7 @@ export default function ({ data, parentElement }) {
 }
 """
 _scroll_here = st.components.v2.component("gel_scroll_here", html="", js=_SCROLL_JS, isolate_styles=False)
-
-
-def _edges(values, log: bool) -> list[float]:
-    """Cell boundaries around sorted grid ``values``: midpoints (geometric on a log axis), ends mirrored."""
-    v = np.log10(values) if log else np.asarray(values, dtype=float)
-    if len(v) == 1:
-        mids = np.array([v[0] - 0.5, v[0] + 0.5])
-    else:
-        inner = (v[1:] + v[:-1]) / 2
-        mids = np.concatenate([[v[0] - (inner[0] - v[0])], inner, [v[-1] + (v[-1] - inner[-1])]])
-    return list(10 ** mids if log else mids)
-
-
-def highlight(fig, sweep: SW.Sweep, x: float, y: float) -> None:
-    """Outline the picked cell (a closed line, which log axes draw as well as linear ones)."""
-    xs, ys = sorted(sweep.x.values), sorted(sweep.y.values)
-    ex, ey = _edges(xs, sweep.x.scale == "log"), _edges(ys, sweep.y.scale == "log")
-    i, j = xs.index(x), ys.index(y)
-    x0, x1, y0, y1 = ex[i], ex[i + 1], ey[j], ey[j + 1]
-    fig.add_trace(go.Scatter(x=[x0, x1, x1, x0, x0], y=[y0, y0, y1, y1, y0], mode="lines", name="picked cell",
-                             showlegend=False, hoverinfo="skip", line={"color": T.LOSS, "width": 3}))
+_live_map = st.components.v2.component("gel_map", html="", js=JS, isolate_styles=False)
 
 
 def lab_link(cfg: Config) -> str:
@@ -203,18 +181,34 @@ def on_pick() -> None:
     ss.map_picks = ss.get("map_picks", 0) + 1  # the details scroll into view
 
 
-def draw(results, sweep: SW.Sweep, status: str) -> None:
-    """The map of ``results`` at the sweep's full size, the χ = 1 line, the picked cell and the rule."""
-    xs, ys, codes, counts = SW.outcome_grid(results, sweep.x.values, sweep.y.values)
-    line = SW.critical_line(sweep.x, sweep.y, sweep.base, sweep.width)
-    fig = outcome_map_figure(xs, ys, codes, counts, line, sweep.x.name, sweep.y.name, sweep.x.scale == "log",
-                             sweep.y.scale == "log", title=f"Stability map: {describe(sweep.base)} · {status}")
+def live_map(job: MapJob, pick: tuple) -> None:
+    """A running sweep's map: the live map element (components/live.js) fetches its figure and progress from the
+    map route (components/live_api.py) while it is on screen, and asks for one rerun when the sweep ends. That
+    rerun draws the final map with ``st.plotly_chart``: the in-place chart sends no click selection, so the live
+    map opens no cell on a click (the pickers under it do)."""
+    state = MC.live_state(job, pick)
+    data = figure_data(state.pop("figure"), MC.HEIGHT, {"displaylogo": False},
+                       Source(map_url(job.id, pick), LIVE_EVERY_S))
+    _live_map(key="map_live", data={**data, **state, "sweep": job.id}, on_ended_change=_ended)
+
+
+def _ended() -> None:
+    """Nothing to do here: the rerun this trigger causes is the point."""
+
+
+def draw(results, sweep: SW.Sweep, status: str, job: MapJob | None = None) -> None:
+    """The map of ``results``, or the live map of the running ``job``; the χ = 1 line, the picked cell and the
+    rule."""
     for key, axis in (("m_cell_x", sweep.x), ("m_cell_y", sweep.y)):
         if key in ss and ss[key] not in axis.values:  # left from another sweep's axes
             del ss[key]
-    highlight(fig, sweep, ss.get("m_cell_x", sweep.x.values[0]), ss.get("m_cell_y", sweep.y.values[0]))
-    st.plotly_chart(themed(fig), key="chart_map", theme=None, on_select=on_pick, selection_mode="points",
-                    config={"displaylogo": False})
+    pick = (ss.get("m_cell_x", sweep.x.values[0]), ss.get("m_cell_y", sweep.y.values[0]))
+    if job is not None:
+        live_map(job, pick)
+    else:
+        st.plotly_chart(themed(MC.sweep_figure(results, sweep, status, pick)), key="chart_map", theme=None,
+                        on_select=on_pick, selection_mode="points", config={"displaylogo": False})
+    line = SW.critical_line(sweep.x, sweep.y, sweep.base, sweep.width)
     if line is not None:
         st.caption(f"Dashed: mean-field theory's χ = 1 line (edge of chaos) at init_std = {line.value:.3g} for "
                    f"fan-in {line.fan_in}; {'to its right' if line.axis == 'x' else 'above it'} χ > 1 and gradients "
@@ -232,7 +226,7 @@ def draw(results, sweep: SW.Sweep, status: str) -> None:
 
 
 def map_view() -> None:
-    """The map: the running (or last) sweep's results, or a loaded one. Refreshed by its fragment."""
+    """The map: the running (or last) sweep's results, or a loaded one."""
     loaded = ss.get("map_loaded")
     job = current_job()
     if loaded is not None:
@@ -243,22 +237,14 @@ def map_view() -> None:
         st.info("Pick two axes and press **Launch**: each cell trains a short run and is coloured by how it "
                 "ended. Try the defaults: learning rate against the init's scale.", icon=":material/grid_on:")
         return
+    alive = job.alive  # before the copy: an ended job's copy holds every result
     results = job.snapshot()
-    total = len(job.sweep.cells)
-    if job.alive:
-        status = f"{len(results)}/{total} cells, {time.monotonic() - job.started:.0f} s"
-        st.progress(len(results) / total, text=status)
-    else:
-        status = f"{len(results)}/{total} cells in {job.seconds or 0:.1f} s"
-        if job.sweep.cancelled:
-            status += ", cancelled"
+    status = MC.progress_text(job, len(results), alive)
+    if not alive:
         st.caption(plain(f"Sweep ended: {status}; {job.saved}."))
     if job.error:
         st.error(plain(f"The sweep stopped: {job.error}"), icon=":material/error:")
-    draw(results, job.sweep, status)
-    if ss.get("map_polling") and not job.alive:
-        ss.map_polling = False
-        st.rerun(scope="app")  # once: the Cancel button and the saved-map list catch up
+    draw(results, job.sweep, status, job if alive else None)
 
 
 def render() -> None:
@@ -268,7 +254,4 @@ def render() -> None:
     controls()
     if ss.get("map_error"):
         st.error(plain(ss.map_error), icon=":material/error:")
-    job = current_job()
-    polling = job is not None and job.alive and ss.get("map_loaded") is None
-    ss.map_polling = polling
-    st.fragment(run_every=REFRESH_S if polling else None)(map_view)()
+    map_view()

@@ -76,16 +76,19 @@ def plotly_js_url() -> str:
     return f"{base_path()}/app/static/{PLOTLY_JS_NAME}"
 
 
+def figure_data(figure: str, height: int, config: dict | None = None, source: Source | None = None) -> dict:
+    """What the in-place chart is handed: a figure as Plotly JSON text, the height it holds before its first draw,
+    how to draw it, and where it fetches its newest figure while on screen (``source``)."""
+    config = {"displaylogo": False, "displayModeBar": "hover", "responsive": True, **(config or {})}
+    return {"figure": figure, "config": config, "height": height, "src": plotly_js_url(), "dark": DARK_SWAPS,
+            "source": source.url if source else None,
+            "every_ms": int(source.every_s * 1000) if source else None}
+
+
 def plotly_figure(fig, key: str, config: dict | None = None, source: Source | None = None) -> None:
     """Draw ``fig`` under ``key``, updating the chart already on the page when there is one; with ``source``,
     the chart then fetches its newest figure from there, on its period, while it is on screen."""
-    config = {"displaylogo": False, "displayModeBar": "hover", "responsive": True, **(config or {})}
-    figure = fig.to_json()
-    height = (fig.layout.height or DEFAULT_HEIGHT)
-    _element(key=key, data={"figure": figure, "config": config, "height": height, "src": plotly_js_url(),
-                            "dark": DARK_SWAPS,
-                            "source": source.url if source else None,
-                            "every_ms": int(source.every_s * 1000) if source else None})
+    _element(key=key, data=figure_data(fig.to_json(), fig.layout.height or DEFAULT_HEIGHT, config, source))
 
 
 def themed(fig):

@@ -23,6 +23,10 @@ def play_small_map(page, x_axis: str, backend: str) -> None:
     wait_until(lambda: el(page, "m_steps").locator("input").input_value() == "5", what="the map's settings")
     el(page, "m_backend").get_by_text(backend).click()
     el(page, "btn_map_launch").locator("button").click()
+    # As a person watching it: the live map fetches, and so sees the sweep end, only while it is on screen.
+    shown_map = page.locator(".st-key-map_live:not([data-stale='true']), .st-key-chart_map:not([data-stale='true'])")
+    shown_map.first.wait_for(timeout=60_000)
+    shown_map.first.scroll_into_view_if_needed()
     wait_until(lambda: "Sweep ended" in page.locator("[data-testid='stMain']").inner_text(), timeout=120,
                what="the sweep to end")
 
@@ -240,6 +244,34 @@ def test_clicking_a_map_cell_outlines_it_and_brings_its_details_into_view(stream
     wait_until(lambda: 0 <= link.bounding_box()["y"] <= 700 - link.bounding_box()["height"],
                what="the cell's details in view")
     assert "lr=0.1" in link.get_attribute("href")
+
+
+def test_a_running_map_fills_in_from_its_route_and_its_end_reruns_the_page_once(streamlit_server, browser_page):
+    page = browser_page
+    fetched = []
+    page.on("request", lambda r: fetched.append(r.url) if "/api/map/" in r.url else None)
+    page.goto(f"{streamlit_server}/stability-map")
+    el(page, "btn_map_launch").wait_for(timeout=60_000)
+    for key, value in (("m_x", "lr=0.001,0.01,0.1"), ("m_y", "init_std=0.1,1"), ("m_steps", "400")):
+        box = el(page, key).locator("input")
+        box.fill(value)
+        box.press("Enter")
+    wait_until(lambda: el(page, "m_steps").locator("input").input_value() == "400", what="the map's settings")
+    el(page, "m_backend").get_by_text("serial").click()
+    el(page, "btn_map_launch").locator("button").click()
+    live = el(page, "map_live")
+    live.locator(".js-plotly-plot .main-svg").first.wait_for(timeout=30_000)
+    assert page.locator(".st-key-chart_map").count() == 0, "no timer fragment redraws a chart while it runs"
+    done = lambda: int(live.locator("[data-done]").first.get_attribute("data-done"))  # noqa: E731
+    first = done()
+    wait_until(lambda: done() > first, timeout=60, what="a cell more, from the route")
+    assert first < 6 and fetched and "/6 cells" in live.inner_text()
+    # Nothing reruns on a timer: the end shows only because the element asked for a rerun.
+    wait_until(lambda: "Sweep ended" in page.locator("[data-testid='stMain']").inner_text(), timeout=120,
+               what="the rerun the live map asks for when the sweep ends")
+    page.locator(".st-key-chart_map .js-plotly-plot .main-svg").first.wait_for(timeout=30_000)
+    assert page.locator(".st-key-map_live").count() == 0 and "saved as" in page.locator(
+        "[data-testid='stMain']").inner_text()
 
 
 def test_opening_a_page_directly_logs_no_404(streamlit_server, browser_page):

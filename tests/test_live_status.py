@@ -110,7 +110,8 @@ def test_the_chart_route_names_what_it_does_not_know():
 
 def test_routes_and_urls_follow_the_base_url_path(monkeypatch):
     monkeypatch.setattr(plot.st, "get_option", lambda name: "/lab/" if name == "server.baseUrlPath" else None)
-    assert [r.path for r in live_api.routes()] == ["/lab/api/live/{run_id}", "/lab/api/chart/{key}"]
+    assert [r.path for r in live_api.routes()] == ["/lab/api/live/{run_id}", "/lab/api/chart/{key}",
+                                                   "/lab/api/map/{job_id}"]
     assert live_api.chart_url("chart_loss", ["r1-a"], ["r2-b"]) == "/lab/api/chart/chart_loss?runs=r1-a&extra=r2-b"
 
 

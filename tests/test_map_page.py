@@ -1,7 +1,8 @@
 """The stability map page and the lab's theory panel: the map figure on plain data, then the pages via AppTest.
 
-AppTest never fires ``run_every``: tests poll with ``at.run()``. Every sweep and run a test starts is stopped in
-its teardown.
+The page reruns on no timer: while a sweep runs, its map is an element that polls the map route (tested here
+through the route, in process); tests drive the reruns with ``at.run()``. Every sweep and run a test starts is
+stopped in its teardown.
 """
 
 from __future__ import annotations
@@ -13,9 +14,12 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from bench import asgi
+from components import live_api
 from components import map_chart as M
 from tests.apptest_helpers import live_figures, poll, shown
 from training import sweep as SW
+from training.config import Config
 from training.manager import get_manager
 
 APP = str(Path(__file__).resolve().parent.parent / "app.py")
@@ -43,6 +47,77 @@ def test_outcome_map_colours_each_code_blanks_unrun_cells_and_draws_the_critical
     assert fig.layout.xaxis.type == "log" and fig.layout.yaxis.type == "log"
     no_line = M.outcome_map_figure([1], [2], np.array([[0]]), np.ones((1, 1, 4), int))
     assert not [t for t in no_line.data if getattr(t, "mode", None) == "lines"]
+
+
+def test_a_picked_cell_from_a_url_is_one_of_the_axis_values_or_the_first():
+    axis = SW.parse_axis("lr=1e-3,0.1,1")
+    assert M.picked(axis, "0.1") == 0.1 and M.picked(axis, 1.0) == 1.0
+    for stray in ("0.5", "nan", "lots", None):  # another sweep's value, or not a number: the first cell
+        assert M.picked(axis, stray) == 1e-3
+
+
+# The map route: a sweep's live state, built as the page builds it.
+@pytest.fixture
+def sweep_job():
+    """Start a serial 2 x 2 sweep of ``steps`` steps a cell; stopped at teardown."""
+    jobs = []
+
+    def start(steps: int):
+        x, y = SW.parse_axis("lr=1e-3,1"), SW.parse_axis("init_std=0.01,1")
+        base = Config(hidden_sizes=(8,))
+        base = base.replace(**SW.implied(base, (x.name, y.name)))
+        jobs.append(get_manager().start_sweep(SW.Sweep(base, x, y, steps=steps), "serial"))
+        return jobs[-1]
+
+    yield start
+    for job in jobs:
+        assert job.stop(), "a sweep thread outlived its test"
+
+
+def get_map(job_id: str, pick: tuple) -> tuple[int, dict, dict]:
+    status, body, headers = asgi.get(live_api.map_url(job_id, pick))
+    return status, json.loads(body), headers
+
+
+def outline(figure: dict) -> tuple[float, float, float, float]:
+    """(x0, x1, y0, y1) of the picked cell's outline in a map figure."""
+    t = next(t for t in figure["data"] if t.get("name") == "picked cell")
+    return min(t["x"]), max(t["x"]), min(t["y"]), max(t["y"])
+
+
+def test_the_map_route_answers_a_running_sweeps_map_and_progress(sweep_job):
+    job = sweep_job(2000)
+    code, body, headers = get_map(job.id, (1, 0.01))
+    assert code == 200 and headers["cache-control"] == "no-store"
+    assert body["alive"] is True and body["total"] == 4 and 0 <= body["done"] < 4
+    assert body["text"].startswith(f"{body['done']}/4 cells, ") and body["text"].endswith(" s")
+    figure = json.loads(body["figure"])
+    assert figure["layout"]["title"]["text"].endswith(" · " + body["text"])
+    heat = figure["data"][0]
+    assert len(heat["z"]) == 2 and len(heat["z"][0]) == 2
+    assert sum(v is not None for row in heat["z"] for v in row) == body["done"]
+    x0, x1, y0, y1 = outline(figure)
+    assert x0 < 1 < x1 and y0 < 0.01 < y1 and x0 > 1e-3  # the cell the URL picked, not the first
+    _, body, _ = get_map(job.id, ("0.5", "nope"))  # values on no axis: the first cell, as the page's default
+    x0, x1, y0, y1 = outline(json.loads(body["figure"]))
+    assert x0 < 1e-3 < x1 < 1 and y0 < 0.01 < y1 < 1
+
+
+def test_the_map_route_answers_an_ended_sweep_as_the_page_draws_it(sweep_job):
+    job = sweep_job(5)
+    job.thread.join(timeout=60)  # to its end: stop() would cancel it
+    assert not job.alive
+    code, body, _ = get_map(job.id, (1e-3, 1))
+    results = job.snapshot()
+    text = M.progress_text(job, len(results), False)
+    assert code == 200 and body["alive"] is False and body["done"] == body["total"] == len(results) == 4
+    assert body["text"] == text and " cells in " in text
+    assert json.loads(body["figure"]) == json.loads(M.sweep_figure(results, job.sweep, text, (1e-3, 1)).to_json())
+
+
+def test_the_map_route_answers_404_for_a_sweep_not_in_this_server():
+    code, body, _ = get_map("m" + "0" * 24, (1, 1))
+    assert code == 404 and "no sweep" in body["error"]
 
 
 # The map page.
@@ -114,6 +189,48 @@ def test_a_tiny_sweep_fills_the_map_saves_it_and_reloads_it(map_at):
     assert not map_at.exception and map_z(map_at) == codes.tolist()
     assert any("saved, 4 cells" in json.loads(c.proto.spec)["layout"]["title"]["text"]
                for c in map_at.get("plotly_chart"))
+
+
+def live_map(at) -> dict | None:
+    """What the live map element was handed at the last rerun (components/page_map.py), or None."""
+    for el in at.get("bidi_component"):
+        if el.proto.component_name == "gel_map":
+            return json.loads(el.proto.json)
+    return None
+
+
+def test_a_running_sweep_is_a_live_map_polling_its_route_with_no_timer_fragment(map_at, monkeypatch):
+    import streamlit
+
+    timers = []
+    fragment = streamlit.fragment
+
+    def recording(func=None, *, run_every=None):
+        timers.append(run_every)
+        return fragment(func, run_every=run_every)
+
+    monkeypatch.setattr(streamlit, "fragment", recording)
+    map_at.run()
+    map_at.text_input(key="m_x").input("lr=1e-3,1")
+    map_at.text_input(key="m_y").input("init_std=0.01,1")
+    map_at.number_input(key="m_steps").set_value(2000)
+    map_at.radio(key="m_backend").set_value("serial")
+    map_at.button(key="btn_map_launch").click().run()
+    assert not map_at.exception and not map_at.error
+    job = _job(map_at)
+    data = live_map(map_at)
+    assert job.alive and data is not None and data["alive"] is True, "the running sweep's map is the live element"
+    assert data["source"] == live_api.map_url(job.id, (1e-3, 0.01)) and data["every_ms"] == 1000
+    assert data["sweep"] == job.id and data["total"] == 4 and data["text"].startswith(f"{data['done']}/4 cells")
+    assert json.loads(data["figure"])["layout"]["title"]["text"].endswith(data["text"])
+    assert not map_at.get("plotly_chart") and all(t is None for t in timers), timers
+    map_at.selectbox(key="m_cell_x").set_value(1.0).run()  # the pickers still work while it runs
+    assert live_map(map_at)["source"] == live_api.map_url(job.id, (1.0, 0.01))
+    assert job.stop(timeout=60)
+    map_at.run()  # the rerun the element asks for once the route says the sweep ended
+    assert live_map(map_at) is None and map_at.get("plotly_chart"), "the final map is the clickable chart"
+    assert any("Sweep ended" in c.value for c in map_at.caption)
+    assert all(t is None for t in timers), timers
 
 
 def test_cancel_stops_the_sweep_between_cells_and_saves_what_finished(map_at):
