@@ -6,7 +6,7 @@ settings in ``.streamlit/config.toml``. Every request, Streamlit's own and the r
 first (components/host_guard.py: a page on another site that re-points its name at this machine is refused).
 What the first Start would otherwise wait for (imports, the digits set) is warmed up on a background thread as
 the server starts. A bare ``streamlit run app.py`` has none of these: its page draws the numbers of each rerun
-(a button, a setting), but its status line and charts do not move on their own.
+(a button, a setting), but its status line, charts and running stability map do not move on their own.
 """
 
 import threading
