@@ -67,6 +67,19 @@ def set_number(page, key: str, value: str, url_has: str) -> None:
 PLOT = "document.querySelector('.st-key-{key}:not([data-stale=\"true\"]) .gel-plot')"
 
 
+def speed_to_max(page) -> None:
+    """Put the speed control at "max" (a lesson may play in slow motion; these tests want full speed). The key
+    press is repeated until it shows: a rerun that redraws the slider just then swallows a press."""
+    def at_max() -> bool:
+        slider = el(page, "w_speed").get_by_role("slider")
+        if slider.get_attribute("aria-valuetext") == "max":
+            return True
+        slider.press("End")
+        return False
+
+    wait_until(at_max, what="the speed control at max", every=0.3)
+
+
 def plot_eval(page, key: str, body: str):
     """Evaluate ``body`` with ``d`` bound to the chart's plot div (null when it is not on the page)."""
     return page.evaluate(f"(() => {{ const d = {PLOT.format(key=key)}; return {body}; }})()")
@@ -123,9 +136,7 @@ def test_explode_clip_compare_and_stop(streamlit_server, browser_page, repo_root
     wait_until(lambda: el(page, "w_steps").locator("input").input_value() == "300", what="the preset's values")
     set_number(page, "w_steps", "20000", url_has="steps=20000")
     # The lesson plays in slow motion (2 steps a second); this test wants its runs at full speed.
-    el(page, "w_speed").get_by_role("slider").press("End")
-    wait_until(lambda: el(page, "w_speed").get_by_role("slider").get_attribute("aria-valuetext") == "max",
-               what="the speed control at max")
+    speed_to_max(page)
     click_button(page, "btn_start")
     wait_until(lambda: "exploded at step" in text(page, "banner"), what="the explosion banner")
     assert steps(page)[0] > 0

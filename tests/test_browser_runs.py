@@ -11,7 +11,7 @@ import time
 from urllib.parse import parse_qs, urlparse
 
 import pytest
-from test_browser import address, click_button, el, status, steps, text, wait_until
+from test_browser import address, click_button, el, speed_to_max, status, steps, text, wait_until
 
 pytestmark = pytest.mark.browser
 # From the status line showing the end to the banner and the buttons following it: one rerun, which the status
@@ -52,9 +52,7 @@ def pick_preset(page, name: str, steps_value: str) -> None:
     el(page, "w_preset").get_by_role("combobox").click()
     page.get_by_role("option", name=name, exact=True).click()
     wait_until(lambda: el(page, "w_steps").locator("input").input_value() == steps_value, what=f"{name}'s values")
-    slider = el(page, "w_speed").get_by_role("slider")
-    slider.press("End")
-    wait_until(lambda: slider.get_attribute("aria-valuetext") == "max", what="the speed control at max")
+    speed_to_max(page)
 
 
 def shown_runs(page, what: str = "runs") -> str:
