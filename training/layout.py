@@ -88,6 +88,16 @@ class StepRecord:
         return np.concatenate([head, held_out(self.probe), self.grad_norms, self.weight_norms, self.update_ratios])
 
 
+def clipped_share(clipped_steps: int, steps: int) -> float:
+    """The share of steps on which clipping changed the gradients; NaN before any step."""
+    return clipped_steps / steps if steps > 0 else math.nan
+
+
+def clipped_words(share: float) -> str:
+    """The share in words, as the status line and the CLI say it: 'clipped on 12.5% of steps'."""
+    return f"clipped on {share:.1%} of steps" if math.isfinite(share) else "clipped on – of steps"
+
+
 def held_out(probe: dict | None) -> tuple[float, float]:
     """(test loss, test accuracy) of a probe that evaluated the held-out set, else (NaN, NaN)."""
     if probe is None or probe["test_loss"] is None:
