@@ -17,6 +17,7 @@ from pathlib import Path
 
 import streamlit as st
 
+from training.layout import clipped_share, clipped_words
 from training.registry import describe_clip
 from training.run import RunSnapshot
 from training.runner import LIVE, Runner
@@ -52,12 +53,19 @@ def run_status(snap: RunSnapshot, title: str | None = None, color: str | None = 
         "step": snap.step, "step_text": f"{shown:,}", "steps_text": f"{snap.config.steps:,}",
         # A paused run has no speed: the rate of its last steps would read as if it still trained.
         "detail": ("" if snap.status == "paused" else f"{snap.steps_per_s:,.0f} steps/s · ")
-                  + f"{snap.device} · {clip} · lr {live_lr(snap):g}",
+                  + f"{snap.device} · {clip}{_share(snap)} · lr {live_lr(snap):g}",
         "metrics": [["Loss", fmt(rec.loss if rec else None)],
                     ["‖g‖ before clip", fmt(rec.grad_norm_pre_clip if rec else None)],
                     ["‖g‖ after clip", fmt(rec.grad_norm_post_clip if rec else None)],
                     [accuracy_label(snap.config), "–" if acc is None else f"{acc:.0%}"]],
     }
+
+
+def _share(snap: RunSnapshot) -> str:
+    """' (clipped on 12.5% of steps)' over every step so far, whatever the clip mode then; '' when not counted."""
+    if snap.clipped_steps is None or snap.step == 0:
+        return ""
+    return f" ({clipped_words(clipped_share(snap.clipped_steps, snap.step))})"
 
 
 def status_of(runner: Runner) -> dict:

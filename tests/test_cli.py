@@ -164,3 +164,19 @@ def test_an_error_in_a_stored_run_is_saved_as_error_with_the_steps_before_it(tmp
     stored = store.load_run(info["id"])
     assert info["status"] == "error" and len(stored.steps) == 3
     assert stored.events[-1]["kind"] == "error" and stored.events[-1]["message"] == "RuntimeError: device lost"
+
+
+@pytest.mark.parametrize("clip", [["--clip", "none"], ["--clip", "agc", "--clip-threshold", "0.02"],
+                                  ["--clip", "norm", "--clip-threshold", "0.3"]], ids=lambda c: c[1])
+def test_the_summary_says_on_what_share_of_steps_clipping_engaged(clip, tmp_path, capsys):
+    argv = ["run", "--hidden-sizes", "8", "--batch-size", "8", "--steps", "20", "--device", "cpu", "--quiet", *clip]
+    assert main([*argv, "--out", str(tmp_path / "f.csv")]) == 0
+    file_line = capsys.readouterr().err
+    share = pd.read_csv(tmp_path / "f.csv")["clipped"].mean()
+    assert f"clipped on {share:.1%} of steps" in file_line
+    assert main([*argv, "--store", str(tmp_path / "d")]) == 0  # the same run through the store: the same share
+    assert f"clipped on {share:.1%} of steps" in capsys.readouterr().err
+    if clip[1] == "none":
+        assert share == 0
+    else:
+        assert 0 < share <= 1

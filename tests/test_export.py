@@ -255,3 +255,25 @@ def test_the_cli_names_the_outcome_as_the_lab_does(tmp_path):
     lab = [e for e in r.snapshot().events if e["kind"] == "outcome"]
     assert len(cli) == len(lab) == 1 and cli[0]["outcome"] == lab[0]["outcome"] == "vanished"
     assert export.finite(lab[0]) == cli[0]
+
+
+def test_the_events_file_says_on_what_share_of_steps_clipping_engaged(tmp_path):
+    columns = ["loss", "lr", "grad_norm_pre_clip", "grad_norm_post_clip", "clipped"]
+    rows = np.zeros((4, 5))
+    rows[:, 4] = [1, 0, 1, 1]
+    side = export.write_run(tmp_path / "s.csv", range(4), columns, rows, CFG.to_dict(), "finished", [])
+    assert json.loads(side.read_text())["clipped_share"] == 0.75
+    side = export.write_run(tmp_path / "e.csv", [], columns, rows[:0], CFG.to_dict(), "stopped", [])
+    assert json.loads(side.read_text())["clipped_share"] is None  # no step: no share
+
+
+def test_every_export_of_a_run_carries_its_clipped_share(tmp_path):
+    path = tmp_path / "cli.csv"
+    assert main(["run", *FLAGS, "--clip", "agc", "--clip-threshold", "0.05", "--out", str(path)]) == 0
+    share = json.loads((tmp_path / "cli.csv.events.json").read_text())["clipped_share"]
+    assert share == pd.read_csv(path)["clipped"].mean() and 0 < share <= 1
+    assert main(["run", *FLAGS, "--clip", "agc", "--clip-threshold", "0.05", "--store", str(tmp_path / "d")]) == 0
+    store = Store(tmp_path / "d")
+    [info] = store.list_runs()
+    side = store.export(info["id"], tmp_path / "stored.parquet")
+    assert json.loads(side.read_text())["clipped_share"] == share

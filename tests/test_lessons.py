@@ -82,6 +82,19 @@ def test_norm_clipping_rescues_an_explosion_caused_by_the_learning_rate():
     assert f.outcome == "learned" and f.test_accuracy > 0.9
 
 
+def test_agc_and_norm_clipping_both_train_at_the_learning_rate_that_explodes_unclipped():
+    name = "AGC and norm clipping both train"
+    p, f = measured(name)
+    assert abs(p.first_loss - LN10) < 0.1
+    assert p.outcome == "exploded" and p.explosion_step <= 30  # "at step ~18"
+    assert f.outcome == "learned" and f.test_accuracy > 0.9  # AGC, λ = 0.02
+    # Norm clipping at 1.0 on the same problem is the fix of "clip a large learning rate": trained there once.
+    norm = LS.problem(name).replace(clip="norm", clip_threshold=1.0)
+    assert norm == LS.fix("clip a large learning rate")
+    n = measured("clip a large learning rate")[1]
+    assert n.outcome == "learned" and n.test_accuracy > 0.9
+
+
 def test_he_init_trains_the_deep_relu_net_the_default_init_leaves_at_chance():
     p, f = measured("fix the init")
     assert finite_run(p) and abs(p.final_loss - LN10) < 0.05 and p.test_accuracy < 0.2

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import replace
 
 from streamlit.testing.v1 import AppTest
 
@@ -35,6 +36,20 @@ def test_the_route_answers_the_runs_own_numbers():
     assert metrics["Loss"] == format(snap.latest.loss, ".3g")
     assert metrics["‖g‖ before clip"] == format(snap.latest.grad_norm_pre_clip, ".3g")
     assert "clipping off" in run["detail"] and "lr 0.01" in run["detail"]
+    assert "clipped on 0.0% of steps" in run["detail"]
+
+
+def test_the_detail_says_on_what_share_of_steps_clipping_engaged():
+    runner = get_manager().start(Config(steps=20, hidden_sizes=(16,), clip="agc", clip_threshold=0.01))
+    assert runner.wait(timeout=60)
+    snap = runner.snapshot()
+    clipped = snap.series("clipped")[1]
+    assert len(clipped) == 20 and snap.clipped_steps == int(clipped.sum()) > 0
+    detail = live_status.run_status(snap)["detail"]
+    assert f"AGC λ = 0.01 (clipped on {clipped.mean():.1%} of steps)" in detail
+    assert "clipped on" not in live_status.run_status(replace(snap, clipped_steps=None))["detail"]  # not counted
+    half = replace(snap, step=8, clipped_steps=3)  # the share counts every mode's steps so far
+    assert "(clipped on 37.5% of steps)" in live_status.run_status(half)["detail"]
 
 
 def test_a_run_gone_non_finite_answers_valid_json_with_its_inf_and_nan_shown():

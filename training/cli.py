@@ -22,6 +22,7 @@ from . import registry as R
 from . import sweep as SW
 from .config import FIELDS, Config, ConfigError, allowed_text, from_dict, from_preset
 from .headless import train_into_store, train_rows
+from .layout import clipped_share, clipped_words
 from .store import Store, StoreError, default_data_dir
 
 MAX_CONFIG_BYTES = 64 * 1024  # a JSON config file is small; refuse anything larger before reading it
@@ -173,8 +174,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"error: --out: cannot write {out} ({e.strerror or e}); nothing was written", file=sys.stderr)
         return 1
     loss = f"{rows[-1, 1]:.4g}" if len(rows) else "n/a"
-    print(f"{ended(status, O.of_events(events))}: {len(rows)} steps recorded, last loss {loss}, wrote {out} and "
-          f"{sidecar.name}", file=sys.stderr)
+    share = clipped_words(clipped_share(int((rows[:, 1 + trainer.columns.index("clipped")] > 0).sum()), len(rows)))
+    print(f"{ended(status, O.of_events(events))}: {len(rows)} steps recorded, last loss {loss}, {share}, wrote {out} "
+          f"and {sidecar.name}", file=sys.stderr)
     return 0
 
 
@@ -184,7 +186,7 @@ def _run_stored(args: argparse.Namespace, cfg: Config, out: Path | None) -> int:
         print(f"warning: {line}", file=sys.stderr)
     label = f"cli: {args.preset}" if args.preset else "cli"
     try:
-        run_id, status, steps = train_into_store(cfg, store, label, progress=not args.quiet)
+        run_id, status, steps, clipped = train_into_store(cfg, store, label, progress=not args.quiet)
     except RuntimeError as e:  # e.g. a requested device that is absent
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -204,7 +206,8 @@ def _run_stored(args: argparse.Namespace, cfg: Config, out: Path | None) -> int:
     loss = f"{info['last_loss']:.4g}" if info["last_loss"] is not None else "n/a"
     e = store.outcomes().get(run_id)
     how = ended(status, O.Outcome.from_event(e) if e else None)
-    print(f"{how}: {steps} steps recorded, last loss {loss}, {wrote}", file=sys.stderr)
+    print(f"{how}: {steps} steps recorded, last loss {loss}, {clipped_words(clipped_share(clipped, steps))}, {wrote}",
+          file=sys.stderr)
     return 0 if status != "error" else 1
 
 

@@ -95,8 +95,11 @@ class Config:
     momentum: float = _f(0.9, "momentum of the 'momentum' optimizer", lo=0.0, hi=0.999)
     batch_size: int = _f(64, "examples per step", lo=1, hi=4096)
     steps: int = _f(1000, "training steps", lo=1, hi=10_000_000)
-    clip: str = _f("none", "gradient clipping: none, by global norm, or by value", choices=R.Names(R.CLIP_MODES))
-    clip_threshold: float = _f(1.0, "max_norm (clip=norm) or clip_value (clip=value)", lo=1e-6, hi=1e6)
+    clip: str = _f("none", "gradient clipping: none, by global norm, by value, or agc (adaptive: each "
+                   "unit's gradient scaled to ‖G_i‖/max(‖W_i‖, 1e-3) ≤ λ; a unit is a weight row, or a whole bias or "
+                   "gain vector; the output layer head.* is exempt)", choices=R.Names(R.CLIP_MODES))
+    clip_threshold: float = _f(1.0, "max_norm (clip=norm), clip_value (clip=value) or λ (clip=agc, "
+                                 f"{R.AGC_THRESHOLD[0]:g} to {R.AGC_THRESHOLD[1]:g})", lo=1e-6, hi=1e6)
     clip_norm_type: str = _f("2", "norm used by clip=norm: 2 or inf", choices=R.Names(R.CLIP_NORM_TYPES))
     dataset: str = _f("digits", "digits or gaussian (MLP); adding or temporal_order (recurrent)",
                       choices=R.Names(R.DATASETS))
@@ -194,6 +197,9 @@ def model_conflicts(model: str, values: Mapping) -> list[tuple[str, object, str]
 def _check_combination(c: Config) -> None:
     for name, _, why in model_conflicts(c.model, vars(c))[:1]:
         raise ConfigError(name, getattr(c, name), why)
+    lo, hi = R.AGC_THRESHOLD
+    if c.clip == "agc" and not lo <= c.clip_threshold <= hi:
+        raise ConfigError("clip_threshold", c.clip_threshold, f"allowed with clip=agc: {lo:g} to {hi:g}")
     n = R.param_count(c, *R.DATASET_DIMS[c.dataset])
     if n > MAX_PARAMS:
         name = "hidden_size" if c.is_recurrent else "hidden_sizes"

@@ -28,6 +28,7 @@ import torch.nn.functional as F
 
 from . import outcome as O
 from . import registry as R
+from .agc import agc_
 from .config import Config
 from .layout import PER_PARAM, SCALAR_COLUMNS, TEST_COLUMNS, Host, Sent, StepRecord, held_out, row_slices
 
@@ -144,22 +145,22 @@ class Trainer:
             # One flat row of 0-d tensors, one stack, one transfer, in the order of ``Sent``. A small op costs
             # microseconds, as much as the arithmetic.
             head = [loss, *(clip_scalars or ()), *norms]
-            coef = clip_scalars[1] if clip_scalars else None
+            coef = clip_scalars[1] if self._sent.coef is not None else None
             if self._sgd_lr_only:
                 host, un, applied = self._look_then_update(grads, coef, head, post_norms)
             else:
                 host, un, applied = self._update_then_look(grads, coef, head, post_norms)
-            clip_norm = self._clip_total if clip_scalars else None
+            clip_norm = self._clip_total if self._sent.total is not None else None
 
         # The row in Trainer.columns order, built once from plain floats: after forward and backward have swept the
         # caches, every numpy call here costs microseconds, so the few numbers are handled as Python floats.
         loss_v, pre_v, post_v, sent = host.loss, host.pre, host.post, self._sent
         wn = host.values[sent.weights]
         ratios = [u / w if w > 0 else math.nan for u, w in zip(un, wn, strict=True)] if applied else [math.nan] * n
-        row = np.array([loss_v, self.lr, pre_v, post_v, float(post_v < pre_v), *held_out(probe_out),
+        row = np.array([loss_v, self.lr, pre_v, post_v, float(host.clipped), *held_out(probe_out),
                         *host.values[sent.grads], *wn, *ratios])
         at = self._row
-        rec = StepRecord(self.step_idx, loss_v, self.lr, pre_v, post_v, post_v < pre_v, row[at["grad_norm"]],
+        rec = StepRecord(self.step_idx, loss_v, self.lr, pre_v, post_v, host.clipped, row[at["grad_norm"]],
                          row[at["weight_norm"]], row[at["update_ratio"]], applied, flat=row, clip_norm=clip_norm)
         if not applied:
             rec.events.append(self._explosion_event(rec))
@@ -193,7 +194,7 @@ class Trainer:
             # What SGD.step() does for a group without momentum, weight decay or maximize (its foreach path; its
             # per-tensor path runs the same kernel), bit for bit (tested), without ~100 µs of its bookkeeping.
             torch._foreach_add_(self.params, grads, alpha=-lr)
-        if post_norms:  # clip by value: measured after the clamp
+        if post_norms:  # clip by value or agc: measured after the clamp or the scaling
             return host, [lr * g for g in host.values[self._sent.clamped]], applied
         scale = lr * host.coef if coef is not None else lr
         return host, [scale * g for g in host.values[self._sent.grads]], applied
@@ -239,12 +240,14 @@ class Trainer:
             post = math.sqrt(sum([g * g for g in values[sent.clamped]]))
         else:
             post = pre
-        return Host(values, values[0], pre, post, coef), finite
+        clipped = values[sent.units] > 0 if sent.units is not None else post < pre
+        return Host(values, values[0], pre, post, coef, clipped), finite
 
     def _clip(self, grads: list[torch.Tensor],
               gnorms: list[torch.Tensor]) -> tuple[list[torch.Tensor] | None, list[torch.Tensor] | None]:
         """For clip by norm, [total, coefficient] (the caller scales the gradients by it); for clip by value, which
-        clamps the gradients in place here, the per-tensor norms after."""
+        clamps the gradients in place here, the per-tensor norms after; for agc, which scales them in place here,
+        [the count of scaled units] and the per-tensor norms after."""
         if self.clip == "norm":
             if self.clip_norm_type == "inf":  # the clip's own norm; the recorded columns stay L2
                 total = torch.stack(torch._foreach_norm(grads, math.inf)).max()
@@ -256,6 +259,8 @@ class Trainer:
             torch._foreach_clamp_min_(grads, -self.clip_threshold)
             torch._foreach_clamp_max_(grads, self.clip_threshold)
             return None, torch._foreach_norm(grads)
+        if self.clip == "agc":
+            return [agc_(self.names, self.params, grads, self.clip_threshold)], torch._foreach_norm(grads)
         return None, None
 
     def _check_spike(self, rec: StepRecord) -> None:

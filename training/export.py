@@ -30,6 +30,7 @@ import numpy as np
 import pandas as pd
 
 from .data import TASKS, accuracy_note
+from .layout import clipped_share
 
 HEAD = ["step", "loss", "lr", "grad_norm_pre_clip", "grad_norm_post_clip", "clipped", "test_loss", "test_accuracy"]
 FORMATS = (".csv", ".parquet")
@@ -156,9 +157,12 @@ def write(path: Path, df, side: dict) -> Path:
 
 def write_run(path: Path, steps, columns: Sequence[str], rows: np.ndarray, config: dict, status: str,
               events: list[dict], **extra) -> Path:
-    """A run's table (``frame``) and its events file (``sidecar``, with ``extra`` fields) to ``path``, both or
-    neither; returns the sidecar's path. Every export of a run to a file comes through here."""
-    return write(path, frame(steps, columns, rows), sidecar(config, status, events, **extra))
+    """A run's table (``frame``) and its events file (``sidecar``, with ``extra`` fields and ``clipped_share``, the
+    share of its steps on which clipping changed the gradients) to ``path``, both or neither; returns the
+    sidecar's path. Every export of a run to a file comes through here."""
+    df = frame(steps, columns, rows)
+    share = clipped_share(int(df["clipped"].sum()), len(df))
+    return write(path, df, sidecar(config, status, events, clipped_share=share, **extra))
 
 
 def write_files(files: list[tuple[Path, bytes]]) -> None:

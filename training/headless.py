@@ -81,7 +81,8 @@ def train_rows(cfg: Config, progress: bool = True):
 
 
 def train_into_store(cfg: Config, store: Store, label: str, progress: bool = True):
-    """Train synchronously, the store saving every step from its writer thread; return (run id, status, steps).
+    """Train synchronously, the store saving every step from its writer thread; return (run id, status, steps,
+    clipped steps).
 
     The run's record says how it ended as a dashboard run's would: finished, exploded, stopped (Ctrl-C: the
     steps so far are saved) or error (the exception, in one line, and its traceback as an event)."""
@@ -103,4 +104,4 @@ def train_into_store(cfg: Config, store: Store, label: str, progress: bool = Tru
         run.release()  # tells the store the run has ended
         store.close()
     snap = run.snapshot(history=False)
-    return run.id, snap.status, snap.step
+    return run.id, snap.status, snap.step, snap.clipped_steps

@@ -28,8 +28,9 @@ def row_slices(n: int) -> dict[str, slice]:
 
 @dataclass(frozen=True)
 class Sent:
-    """Positions in a step's one transfer: the loss, a norm clip's total and coefficient, n each of ‖g‖ and ‖w‖,
-    n of ‖g‖ after a value clip, n of the measured ‖Δw‖ (optimizers other than plain SGD). Absent parts: None."""
+    """Positions in a step's one transfer: the loss, a norm clip's total and coefficient or agc's count of scaled
+    units, n each of ‖g‖ and ‖w‖, n of ‖g‖ after a value or agc clip, n of the measured ‖Δw‖ (optimizers other
+    than plain SGD). Absent parts: None."""
 
     n: int
     total: int | None
@@ -38,14 +39,15 @@ class Sent:
     weights: slice
     clamped: slice | None
     moved: slice | None
+    units: int | None = None
 
     @classmethod
     def of(cls, n: int, clip: str, measured_update: bool) -> Sent:
-        at = 3 if clip == "norm" else 1  # after the loss [, total, coefficient]
+        at = {"norm": 3, "agc": 2}.get(clip, 1)  # after the loss [, total, coefficient | , scaled units]
         parts = [slice(at + i * n, at + (i + 1) * n) for i in range(4)]
-        clamped = parts.pop(2) if clip == "value" else None
+        clamped = parts.pop(2) if clip in ("value", "agc") else None
         return cls(n, 1 if clip == "norm" else None, 2 if clip == "norm" else None, parts[0], parts[1], clamped,
-                   parts[2] if measured_update else None)
+                   parts[2] if measured_update else None, 1 if clip == "agc" else None)
 
 
 class Host(NamedTuple):
@@ -56,6 +58,7 @@ class Host(NamedTuple):
     pre: float  # global L2 norm of the gradients before clipping
     post: float  # ... after
     coef: float  # a norm clip's coefficient; 1.0 otherwise
+    clipped: bool  # the clip changed the gradients: post < pre, or for agc any unit scaled
 
 
 @dataclass
@@ -83,6 +86,16 @@ class StepRecord:
             return self.flat
         head = [self.loss, self.lr, self.grad_norm_pre_clip, self.grad_norm_post_clip, float(self.clipped)]
         return np.concatenate([head, held_out(self.probe), self.grad_norms, self.weight_norms, self.update_ratios])
+
+
+def clipped_share(clipped_steps: int, steps: int) -> float:
+    """The share of steps on which clipping changed the gradients; NaN before any step."""
+    return clipped_steps / steps if steps > 0 else math.nan
+
+
+def clipped_words(share: float) -> str:
+    """The share in words, as the status line and the CLI say it: 'clipped on 12.5% of steps'."""
+    return f"clipped on {share:.1%} of steps" if math.isfinite(share) else "clipped on – of steps"
 
 
 def held_out(probe: dict | None) -> tuple[float, float]:

@@ -74,6 +74,7 @@ class RunSnapshot:
     extra: dict = field(default_factory=dict)
     lr: float | None = None  # None (a snapshot built by hand): the config's, updated by the events' changes
     clip: Clip | None = None
+    clipped_steps: int | None = None  # steps on which clipping changed the gradients; None: not counted
 
     def __post_init__(self):
         if self.lr is None or self.clip is None:
@@ -155,6 +156,7 @@ class Run:
         self.events: list[dict] = []
         self.probes: list[dict] = []
         self.latest: StepRecord | None = None
+        self.clipped_steps = 0  # any clip mode, across live changes: the status line's share
         self.status = IDLE
         self.error: str | None = None
         self.lr = cfg.lr  # the settings the trainer uses now, set with each live change (see add_change)
@@ -171,6 +173,7 @@ class Run:
             for o in self.observers:
                 o.on_step(self, rec.step, row)
             self.latest = rec
+            self.clipped_steps += rec.clipped
             if rec.probe is not None:
                 if len(self.probes) >= MAX_PROBES:  # thin the older half, keep the newest at full rate
                     half = MAX_PROBES // 2
@@ -251,7 +254,8 @@ class Run:
             return RunSnapshot(
                 self.id, self.label, self.cfg, self.status, self.error, self.history.total,
                 self.steps_per_s(), self.device, list(self.trainer.names), list(self.columns),
-                view, list(self.events), probes, self.latest, self.trainer.stuck_label, lr=self.lr, clip=self.clip)
+                view, list(self.events), probes, self.latest, self.trainer.stuck_label, lr=self.lr, clip=self.clip,
+                clipped_steps=self.clipped_steps)
 
     def held_bytes(self) -> int:
         """About what this run holds in memory once released: its history arrays, events and probes."""
