@@ -317,17 +317,23 @@ def test_exploding_at_step_0_says_no_finite_step():
     assert "no finite step" in ev["message"] and "nan" not in ev["message"].split(";")[-1]
 
 
+@pytest.mark.parametrize("clip,optimizer", [("none", "sgd"), ("value", "sgd"), ("agc", "sgd"), ("value", "adam"),
+                                              ("agc", "adam")])
 @pytest.mark.parametrize("inject_inf", [False, True])
-def test_non_finite_element_is_found_even_where_the_float32_norm_overflows(inject_inf):
+def test_non_finite_element_is_found_even_where_the_float32_norm_overflows(inject_inf, clip, optimizer):
     """A gradient scaled to ~1e25 overflows its float32 norm: finite elements make a finite step with its true
-    norm; one inf element among them makes a non-finite step, named by that parameter."""
-    t = Trainer(Config(**SMALL, probe_every=1000), "cpu")
+    norm; one inf element among them makes a non-finite step, named by that parameter. Clipping by value or agc
+    changes neither: the norm measured again is the one before the clip (a clamped inf would read finite)."""
+    threshold = {"none": 1.0, "value": 0.5, "agc": 0.01}[clip]
+    t = Trainer(Config(**SMALL, probe_every=1000, clip=clip, clip_threshold=threshold, optimizer=optimizer), "cpu")
     w = dict(zip(t.names, t.params, strict=True))["blocks.0.fc.weight"]
+    before_clip = {}
 
     def huge(g):
         g = g * 1e25
         if inject_inf:
             g[0, 0] = math.inf
+        before_clip["g"] = g
         return g
 
     w.register_hook(huge)
@@ -337,8 +343,9 @@ def test_non_finite_element_is_found_even_where_the_float32_norm_overflows(injec
     i = t.names.index("blocks.0.fc.weight")
     if inject_inf:
         assert next(e for e in rec.events if e["kind"] == "explosion")["param"] == "blocks.0.fc.weight"
+        assert rec.grad_norm_pre_clip == math.inf
     else:
-        assert rec.grad_norms[i] == pytest.approx(w.grad.double().norm().item(), rel=1e-6)
+        assert rec.grad_norms[i] == pytest.approx(before_clip["g"].double().norm().item(), rel=1e-6)
         assert rec.grad_norms[i] > 1e24 and math.isfinite(rec.grad_norm_pre_clip)
 
 

@@ -28,7 +28,7 @@ import torch.nn.functional as F
 
 from . import outcome as O
 from . import registry as R
-from .agc import agc_
+from .agc import agc
 from .config import Config
 from .layout import PER_PARAM, SCALAR_COLUMNS, TEST_COLUMNS, Host, Sent, StepRecord, held_out, row_slices
 
@@ -141,13 +141,13 @@ class Trainer:
             # hooks, while each gradient is still in cache, it measured no faster); a faster sum changes the bits.
             n = len(self.params)
             norms = torch._foreach_norm(grads + self.params)
-            clip_scalars, post_norms = self._clip(grads, norms[:n])
+            clip_scalars, post_norms, update = self._clip(grads, norms[:n])
             # One flat row of 0-d tensors, one stack, one transfer, in the order of ``Sent``. A small op costs
             # microseconds, as much as the arithmetic.
             head = [loss, *(clip_scalars or ()), *norms]
             coef = clip_scalars[1] if self._sent.coef is not None else None
             if self._sgd_lr_only:
-                host, un, applied = self._look_then_update(grads, coef, head, post_norms)
+                host, un, applied = self._look_then_update(grads, update, coef, head, post_norms)
             else:
                 host, un, applied = self._update_then_look(grads, coef, head, post_norms)
             clip_norm = self._clip_total if self._sent.total is not None else None
@@ -180,11 +180,12 @@ class Trainer:
         """How the run went so far, by the one classifier (training/outcome.py); at the last step, how it ended."""
         return O.classify(self.trajectory, *self.references, signal_ratio=self._signal_ratio)
 
-    def _look_then_update(self, grads, coef, head, post_norms) -> tuple[Host, list[float], bool]:
+    def _look_then_update(self, grads, update, coef, head, post_norms) -> tuple[Host, list[float], bool]:
         """Plain SGD: every number of the row is known before the update, so read them first, then apply.
 
         The update is exactly -lr * g, so ‖Δw‖ = lr * ‖g‖ (post-clip) without a copy of the weights or a second
-        pass over them; a non-finite step is simply not applied, so nothing needs rolling back.
+        pass over them; a non-finite step is simply not applied, so nothing needs rolling back. ``update``: the
+        gradients a value or agc clip made (``grads`` keep the values before it).
         """
         host, applied = self._host([*head, *(post_norms or ())], grads)
         if coef is not None and (host.coef < 1.0 or not applied):  # a coefficient of 1.0 changes nothing: skip
@@ -193,7 +194,7 @@ class Trainer:
         if applied:
             # What SGD.step() does for a group without momentum, weight decay or maximize (its foreach path; its
             # per-tensor path runs the same kernel), bit for bit (tested), without ~100 µs of its bookkeeping.
-            torch._foreach_add_(self.params, grads, alpha=-lr)
+            torch._foreach_add_(self.params, update, alpha=-lr)
         if post_norms:  # clip by value or agc: measured after the clamp or the scaling
             return host, [lr * g for g in host.values[self._sent.clamped]], applied
         scale = lr * host.coef if coef is not None else lr
@@ -243,25 +244,33 @@ class Trainer:
         clipped = values[sent.units] > 0 if sent.units is not None else post < pre
         return Host(values, values[0], pre, post, coef, clipped), finite
 
-    def _clip(self, grads: list[torch.Tensor],
-              gnorms: list[torch.Tensor]) -> tuple[list[torch.Tensor] | None, list[torch.Tensor] | None]:
-        """For clip by norm, [total, coefficient] (the caller scales the gradients by it); for clip by value, which
-        clamps the gradients in place here, the per-tensor norms after; for agc, which scales them in place here,
-        [the count of scaled units] and the per-tensor norms after."""
+    def _clip(self, grads: list[torch.Tensor], gnorms: list[torch.Tensor]
+              ) -> tuple[list[torch.Tensor] | None, list[torch.Tensor] | None, list[torch.Tensor]]:
+        """(scalars sent to the host, per-tensor norms after the clip, the gradients to update with).
+
+        Clip by norm: [total, coefficient], and the caller scales ``grads`` by it after the finite check. Clip by
+        value and agc: the clipped gradients are new tensors, which the parameters' ``.grad`` now hold (the
+        optimizers read them), with their norms and, for agc, [the count of scaled units]; ``grads`` keep the values
+        before the clip, so that a float32 norm that overflowed is measured again on them (a clamped inf is finite).
+        """
         if self.clip == "norm":
             if self.clip_norm_type == "inf":  # the clip's own norm; the recorded columns stay L2
                 total = torch.stack(torch._foreach_norm(grads, math.inf)).max()
             else:
                 total = torch.linalg.vector_norm(torch.stack(gnorms))
             # Same arithmetic as torch.nn.utils.clip_grad_norm_: scale by max_norm / (total + 1e-6), capped at 1.
-            return [total, torch.clamp(self.clip_threshold / (total + 1e-6), max=1.0)], None
+            return [total, torch.clamp(self.clip_threshold / (total + 1e-6), max=1.0)], None, grads
         if self.clip == "value":
-            torch._foreach_clamp_min_(grads, -self.clip_threshold)
-            torch._foreach_clamp_max_(grads, self.clip_threshold)
-            return None, torch._foreach_norm(grads)
-        if self.clip == "agc":
-            return [agc_(self.names, self.params, grads, self.clip_threshold)], torch._foreach_norm(grads)
-        return None, None
+            scalars, out = None, torch._foreach_clamp_min(grads, -self.clip_threshold)
+            torch._foreach_clamp_max_(out, self.clip_threshold)
+        elif self.clip == "agc":
+            out, count = agc(self.names, self.params, grads, self.clip_threshold)
+            scalars = [count]
+        else:
+            return None, None, grads
+        for p, g in zip(self.params, out, strict=True):
+            p.grad = g
+        return scalars, torch._foreach_norm(out), out
 
     def _check_spike(self, rec: StepRecord) -> None:
         norm, recent = rec.grad_norm_pre_clip, self._recent_norms
