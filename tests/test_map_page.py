@@ -143,6 +143,17 @@ def _job(at):
     return get_manager().sweep(at.session_state["map_job_id"]) if "map_job_id" in at.session_state else None
 
 
+def launch_serial(at, x: str, y: str, steps: int):
+    """Launch a sweep of the x and y axes on the serial backend from the page; the job it started, or None."""
+    at.run()
+    at.text_input(key="m_x").input(x)
+    at.text_input(key="m_y").input(y)
+    at.number_input(key="m_steps").set_value(steps)
+    at.radio(key="m_backend").set_value("serial")
+    at.button(key="btn_map_launch").click().run()
+    return _job(at)
+
+
 def map_z(at):
     spec = json.loads(at.get("plotly_chart")[0].proto.spec)
     return [[-1 if v is None else v for v in row] for row in spec["data"][0]["z"]]
@@ -168,14 +179,8 @@ def test_map_page_renders_and_a_bad_axis_shows_an_error_not_a_traceback(map_at):
 
 
 def test_a_tiny_sweep_fills_the_map_saves_it_and_reloads_it(map_at):
-    map_at.run()
-    map_at.text_input(key="m_x").input("lr=1e-3,1")
-    map_at.text_input(key="m_y").input("init_std=0.01,1")
-    map_at.number_input(key="m_steps").set_value(20)
-    map_at.radio(key="m_backend").set_value("serial")
-    map_at.button(key="btn_map_launch").click().run()
+    job = launch_serial(map_at, "lr=1e-3,1", "init_std=0.01,1", 20)
     assert not map_at.exception and not map_at.error
-    job = _job(map_at)
     poll(map_at, lambda at: not job.alive and job.saved is not None)
     map_at.run()
     results = job.snapshot()
@@ -210,14 +215,8 @@ def test_a_running_sweep_is_a_live_map_polling_its_route_with_no_timer_fragment(
         return fragment(func, run_every=run_every)
 
     monkeypatch.setattr(streamlit, "fragment", recording)
-    map_at.run()
-    map_at.text_input(key="m_x").input("lr=1e-3,1")
-    map_at.text_input(key="m_y").input("init_std=0.01,1")
-    map_at.number_input(key="m_steps").set_value(2000)
-    map_at.radio(key="m_backend").set_value("serial")
-    map_at.button(key="btn_map_launch").click().run()
+    job = launch_serial(map_at, "lr=1e-3,1", "init_std=0.01,1", 2000)
     assert not map_at.exception and not map_at.error
-    job = _job(map_at)
     data = live_map(map_at)
     assert job.alive and data is not None and data["alive"] is True, "the running sweep's map is the live element"
     assert data["source"] == live_api.map_url(job.id, (1e-3, 0.01)) and data["every_ms"] == 1000
@@ -234,13 +233,7 @@ def test_a_running_sweep_is_a_live_map_polling_its_route_with_no_timer_fragment(
 
 
 def test_cancel_stops_the_sweep_between_cells_and_saves_what_finished(map_at):
-    map_at.run()
-    map_at.text_input(key="m_x").input("lr=1e-3:1:6")
-    map_at.text_input(key="m_y").input("init_std=0.01:1:6")
-    map_at.number_input(key="m_steps").set_value(200)
-    map_at.radio(key="m_backend").set_value("serial")
-    map_at.button(key="btn_map_launch").click().run()
-    job = _job(map_at)
+    job = launch_serial(map_at, "lr=1e-3:1:6", "init_std=0.01:1:6", 200)
     poll(map_at, lambda at: len(job.snapshot()) >= 1)
     map_at.button(key="btn_map_cancel").click().run()
     poll(map_at, lambda at: not job.alive and job.saved is not None)
