@@ -9,11 +9,11 @@ thread (one slot) and a Ray sweep holds one slot for its driver, its tasks runni
 
 from __future__ import annotations
 
-import secrets
 import threading
 import time
 
 from . import sweep as SW
+from .run import new_run_id
 from .runner import track_thread
 
 
@@ -30,7 +30,7 @@ class MapJob:
     it between cells."""
 
     def __init__(self, sweep: SW.Sweep, backend: str, slots: int = 1):
-        self.id = "m" + secrets.token_hex(12)  # as unguessable as a run id: the page keeps only this
+        self.id = new_run_id("m")  # as unguessable as a run id: the page keeps only this
         self.sweep, self.backend, self.slots = sweep, backend, slots
         self.lock = threading.Lock()
         self.results: list[SW.CellResult] = []

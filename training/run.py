@@ -118,10 +118,10 @@ class RunObserver:
         """The thread that ended the runner, once, after the last step: may read run.status and run.error."""
 
 
-def new_run_id() -> str:
-    """``r`` and 96 random bits in hex: unique across the processes that write one store (no counter that
-    restarts with each process) and not guessable from another run's id."""
-    return "r" + secrets.token_hex(ID_BYTES)
+def new_run_id(prefix: str = "r") -> str:
+    """``prefix`` (``r`` for a run, ``m`` for a map's sweep) and 96 random bits in hex: unique across the processes
+    that write one store (no counter that restarts with each process) and not guessable from another id."""
+    return prefix + secrets.token_hex(ID_BYTES)
 
 
 @dataclass(frozen=True)
