@@ -48,8 +48,7 @@ def live_status(request: Request) -> JSONResponse:
     manager = get_manager()
     runner = manager.get(run_id)
     if runner is None:
-        return JSONResponse({"error": "no live run with this id in this server"}, status_code=404,
-                            headers=NO_STORE)
+        return _error("no live run with this id in this server", 404)
     manager.touch(run_id)  # a page polling the run is watching it: it does not pause for idleness
     return JSONResponse(status_of(runner), headers=NO_STORE)
 
