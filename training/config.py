@@ -99,7 +99,7 @@ class Config:
                    "unit's gradient scaled to ‖G_i‖/max(‖W_i‖, 1e-3) ≤ λ; a unit is a weight row, or a whole bias or "
                    "gain vector; the output layer head.* is exempt)", choices=R.Names(R.CLIP_MODES))
     clip_threshold: float = _f(1.0, "max_norm (clip=norm), clip_value (clip=value) or λ (clip=agc, "
-                                 f"{R.AGC_THRESHOLD[0]:g} to {R.AGC_THRESHOLD[1]:g})", lo=1e-6, hi=1e6)
+                                 "{:g} to {:g})".format(*R.CLIP_MODES["agc"].threshold), lo=1e-6, hi=1e6)
     clip_norm_type: str = _f("2", "norm used by clip=norm: 2 or inf", choices=R.Names(R.CLIP_NORM_TYPES))
     dataset: str = _f("digits", "digits or gaussian (MLP); adding or temporal_order (recurrent)",
                       choices=R.Names(R.DATASETS))
@@ -197,9 +197,10 @@ def model_conflicts(model: str, values: Mapping) -> list[tuple[str, object, str]
 def _check_combination(c: Config) -> None:
     for name, _, why in model_conflicts(c.model, vars(c))[:1]:
         raise ConfigError(name, getattr(c, name), why)
-    lo, hi = R.AGC_THRESHOLD
-    if c.clip == "agc" and not lo <= c.clip_threshold <= hi:
-        raise ConfigError("clip_threshold", c.clip_threshold, f"allowed with clip=agc: {lo:g} to {hi:g}")
+    allowed = R.CLIP_MODES[c.clip].threshold
+    if allowed is not None and not allowed[0] <= c.clip_threshold <= allowed[1]:
+        raise ConfigError("clip_threshold", c.clip_threshold,
+                          f"allowed with clip={c.clip}: {allowed[0]:g} to {allowed[1]:g}")
     n = R.param_count(c, *R.DATASET_DIMS[c.dataset])
     if n > MAX_PARAMS:
         name = "hidden_size" if c.is_recurrent else "hidden_sizes"

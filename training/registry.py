@@ -178,6 +178,7 @@ RECURRENT_ONLY_INITS = {"spectral_radius"}
 class ClipMode:
     label: str  # the control's short name
     words: Callable[[float, str], str]  # the setting in words, from its threshold and norm type
+    threshold: tuple[float, float] | None = None  # the thresholds this mode allows, where narrower than the field's
 
 
 CLIP_MODES: dict[str, ClipMode] = {
@@ -185,9 +186,9 @@ CLIP_MODES: dict[str, ClipMode] = {
     "norm": ClipMode("by norm", lambda t, n: f"clip ‖g‖{'∞' if n == 'inf' else ''} ≤ {t:g}"),
     "value": ClipMode("by value", lambda t, n: f"clip ±{t:g}"),
     # Per unit ‖G_i‖/max(‖W_i‖, 1e-3) ≤ λ (rows of a matrix, a whole 1-D vector), the output layer exempt.
-    "agc": ClipMode("adaptive", lambda t, n: f"AGC λ = {t:g}"),
+    # λ from 1e-4 to 10; the paper's are 0.01 to 0.16.
+    "agc": ClipMode("adaptive", lambda t, n: f"AGC λ = {t:g}", threshold=(1e-4, 10.0)),
 }
-AGC_THRESHOLD = (1e-4, 10.0)  # the λ agc allows; the paper's are 0.01 to 0.16
 CLIP_NORM_TYPES = {"2": "L2", "inf": "L∞"}  # name -> the control's label
 
 
