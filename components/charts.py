@@ -17,7 +17,7 @@ from training.run import RunSnapshot, Snapshot
 from . import chart_parts as P
 from . import theme as T
 from .chart_parts import NON_FINITE_NAME, ZERO_NAME
-from .data import accuracy_label, live_clip, short_name, weight_params
+from .data import accuracy_label, short_name, weight_params
 
 __all__ = ["NON_FINITE_NAME", "ZERO_NAME", "activation_figure", "grad_norm_figure", "gradient_flow_figure",
            "layer_heatmap", "loss_figure", "probe_figure", "time_figure", "weights_updates_figure"]
@@ -75,7 +75,7 @@ def grad_norm_figure(snaps: Sequence[Snapshot], colors: Sequence[str] | None = N
             x, y = marks.line(*snap.series(col), label=prefix + name)
             data.append(P.scatter(x, y, mode="lines", name=prefix + name,
                                   line={"color": c, "width": width, "dash": dash}))
-        mode, threshold, _ = live_clip(snap)
+        mode, threshold, _ = snap.clip
         if mode == "norm":
             data.append(P.scatter([0, x_end], [threshold, threshold], mode="lines",
                                   name=f"{prefix}clip threshold {threshold:g}",

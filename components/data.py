@@ -15,7 +15,7 @@ from training import outcome as O
 from training import registry as R
 from training.config import FIELDS, Config
 from training.data import accuracy_note
-from training.run import Clip, RunSnapshot, Snapshot
+from training.run import RunSnapshot, Snapshot
 
 INIT_NAMES = {"kaiming_normal": "He", "xavier_normal": "Xavier"}  # an activation's matched init, as people name it
 LIVE_FIELDS = ("clip", "clip_threshold", "clip_norm_type", "lr")  # fields a running run can change
@@ -45,20 +45,10 @@ def short_name(param: str) -> str:
     return param.replace(".fc", "").removesuffix(".weight")
 
 
-def live_clip(snap: Snapshot) -> Clip:
-    """The clipping a run uses now (mode, threshold, norm type), live changes included."""
-    return tuple(snap.clip)
-
-
-def live_lr(snap: Snapshot) -> float:
-    """The learning rate a run uses now, live changes included."""
-    return snap.lr
-
-
 def live_config(snap: Snapshot) -> Config:
     """The run's config with its live changes applied: what the controls should show on reattach."""
-    mode, threshold, norm_type = live_clip(snap)
-    return snap.config.replace(clip=mode, clip_threshold=threshold, clip_norm_type=norm_type, lr=live_lr(snap))
+    mode, threshold, norm_type = snap.clip
+    return snap.config.replace(clip=mode, clip_threshold=threshold, clip_norm_type=norm_type, lr=snap.lr)
 
 
 def explosion(snap: Snapshot) -> dict | None:

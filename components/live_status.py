@@ -22,7 +22,7 @@ from training.registry import describe_clip
 from training.run import RunSnapshot
 from training.runner import LIVE, Runner
 
-from .data import OUTCOME_BADGE, STATE_BADGE, accuracy_label, live_clip, live_lr, run_outcome
+from .data import OUTCOME_BADGE, STATE_BADGE, accuracy_label, run_outcome
 from .panels import fmt, latest_test_accuracy
 from .plot import JS, base_path
 from .theme import run_color
@@ -39,7 +39,7 @@ _element = st.components.v2.component("gel_status", html="", css=Path(__file__).
 
 def run_status(snap: RunSnapshot, title: str | None = None, color: str | None = None) -> dict:
     """One run's line as display text (plain strings and ints, JSON-safe: inf and NaN arrive as text)."""
-    clip = describe_clip(*live_clip(snap))
+    clip = describe_clip(*snap.clip)
     rec = snap.latest
     acc = latest_test_accuracy(snap)
     # An ended run is named by the outcome classifier, as on the banner, Saved runs, the CLI and the map; an
@@ -53,7 +53,7 @@ def run_status(snap: RunSnapshot, title: str | None = None, color: str | None = 
         "step": snap.step, "step_text": f"{shown:,}", "steps_text": f"{snap.config.steps:,}",
         # A paused run has no speed: the rate of its last steps would read as if it still trained.
         "detail": ("" if snap.status == "paused" else f"{snap.steps_per_s:,.0f} steps/s · ")
-                  + f"{snap.device} · {clip}{_share(snap)} · lr {live_lr(snap):g}",
+                  + f"{snap.device} · {clip}{_share(snap)} · lr {snap.lr:g}",
         "metrics": [["Loss", fmt(rec.loss if rec else None)],
                     ["‖g‖ before clip", fmt(rec.grad_norm_pre_clip if rec else None)],
                     ["‖g‖ after clip", fmt(rec.grad_norm_post_clip if rec else None)],
