@@ -15,7 +15,7 @@ from tqdm import tqdm
 from . import loop
 from .config import Config
 from .engine import StepRecord, Trainer
-from .runner import ERROR, LIVE, RUNNING, STOPPED, Run
+from .runner import ERROR, EXPLODED, FINISHED, LIVE, RUNNING, STOPPED, Run
 from .store import Store
 
 BAR_PERIOD_S = 0.2  # the progress bar's text is redrawn at most this often: formatting it costs ~15 µs
@@ -72,7 +72,7 @@ def train_rows(cfg: Config, progress: bool = True):
         events.extend(rec.events)
 
     last = _train(trainer, cfg.steps, keep, progress)
-    status = "exploded" if last is not None and not last.applied else "finished"
+    status = EXPLODED if last is not None and not last.applied else FINISHED
     table = np.empty((len(rows), 1 + len(trainer.columns)))
     table[:, 0] = np.arange(len(rows))
     if rows:
