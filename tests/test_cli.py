@@ -51,6 +51,10 @@ def test_presets_lists_each_preset_on_one_line(capsys):
     (["run", "--preset", "nope"], "preset"),
     (["run", "--steps", "5", "--out", "x.txt"], "--out"),
     (["fly"], "invalid choice"),
+    (["run", "--batch-size", "half"], "--batch-size"),
+    (["run", "--model", "rnn", "--dataset", "adding", "--batch-size", "full"], "fixed training set"),
+    (["run", "--model", "rnn", "--dataset", "adding", "--loss", "cross_entropy"], "allowed: auto, mse"),
+    (["run", "--sharpness-every", "-2"], "allowed: 0 to 100000"),
 ])
 def test_bad_flags_exit_2_with_one_line(argv, needle, tmp_path, capsys):
     if "--out" not in argv:
@@ -61,10 +65,11 @@ def test_bad_flags_exit_2_with_one_line(argv, needle, tmp_path, capsys):
 
 
 def test_bad_flag_in_a_real_process_exits_2_without_traceback(tmp_path):
-    p = subprocess.run([sys.executable, "-m", "training", "run", "--batch-size", "0", "--out", str(tmp_path / "a.csv")],
-                       capture_output=True, text=True, timeout=120)
+    p = subprocess.run([sys.executable, "-m", "training", "run", "--batch-size", "-1", "--out",
+                        str(tmp_path / "a.csv")], capture_output=True, text=True, timeout=120)
     assert p.returncode == 2
-    assert p.stderr.strip() == "error: --batch-size: 0 is not allowed; allowed: 1 to 4096"
+    assert p.stderr.strip() == "error: --batch-size: -1 is not allowed; allowed: 1 to 4096, or full (0: the whole " \
+                               "training set)"
 
 
 # ---- threads --------------------------------------------------------------------------------------------------------
@@ -180,3 +185,14 @@ def test_the_summary_says_on_what_share_of_steps_clipping_engaged(clip, tmp_path
         assert share == 0
     else:
         assert 0 < share <= 1
+
+
+def test_full_batch_mse_run_with_the_sharpness_probe_writes_its_column(tmp_path):
+    out = tmp_path / "eos.csv"
+    assert main(["run", "--batch-size", "full", "--loss", "mse", "--sharpness-every", "2", "--hidden-sizes", "16",
+                 "--activation", "tanh", "--steps", "5", "--out", str(out), "--quiet"]) == 0
+    df = pd.read_csv(out)
+    assert df.columns[-1] == "sharpness"
+    assert df["sharpness"].notna().tolist() == [True, False, True, False, True]
+    side = json.loads((tmp_path / "eos.csv.events.json").read_text())
+    assert side["config"]["batch_size"] == 0 and side["config"]["loss"] == "mse"

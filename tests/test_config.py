@@ -14,7 +14,7 @@ def test_default_is_the_seed_network():
 
 
 @pytest.mark.parametrize("field,value", [("lr", 50.0), ("lr", 0.0), ("lr", math.nan), ("lr", math.inf),
-                                         ("batch_size", 0), ("batch_size", 10**6), ("steps", -1),
+                                         ("batch_size", -1), ("batch_size", 10**6), ("steps", -1),
                                          ("init_std", -1.0), ("seq_len", 1), ("activation", "swish"),
                                          ("hidden_sizes", ()), ("hidden_sizes", (0,)), ("residual", "yes"),
                                          ("seed", 1.5), ("clip_norm_type", "3")])

@@ -75,6 +75,36 @@ def test_a_step_too_large_starts_healthy_then_climbs_for_at_least_20_steps_befor
     assert f.outcome == "learned" and f.test_accuracy > 0.9
 
 
+def test_a_step_too_large_starts_past_the_edge_of_stability_and_the_fix_stays_below_it():
+    p, f = measured("a step too large")
+    (step0, sharp0), = p.sharpness[:1]
+    assert step0 == 0 and p.edge == pytest.approx(10.0)
+    assert 2.5 < sharp0 / p.edge < 3.5  # "a sharpness of ~31, three times 2/lr = 10"
+    start = p.explosion_step - p.climb  # where the loss starts its climb: the last probe by then is past the edge
+    assert [v for s, v in p.sharpness if s <= start][-1] > p.edge
+    sharp = np.array([v for _, v in f.sharpness])
+    assert f.edge == pytest.approx(40.0) and len(sharp) == 60  # every 5 steps of 300
+    assert sharp.max() < f.edge  # "stays below the edge"
+
+
+def test_full_batch_gradient_descent_hovers_at_the_edge_of_stability_and_twice_the_lr_halves_it():
+    p, f = measured("edge of stability")
+    plateaus = []
+    for m in (p, f):
+        assert m.outcome == "learned" and m.steps == 2000
+        steps, sharp = np.array(m.sharpness).T
+        assert 45 < sharp[0] < 60  # "starts with a sharpness of ~52" ...
+        late = sharp[steps >= 1000]
+        assert np.all(np.abs(late / m.edge - 1) < 0.15)  # "... hovers within 15% of it"
+        losses = np.asarray(m.losses)
+        assert losses[-1] < losses[1000] < losses[100]  # "while the loss keeps falling"
+        plateaus.append(np.median(late))
+    assert 1.7 < plateaus[0] / plateaus[1] < 2.3  # "doubling the learning rate halves the plateau"
+    assert np.sum(np.diff(f.losses) > 0) >= 10  # "though not on every step"
+    steps, sharp = np.array(p.sharpness).T
+    assert sharp[1] < p.edge and sharp[-1] > sharp[1] + 0.05 * p.edge  # "drops below 2/lr, sharpens back up to it"
+
+
 def test_norm_clipping_rescues_an_explosion_caused_by_the_learning_rate():
     p, f = measured("clip a large learning rate")
     assert abs(p.first_loss - LN10) < 0.1

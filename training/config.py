@@ -13,8 +13,10 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from types import SimpleNamespace
 
 from . import registry as R
-from .data import ACCURACY_TOLERANCE
+from .data import ACCURACY_TOLERANCE, TASKS
+from .sharpness import ITERATIONS as SHARPNESS_ITERATIONS
 
+FULL_BATCH = 0  # batch_size for full-batch training: "full" on the command line, in the URL and in the controls
 MAX_SHOWN = 80  # characters of a refused value quoted back in a message (a pasted megabyte stays out of logs)
 
 
@@ -93,7 +95,11 @@ class Config:
     optimizer: str = _f("sgd", "sgd, sgd with momentum, or adam", choices=R.Names(R.OPTIMIZERS))
     lr: float = _f(0.01, "learning rate", lo=1e-6, hi=10.0)
     momentum: float = _f(0.9, "momentum of the 'momentum' optimizer", lo=0.0, hi=0.999)
-    batch_size: int = _f(64, "examples per step", lo=1, hi=4096)
+    batch_size: int = _f(64, "examples per step; full: the whole training set every step, no sampling (full-batch "
+                         "gradient descent)", lo=1, hi=4096, kind="batch")
+    loss: str = _f("auto", "training loss: auto (cross-entropy for classes, MSE for regression), cross_entropy, or mse "
+                   "(classes as one-hot targets, the square loss of the edge-of-stability papers)",
+                   choices=R.Names(R.LOSSES))
     steps: int = _f(1000, "training steps", lo=1, hi=10_000_000)
     clip: str = _f("none", "gradient clipping: none, by global norm, by value, or agc (adaptive: each "
                    "unit's gradient scaled to ‖G_i‖/max(‖W_i‖, 1e-3) ≤ λ; a unit is a weight row, or a whole bias or "
@@ -112,6 +118,10 @@ class Config:
     eval_every: int = _f(50, f"evaluate test loss and accuracy (on adding: the fraction within {ACCURACY_TOLERANCE:g} "
                              "of the target) at most every N steps, on a probe step",
                          lo=1, hi=100_000)
+    # Each probe takes a few Hessian-vector products (about two backward passes each): off by default, so a run
+    # that does not ask for it pays nothing.
+    sharpness_every: int = _f(0, "measure the sharpness (top Hessian eigenvalue of the training loss; for adam also "
+                                 "the preconditioned one) every N steps on a fixed batch; 0: off", lo=0, hi=100_000)
 
     def __post_init__(self):
         for f in fields(self):
@@ -129,12 +139,21 @@ class Config:
     def to_query(self) -> dict[str, str]:
         """Every field that differs from the default, as strings (the URL carries the whole state this way)."""
         default = Config()
-        return {f.name: format_value(getattr(self, f.name)) for f in fields(self)
+        return {f.name: format_value(getattr(self, f.name), f.name) for f in fields(self)
                 if getattr(self, f.name) != getattr(default, f.name)}
 
     @property
     def is_recurrent(self) -> bool:
         return R.MODELS[self.model].recurrent
+
+    @property
+    def full_batch(self) -> bool:
+        return self.batch_size == FULL_BATCH
+
+    @property
+    def examples_per_step(self) -> int:
+        """The examples one step trains on: the batch size, or the whole training set."""
+        return TRAIN_EXAMPLES[self.dataset] if self.full_batch else self.batch_size
 
 
 FIELDS = {f.name: f for f in fields(Config)}
@@ -148,6 +167,8 @@ def allowed_text(f) -> str:
         return "allowed: true or false"
     if m["kind"] == "sizes":
         return f"allowed: 1 to {MAX_DEPTH} comma-separated widths, each {m['lo']} to {m['hi']}"
+    if m["kind"] == "batch":
+        return f"allowed: {m['lo']:g} to {m['hi']:g}, or full (0: the whole training set)"
     return f"allowed: {m['lo']:g} to {m['hi']:g}"
 
 
@@ -165,6 +186,8 @@ def _check_field(f, v) -> None:
         if type(v) is not bool:
             raise ConfigError(f.name, v, allowed_text(f))
     else:
+        if m["kind"] == "batch" and type(v) is int and v == FULL_BATCH:
+            return
         numeric = type(v) is int or (f.type in ("float", float) and type(v) is float)
         # The range test comes first: math.isfinite(10**400) raises OverflowError; NaN fails the range test.
         if not numeric or not m["lo"] <= v <= m["hi"] or not math.isfinite(v):
@@ -197,6 +220,7 @@ def model_conflicts(model: str, values: Mapping) -> list[tuple[str, object, str]
 def _check_combination(c: Config) -> None:
     for name, _, why in model_conflicts(c.model, vars(c))[:1]:
         raise ConfigError(name, getattr(c, name), why)
+    _check_loss_and_batch(c)
     allowed = R.CLIP_MODES[c.clip].threshold
     if allowed is not None and not allowed[0] <= c.clip_threshold <= allowed[1]:
         raise ConfigError("clip_threshold", c.clip_threshold,
@@ -214,13 +238,28 @@ def _check_combination(c: Config) -> None:
     _check_step_cost(c)
 
 
+def _check_loss_and_batch(c: Config) -> None:
+    task = TASKS[c.dataset]
+    fits = [n for n, loss in R.LOSSES.items() if task in loss.tasks]
+    if c.loss not in fits:
+        raise ConfigError("loss", c.loss, f"the {c.dataset} dataset is a {task} task; allowed: {', '.join(fits)}")
+    if c.full_batch and c.dataset not in TRAIN_EXAMPLES:
+        fixed = " or ".join(TRAIN_EXAMPLES)
+        raise ConfigError("batch_size", "full", f"full-batch training needs a fixed training set ({fixed}); "
+                          f"{c.dataset} draws new sequences every step: allowed: 1 to 4096")
+
+
 # What a step costs, as the floating-point operations of large matrix products that take as long on one CPU core
 # (measured with thread CPU time on a Xeon with AVX-512, one torch thread; docs/benchmarks.md has the Stop times).
 TEST_EXAMPLES = {"digits": 360, "gaussian": 1024, "adding": 1000, "temporal_order": 1000}  # training/data.py
+TRAIN_EXAMPLES = {"digits": 1437, "gaussian": 3072}  # the datasets with a fixed training set (full batch possible)
 PER_PARAM = 400  # norms, clipping, the update and zeroing read every parameter a few times: ~4 ns each
 PER_ACTIVATION = 1200  # a probe's statistics of every hidden value (MLP), ~12 ns each
 RECURRENT_SLOWDOWN = 1.5  # a recurrent layer's per-time-step products run at ~2/3 of a large product's rate
 PER_TIME_STEP = 6e7  # ~0.6 ms per time step: the train step, the test pass and the probe's unrolled loop together
+# A sharpness probe: up to ITERATIONS Hessian-vector products, each a double backward over the forward and backward
+# graph, ~12 flops per multiply-add and example (twice that with Adam's preconditioned one).
+PER_HVP = 12
 SPECTRAL = 100  # eigenvalues and 2-norm of the H x H recurrent matrix in float64 on a probe: ~1 ns x H^3
 
 
@@ -234,15 +273,19 @@ def step_flops(c: Config | SimpleNamespace) -> float:
     else:
         macs = params
         extra = PER_ACTIVATION * c.batch_size * sum(c.hidden_sizes)
+    b = TRAIN_EXAMPLES[c.dataset] if c.batch_size == FULL_BATCH else c.batch_size
+    if c.sharpness_every:
+        extra += PER_HVP * SHARPNESS_ITERATIONS * (2 if c.optimizer == "adam" else 1) * b * macs
     # forward 2 and backward 4 flops per multiply-add and example; the test pass is a forward pass
-    return 6 * c.batch_size * macs + 2 * TEST_EXAMPLES[c.dataset] * macs + PER_PARAM * params + extra
+    return 6 * b * macs + 2 * TEST_EXAMPLES[c.dataset] * macs + PER_PARAM * params + extra
 
 
 def _check_step_cost(c: Config) -> None:
     work, cap = step_flops(c), MAX_STEP_GFLOP * 1e9
     if work <= cap:
         return
-    why = (f"one step would cost ~{work / 1e9:,.0f} GFLOP, about {work / cap * 0.5:.1f} s on a CPU core; "
+    probe = " (with its sharpness probe)" if c.sharpness_every else ""
+    why = (f"one step{probe} would cost ~{work / 1e9:,.0f} GFLOP, about {work / cap * 0.5:.1f} s on a CPU core; "
            f"the cap is {MAX_STEP_GFLOP:g} GFLOP (~0.5 s, so Stop lands within a second)")
     b = max_batch_size(c)
     if b >= 1:
@@ -275,11 +318,13 @@ def max_batch_size(c: Config) -> int:
 def activation_count(c: Config) -> int:
     """Hidden values of one forward pass (what the activation cap bounds)."""
     if not c.is_recurrent:
-        return c.batch_size * sum(c.hidden_sizes)
+        return c.examples_per_step * sum(c.hidden_sizes)
     return c.batch_size * c.seq_len * c.hidden_size * len(R.MODELS[c.model].gates)
 
 
-def format_value(v) -> str:
+def format_value(v, name: str | None = None) -> str:
+    if name is not None and FIELDS[name].metadata["kind"] == "batch" and v == FULL_BATCH:
+        return "full"
     if isinstance(v, bool):
         return "true" if v else "false"
     if isinstance(v, tuple):
@@ -315,6 +360,8 @@ def parse_value(name: str, raw):
             if s in ("false", "0", "no", "off"):
                 return False
             raise ValueError
+        if f.metadata["kind"] == "batch" and isinstance(raw, str) and raw.strip().lower() == "full":
+            return FULL_BATCH
         if f.type in ("int", int):
             if isinstance(raw, bool) or (isinstance(raw, float) and not raw.is_integer()):
                 raise ValueError

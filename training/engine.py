@@ -24,10 +24,10 @@ from collections import deque
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from . import outcome as O
 from . import registry as R
+from . import sharpness as SH
 from .agc import agc
 from .config import Config
 from .layout import PER_PARAM, SCALAR_COLUMNS, TEST_COLUMNS, Host, Sent, StepRecord, held_out, row_slices
@@ -82,9 +82,14 @@ class Trainer:
         self.last_finite_step: int | None = None
         self.trajectory = O.Trajectory()  # what the outcome classifier reads, O(1) per step
         self._signal_ratio = math.nan  # backward signal first/last hidden layer, from the step-0 probe
-        self.references = O.reference_losses(self.data)  # all-zero and best-constant output losses, for outcome()
+        self._loss = R.loss_function(cfg.loss, self.data.task)
+        # all-zero and best-constant output losses, for outcome()
+        self.references = O.reference_losses(self.data, mse=self._loss is R.LOSSES["mse"].fn)
         self._clip_total = math.nan
         self.columns = SCALAR_COLUMNS + TEST_COLUMNS + [f"{g}/{n}" for g in PER_PARAM for n in self.names]
+        self.sharpness = self._sharpness_probe()  # None when off; its columns close the row
+        if self.sharpness is not None:
+            self.columns += SH.columns(cfg.optimizer)
         self._row = row_slices(len(self.params))
         self.probe_act = R.hidden_activation(cfg)  # the nonlinearity the probe measures
         self.stuck_label = R.ACTIVATIONS[self.probe_act].stuck_label
@@ -111,14 +116,30 @@ class Trainer:
         self._sent = Sent.of(len(self.params), mode, not self._sgd_lr_only)
 
     def sample(self) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.cfg.full_batch:  # the whole training set, in order, every step: nothing is drawn
+            return self.data.x_train, self.data.y_train
         x, y = self.data.sample(self.cfg.batch_size, self.batch_gen)
         return x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
 
     def loss_fn(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return F.cross_entropy(out, y) if self.data.task == "classification" else F.mse_loss(out, y)
+        return self._loss(out, y)
+
+    def _sharpness_probe(self) -> SH.Probe | None:
+        """The probe on its fixed batch: the training set when training is full-batch, else one batch drawn once
+        from its own stream (the training batches' stream is left as it is)."""
+        if not self.cfg.sharpness_every:
+            return None
+        if self.cfg.full_batch:
+            batch = self.data.x_train, self.data.y_train
+        else:
+            x, y = self.data.sample(self.cfg.batch_size, torch.Generator().manual_seed(self.cfg.seed + 2))
+            batch = x.to(self.device), y.to(self.device)
+        return SH.Probe(self.model, self.params, self.loss_fn, batch, self.cfg.seed + 3)
 
     def step(self, batch: tuple[torch.Tensor, torch.Tensor] | None = None) -> StepRecord:
         x, y = self.sample() if batch is None else batch
+        # On the weights of this row, before its forward pass; NaN on the steps between probes.
+        sharp = self._measure_sharpness() if self.sharpness is not None else ()
         probing = self.step_idx % self.cfg.probe_every == 0
         # Step 0's statistics stay on: the outcome classifier reads the backward signal's ratio at initialisation.
         probe: list | None = [] if probing and (self.activation_probes or self.step_idx == 0) else None
@@ -158,7 +179,7 @@ class Trainer:
         wn = host.values[sent.weights]
         ratios = [u / w if w > 0 else math.nan for u, w in zip(un, wn, strict=True)] if applied else [math.nan] * n
         row = np.array([loss_v, self.lr, pre_v, post_v, float(host.clipped), *held_out(probe_out),
-                        *host.values[sent.grads], *wn, *ratios])
+                        *host.values[sent.grads], *wn, *ratios, *sharp])
         at = self._row
         rec = StepRecord(self.step_idx, loss_v, self.lr, pre_v, post_v, host.clipped, row[at["grad_norm"]],
                          row[at["weight_norm"]], row[at["update_ratio"]], applied, flat=row, clip_norm=clip_norm)
@@ -175,6 +196,13 @@ class Trainer:
             rec.events.insert(0, self.outcome().event(self.step_idx))  # an explosion event stays the last one
         self.step_idx += 1
         return rec
+
+    def _measure_sharpness(self) -> list[float]:
+        n = 2 if self.cfg.optimizer == "adam" else 1
+        if self.step_idx % self.cfg.sharpness_every:
+            return [math.nan] * n
+        self.model.train()  # the loss the steps descend: batch norm on batch statistics
+        return self.sharpness.measure(self.optimizer if n == 2 else None)
 
     def outcome(self) -> O.Outcome:
         """How the run went so far, by the one classifier (training/outcome.py); at the last step, how it ended."""

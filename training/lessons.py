@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from . import outcome
 from . import registry as R
+from . import sharpness as SH
 from .config import Config, from_preset
 from .engine import Trainer
 
@@ -52,14 +53,20 @@ class Measured:
     blown_up_at_init: bool  # a step-0 loss far above an all-zero output's (training.outcome's rule)
     min_update_ratio: float  # smallest per-parameter ‖Δw‖/‖w‖ of the last finite step
     losses: tuple[float, ...]
+    # (step, sharpness) at each sharpness probe (the preconditioned one for Adam); empty when the probe is off
+    sharpness: tuple[tuple[int, float], ...] = ()
+    edge: float = math.nan  # the sharpness at which the step stops being stable: 2/lr for plain gradient descent
 
 
 def run(cfg: Config) -> Measured:
     """Train ``cfg`` for its steps on the CPU (one probe, at step 0, for the backward signal) and measure it."""
     t = Trainer(cfg.replace(probe_every=cfg.steps, eval_every=cfg.steps), "cpu")
-    traj, losses, ratio, last = outcome.Trajectory(), [], math.nan, None
+    traj, losses, ratio, last, sharp = outcome.Trajectory(), [], math.nan, None, []
+    at = t.columns.index(SH.edge_column(cfg.optimizer)) if cfg.sharpness_every else None
     for _ in range(cfg.steps):
         rec = t.step()
+        if at is not None and rec.step % cfg.sharpness_every == 0:
+            sharp.append((rec.step, float(rec.flat[at])))
         if rec.probe is not None and rec.step == 0:
             ratio = outcome.signal_ratio(rec.probe)
         traj.add(rec.loss, rec.applied)
@@ -67,17 +74,16 @@ def run(cfg: Config) -> Measured:
         if not rec.applied:
             break
         last = rec
-    zero, const = outcome.reference_losses(t.data)
+    zero, const = t.references
     verdict = outcome.classify(traj, zero, const, ratio)
     exploded = traj.explosion_step is not None
-    climb = None
-    if exploded:
-        healthy = [i for i in range(traj.explosion_step) if losses[i] <= 1.5 * losses[0]]
-        climb = traj.explosion_step - (healthy[-1] if healthy else 0)
+    start = outcome.climb_start(range(len(losses)), losses, traj.explosion_step)
+    climb = traj.explosion_step - start if exploded else None
     ratios = [r for r in (last.update_ratios if last is not None else []) if math.isfinite(r)]
     return Measured(verdict.label, verdict.words, traj.explosion_step, len(losses), losses[0], traj.final,
                     math.nan if exploded else t.evaluate()[1], ratio, climb,
-                    losses[0] > outcome.RULE.init_blowup * zero, min(ratios, default=math.nan), tuple(losses))
+                    losses[0] > outcome.RULE.init_blowup * zero, min(ratios, default=math.nan), tuple(losses),
+                    tuple(sharp), SH.edge(cfg.optimizer, cfg.lr, cfg.momentum))
 
 
 def measure(name: str) -> tuple[Measured, Measured]:

@@ -181,6 +181,19 @@ def explosion_step(losses: Sequence[float], grad_norms: Sequence[float]) -> int 
     return int(np.argmax(bad)) if bad.any() else None
 
 
+CLIMB_FACTOR = 1.5  # a loss above 1.5x its first value on every step up to an explosion has been climbing
+
+
+def climb_start(steps: Sequence[int], losses: Sequence[float], explosion_step: int | None) -> int | None:
+    """The step where the loss starts its climb to an explosion: the last step before ``explosion_step`` whose loss
+    was within ``CLIMB_FACTOR`` of the first step's; the first step when none was. None without an explosion."""
+    if explosion_step is None or not len(steps):
+        return None
+    s, y = np.asarray(steps), np.asarray(losses, dtype=float)
+    healthy = np.flatnonzero((s < explosion_step) & (y <= CLIMB_FACTOR * y[0]))
+    return int(s[healthy[-1]]) if len(healthy) else int(s[0])
+
+
 def signal_ratio(probe: dict | None) -> float:
     """‖∂L/∂h‖ at the first hidden layer (first time step) ÷ at the last, from a probe; NaN when unknown."""
     if not probe:
@@ -191,8 +204,9 @@ def signal_ratio(probe: dict | None) -> float:
     return float(b[0] / b[-1])
 
 
-def reference_losses(ds, n: int = 4096) -> tuple[float, float]:
-    """(loss of an all-zero output, loss of the best constant output) on the dataset's targets."""
+def reference_losses(ds, n: int = 4096, mse: bool = False) -> tuple[float, float]:
+    """(loss of an all-zero output, loss of the best constant output) on the dataset's targets; ``mse``: a
+    classification trained on the square loss of one-hot targets (training.registry's ``mse``)."""
     import torch
 
     from .data import DATA_SEED
@@ -200,6 +214,8 @@ def reference_losses(ds, n: int = 4096) -> tuple[float, float]:
     y = ds.y_train if ds.y_train is not None else ds.sample(n, torch.Generator().manual_seed(DATA_SEED))[1]
     if ds.task == "classification":
         p = torch.bincount(y.flatten().cpu(), minlength=ds.output_dim).double() / y.numel()
+        if mse:  # a zero output misses each one-hot target by 1 on one of K outputs; a constant p by p(1 - p) each
+            return 1 / ds.output_dim, float((p * (1 - p)).sum()) / ds.output_dim
         nz = p[p > 0]
         return math.log(ds.output_dim), float(-(nz * nz.log()).sum())
     y = y.double().cpu()

@@ -204,6 +204,36 @@ OPTIMIZERS: dict[str, Callable] = {
     "adam": lambda params, cfg: torch.optim.Adam(params, lr=cfg.lr),
 }
 
+@dataclass(frozen=True)
+class Loss:
+    """A training loss: the tasks it applies to and (output, target) -> the mean loss over the batch."""
+
+    tasks: tuple[str, ...]
+    fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None  # None: the task's own (see loss_function)
+
+
+def _square(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Mean squared error over every output; class labels become one-hot targets (the square loss that the
+    edge-of-stability papers train classifiers with)."""
+    if y.dtype == torch.long:
+        y = nn.functional.one_hot(y, out.shape[-1]).to(out.dtype)
+    return nn.functional.mse_loss(out, y)
+
+
+LOSSES: dict[str, Loss] = {
+    "auto": Loss(("classification", "regression"), None),
+    "cross_entropy": Loss(("classification",), nn.functional.cross_entropy),
+    "mse": Loss(("classification", "regression"), _square),
+}
+
+
+def loss_function(name: str, task: str) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """The loss a run trains on: ``auto`` is cross-entropy for classification and MSE for regression."""
+    if name == "auto":
+        name = "cross_entropy" if task == "classification" else "mse"
+    return LOSSES[name].fn
+
+
 DATASETS: dict[str, Callable[[int], data.Dataset]] = {
     "digits": data.digits,
     "gaussian": data.gaussian,
@@ -308,6 +338,11 @@ class Preset:
 SEED_NET = {"model": "mlp", "hidden_sizes": (512, 256, 128), "dataset": "digits"}
 N01 = {"activation": "relu", "init": "normal", "init_std": 1.0}  # the seed's N(0, 1) weights: far too large
 SGD = {"optimizer": "sgd", "lr": 0.01, "steps": 300}
+# Cohen et al. (2021)'s setting at digit scale: full-batch gradient descent (batch_size 0: the whole training set),
+# a small tanh MLP, the square loss on one-hot targets, the sharpness measured every 20 steps.
+EOS = {"model": "mlp", "hidden_sizes": (64, 64), "dataset": "digits", "activation": "tanh", "init": "xavier_normal",
+       "optimizer": "sgd", "lr": 0.1, "batch_size": 0, "loss": "mse", "steps": 2000, "sharpness_every": 20,
+       "clip": "none"}
 
 PRESETS: dict[str, Preset] = {
     "watch it explode": Preset(
@@ -321,9 +356,17 @@ PRESETS: dict[str, Preset] = {
         {**SEED_NET, **N01, **SGD, "clip": "norm", "clip_threshold": 1.0}, {"init": "kaiming_normal"}),
     "a step too large": Preset(
         "A learning rate past the stability edge: a two-layer linear net (784-128-10) at lr 0.2 starts healthy "
-        "(loss ≈ ln 10) and its loss climbs for ~45 steps until it goes non-finite; at lr 0.05 it reaches ~94%.",
+        "(loss ≈ ln 10) but with a sharpness of ~31, three times 2/lr = 10, and its loss climbs for ~45 steps "
+        "until it goes non-finite; at lr 0.05 (2/lr = 40) its sharpness stays below the edge and it reaches ~94%.",
         {"model": "mlp", "hidden_sizes": (128,), "dataset": "digits", "activation": "identity",
-         "init": "pytorch_default", **SGD, "lr": 0.2, "clip": "none"}, {"lr": 0.05}, speed=4.0),
+         "init": "pytorch_default", **SGD, "lr": 0.2, "clip": "none", "sharpness_every": 5}, {"lr": 0.05},
+        speed=4.0),
+    "edge of stability": Preset(
+        "Full-batch gradient descent finds the edge of stability: a 784-64-64-10 tanh net trained on all 1437 "
+        "digits with the square loss starts with a sharpness of ~52, drops below 2/lr, sharpens back up to it and "
+        "hovers within 15% of it while its loss keeps falling; doubling the learning rate from 0.1 to 0.2 halves "
+        "the plateau, from ~20 to ~10, and its loss then rises on some steps.",
+        EOS, {"lr": 0.2}),
     "clip a large learning rate": Preset(
         "Norm clipping rescues an explosion caused by the learning rate: the seed net with PyTorch's default init "
         "at lr 1 goes non-finite within ~20 steps; clipped at 1.0 it reaches ~94%.",
