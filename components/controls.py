@@ -120,20 +120,26 @@ def training() -> None:
                      on_change=S.on_live, args=(S.A,), help=_help("lr"))
     c1, c2 = st.columns(2)
     with c1:
-        _number("Batch size", "batch_size", 1)
+        _number("Batch size (0: full)", "batch_size", 1)
     with c2:
         _number("Steps", "steps", 100)
     c1, c2 = st.columns(2)
     with c1:
         _select("Dataset", "dataset")
     with c2:
-        _number("Seed", "seed", 1)
-    _select("Device", "device", options=R.DEVICES, format_func=_device_label)
+        _select("Loss", "loss", format_func=lambda n: R.LOSSES[n].label)
     c1, c2 = st.columns(2)
     with c1:
-        _number("Probe every (steps)", "probe_every", 1)
+        _number("Seed", "seed", 1)
     with c2:
-        _number("Test every (steps)", "eval_every", 10)
+        _select("Device", "device", options=R.DEVICES, format_func=_device_label)
+    c1, c2, c3 = st.columns(3)
+    with c1:
+        _number("Probe every", "probe_every", 1)
+    with c2:
+        _number("Test every", "eval_every", 10)
+    with c3:
+        _number("Sharpness every", "sharpness_every", 10)
 
 
 def compare() -> None:

@@ -132,7 +132,8 @@ def describe(cfg: Config) -> str:
     init = f"normal({cfg.init_std:g})" if cfg.init == "normal" else cfg.init
     clip = R.describe_clip(cfg.clip, cfg.clip_threshold, cfg.clip_norm_type)
     act = "gates" if R.MODELS[cfg.model].hidden_activation else cfg.activation  # lstm, gru: their own
-    return f"{arch} · {act} · {init} · {clip} · {cfg.optimizer} lr {cfg.lr:g}"
+    extra = [*(["full batch"] if cfg.full_batch else []), *([f"{cfg.loss}"] if cfg.loss != "auto" else [])]
+    return " · ".join([arch, act, init, clip, f"{cfg.optimizer} lr {cfg.lr:g}", *extra])
 
 
 def matching_preset(cfg: Config) -> str | None:

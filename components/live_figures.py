@@ -19,7 +19,7 @@ from . import theory_panel
 
 OVERLAY_KEYS = ("chart_loss", "chart_grad")  # every run of the tab, plus earlier runs picked for overlay
 DETAIL_KEYS = ("chart_heatmap", "chart_flow", "chart_weights", "chart_acts")  # one run
-THEORY_KEYS = ("chart_theory", "chart_spectral")  # one run: MLP, or recurrent
+THEORY_KEYS = ("chart_theory", "chart_spectral", "chart_sharpness")  # one run: MLP or recurrent; sharpness when probed
 KEYS = OVERLAY_KEYS + DETAIL_KEYS + THEORY_KEYS
 
 
@@ -64,4 +64,6 @@ def figure(key: str, snaps: Sequence[RunSnapshot]) -> go.Figure:
         return theory_panel.mlp_figure(snap)
     if key == "chart_spectral":
         return theory_panel.spectral(snap)
+    if key == "chart_sharpness":
+        return theory_panel.sharpness(snap)
     raise KeyError(f"no live chart {key!r}; known: {', '.join(KEYS)}")

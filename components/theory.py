@@ -169,3 +169,37 @@ def _grad_norm_traces(steps: np.ndarray, g: np.ndarray) -> tuple[list[dict], lis
                             marker={"symbol": "x-thin-open", "size": 12, "line": {"width": 2}, "color": T.NON_FINITE},
                             hovertext=[str(v) for v in g[bad]]))
     return out, list(g[ok]) + ([float(g[ok].max()) * 3] if bad.any() and ok.any() else [])
+
+
+def sharpness_figure(steps, sharpness, lr_steps, lrs, factor: float, precond: bool,
+                     climb: int | None = None) -> go.Figure:
+    """The sharpness at each probe against the edge of stability, factor/lr at every step (the learning rate can
+    change live), log y. ``precond``: Adam's preconditioned sharpness, whose edge is 38/lr; ``climb``: the step
+    where the loss started its climb to an explosion (a vertical line), or None.
+    """
+    s, y = np.asarray(steps), np.asarray(sharpness, dtype=float)
+    probed = ~np.isnan(y)  # NaN between probes; ±inf (an overflowed curvature) is kept and shown as ✕
+    s, y = s[probed], y[probed]
+    edge = factor / np.asarray(lrs, dtype=float)
+    edge_name = f"{factor:.3g}/lr"
+    name = "preconditioned sharpness λmax(P⁻¹H)" if precond else "sharpness λmax(H)"
+    ok = np.isfinite(y) & (y > 0)
+    data = [_scatter(s[ok], y[ok], name=name, mode="lines+markers", marker={"size": 4}, line={"color": "#7570B3"}),
+            _scatter(lr_steps, edge, name=f"edge of stability {edge_name}", mode="lines",
+                     line={"color": T.THRESHOLD, "dash": "dash", "width": 1.5})]
+    bad = ~ok
+    top = max([*y[ok], *edge[np.isfinite(edge)], 1.0]) * 3
+    if bad.any():
+        data.append(_scatter(s[bad], [top] * int(bad.sum()), name="✕ non-finite or ≤ 0", mode="markers",
+                             marker={"symbol": "x-thin-open", "size": 12, "line": {"width": 2}, "color": T.NON_FINITE},
+                             hovertext=[f"{v:.3g}" for v in y[bad]]))
+    layout = {**T.base_layout(f"Sharpness against the edge of stability ({edge_name})"),
+              "yaxis": log_axis([*y[ok], *edge, top if bad.any() else np.nan], "top Hessian eigenvalue (log)"),
+              "xaxis": {"title": {"text": "step"}}}
+    if climb is not None:
+        layout["shapes"] = [{"type": "line", "xref": "x", "yref": "paper", "x0": climb, "x1": climb, "y0": 0, "y1": 1,
+                             "line": {"color": T.EVENT_COLORS["explosion"], "width": 1, "dash": "dot"}}]
+        layout["annotations"] = [{"x": climb, "xref": "x", "y": 1.0, "yref": "paper", "showarrow": False,
+                                  "text": "loss starts climbing", "xanchor": "left", "yanchor": "top",
+                                  "font": {"size": 10, "color": T.EVENT_COLORS["explosion"]}}]
+    return go.Figure(data=data, layout=layout)

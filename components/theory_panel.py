@@ -14,7 +14,9 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from training import explain, theory
+from training import outcome as O
 from training import registry as R
+from training import sharpness as SH
 from training.config import Config
 from training.run import RunSnapshot, Snapshot
 
@@ -50,6 +52,8 @@ def theory_panel(snap: RunSnapshot, source: Callable[[str], Source | None] | Non
             _recurrent(snap, cfg, source("chart_spectral"))
         else:
             _mlp(snap, cfg, source("chart_theory"))
+        if SH.edge_column(cfg.optimizer) in snap.columns:
+            _sharpness(snap, source("chart_sharpness"))
 
 
 TITLES = {  # by the run's outcome (training/outcome.py): the panel explains what the run did
@@ -138,3 +142,43 @@ def spectral(snap: Snapshot) -> go.Figure:
     gamma, _ = _pascanu(R.hidden_activation(snap.config))
     steps, pre_clip = snap.series("grad_norm_pre_clip")
     return TH.spectral_figure(snap.probes, steps, pre_clip, bound=1.0 / gamma)
+
+
+SHARPNESS_NOTE = ("Gradient descent with step size lr diverges along any direction whose curvature exceeds 2/lr "
+                  "(with momentum β, (2 + 2β)/lr; for Adam, its preconditioned sharpness against 38/lr). The "
+                  "dotted line marks where the loss started the climb that ended in an explosion.")
+
+
+def _sharpness(snap: RunSnapshot, source: Source | None) -> None:
+    st.markdown(sharpness_words(snap))
+    chart(sharpness(snap), "chart_sharpness", SHARPNESS_NOTE, source)
+
+
+def _sharpness_view(snap: Snapshot) -> dict:
+    """The probes' sharpness, the edge at every step, the climb's start, and the probe the panel reads: the last
+    one at or before the climb when the run exploded, else the latest finite one."""
+    cfg = snap.config
+    # "hi": a bucket of a long run keeps its largest probe, where its last row (between probes) is NaN
+    steps, values = snap.series(SH.edge_column(cfg.optimizer), "hi")
+    lr_steps, lrs = snap.series("lr")
+    boom = next((e["step"] for e in snap.events if e.get("kind") == "explosion"), None)
+    climb = O.climb_start(*snap.series("loss"), boom)
+    factor = SH.edge_factor(cfg.optimizer, cfg.momentum)
+    read = np.flatnonzero(~np.isnan(values) & (steps <= (climb if climb is not None else np.inf)))
+    at = int(read[-1]) if len(read) else None
+    return {"steps": steps, "values": values, "lr_steps": lr_steps, "lrs": lrs, "factor": factor, "climb": climb,
+            "read": None if at is None else (float(values[at]), factor / float(lrs[at]))}
+
+
+def sharpness_words(snap: Snapshot) -> str:
+    """What the sharpness says about this run, in a sentence or two."""
+    v = _sharpness_view(snap)
+    if v["read"] is None:
+        return "Sharpness: waiting for the first probe."
+    return explain.sharpness_reading(*v["read"], f"{v['factor']:.3g}/lr")
+
+
+def sharpness(snap: Snapshot) -> go.Figure:
+    v = _sharpness_view(snap)
+    return TH.sharpness_figure(v["steps"], v["values"], v["lr_steps"], v["lrs"], v["factor"],
+                               snap.config.optimizer == "adam", v["climb"])

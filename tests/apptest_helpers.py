@@ -62,6 +62,17 @@ def live_figures(at) -> dict[str, dict]:
     return figures
 
 
+def values(array) -> list:
+    """A figure JSON's array as a list: plain, or plotly's typed-array form {"dtype", "bdata"}."""
+    if isinstance(array, dict):
+        import base64
+
+        import numpy as np
+
+        return np.frombuffer(base64.b64decode(array["bdata"]), dtype=array["dtype"]).tolist()
+    return list(array)
+
+
 def live_status(at) -> dict | None:
     """What the status line element was given at the last rerun (components/live_status.py), or None."""
     for el in at.get("bidi_component"):

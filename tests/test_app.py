@@ -9,7 +9,7 @@ from __future__ import annotations
 from streamlit.testing.v1 import AppTest
 
 from components import session as S
-from tests.apptest_helpers import APP, config_in_url, live_figures, live_status, poll, runner_of, shown
+from tests.apptest_helpers import APP, config_in_url, live_figures, live_status, poll, runner_of, shown, values
 from training.config import FIELDS, Config, from_preset
 from training.manager import get_manager
 
@@ -115,6 +115,30 @@ def test_watch_it_explode_shows_the_explosion_banner(at):
     banner = next(e.value for e in at.error if "exploded at step" in e.value)
     assert "first non-finite gradient in" in banner and "last finite gradient norm" in banner
     assert "turn on clipping" in banner
+
+
+def test_a_step_too_large_explains_its_explosion_by_the_sharpness_past_two_over_lr(at):
+    at.run()
+    start(at, "a step too large")
+    poll(at, lambda at: any("exploded at step" in e.value for e in at.error))
+    at.run()
+    assert "The top curvature of the loss passed 2/lr" in " ".join(m.value for m in at.markdown)
+    fig = live_figures(at)["chart_sharpness"]
+    edge = next(t for t in fig["data"] if t["name"].startswith("edge of stability 2/lr"))
+    assert set(values(edge["y"])) == {10.0}  # 2 / 0.2
+    assert fig["layout"]["annotations"][0]["text"] == "loss starts climbing"
+
+
+def test_full_batch_square_loss_and_the_sharpness_probe_come_from_the_url_and_go_back_to_it(at):
+    at.query_params.update({"batch_size": "full", "loss": "mse", "sharpness_every": "5", "hidden_sizes": "64,64"})
+    at.run()
+    assert not at.exception and not at.warning
+    assert at.number_input(key="w_batch_size").value == 0
+    assert at.selectbox(key="w_loss").value == "mse" and at.number_input(key="w_sharpness_every").value == 5
+    at.number_input(key="w_sharpness_every").set_value(20).run()
+    cfg = config_in_url(at)
+    assert (cfg.batch_size, cfg.loss, cfg.sharpness_every) == (0, "mse", 20) and cfg.full_batch
+    assert at.query_params["batch_size"] == "full"
 
 
 def test_turning_clipping_on_mid_run_caps_the_post_clip_norm_from_that_step(at):

@@ -289,7 +289,8 @@ def _check_step_cost(c: Config) -> None:
            f"the cap is {MAX_STEP_GFLOP:g} GFLOP (~0.5 s, so Stop lands within a second)")
     b = max_batch_size(c)
     if b >= 1:
-        raise ConfigError("batch_size", c.batch_size, f"{why}: allowed for this network: 1 to {b}")
+        shown_batch = "full" if c.full_batch else c.batch_size
+        raise ConfigError("batch_size", shown_batch, f"{why}: allowed for this network: 1 to {b}")
     if not c.is_recurrent:
         raise ConfigError("hidden_sizes", c.hidden_sizes, f"{why}, even at batch_size 1: use fewer or narrower layers")
     if step_flops(_unchecked(c, batch_size=1, hidden_size=1)) > cap:

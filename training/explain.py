@@ -67,3 +67,23 @@ def critical_init_std(activation: str, fan_in: int) -> float | None:
         mid = 0.5 * (lo + hi)
         lo, hi = (mid, hi) if excess(mid) < 0 else (lo, mid)
     return math.exp(0.5 * (lo + hi))
+
+
+EDGE_BAND = 0.15  # within 15% of the edge: hovering at it (the edge-of-stability lesson's own tolerance)
+
+
+def sharpness_reading(sharpness: float, edge: float, edge_name: str = "2/lr") -> str:
+    """The latest sharpness against the edge of stability, in words."""
+    if not math.isfinite(sharpness):
+        return ("The sharpness is not finite at this probe: the loss or its curvature overflowed, so the steps "
+                "before it are the ones to read.")
+    if sharpness > (1 + EDGE_BAND) * edge:
+        return (f"The top curvature of the loss passed {edge_name} ({sharpness:.3g} against {edge:.3g}): each "
+                "step overshoots along that direction and the overshoot grows. A smaller learning rate raises the "
+                "edge; clipping caps how far each overshoot goes.")
+    if sharpness >= (1 - EDGE_BAND) * edge:
+        return (f"At the edge of stability: the top curvature ({sharpness:.3g}) sits at {edge_name} = {edge:.3g}. "
+                "Steps overshoot along that one direction and come back, so the loss still falls, though not on "
+                "every step (Cohen et al. 2021).")
+    return (f"The top curvature of the loss ({sharpness:.3g}) is below {edge_name} = {edge:.3g}: no direction is "
+            "curved enough for a step to overshoot, so gradient descent is stable.")

@@ -206,8 +206,9 @@ OPTIMIZERS: dict[str, Callable] = {
 
 @dataclass(frozen=True)
 class Loss:
-    """A training loss: the tasks it applies to and (output, target) -> the mean loss over the batch."""
+    """A training loss: its label, the tasks it applies to and (output, target) -> the mean loss over the batch."""
 
+    label: str
     tasks: tuple[str, ...]
     fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None  # None: the task's own (see loss_function)
 
@@ -221,9 +222,9 @@ def _square(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
 
 LOSSES: dict[str, Loss] = {
-    "auto": Loss(("classification", "regression"), None),
-    "cross_entropy": Loss(("classification",), nn.functional.cross_entropy),
-    "mse": Loss(("classification", "regression"), _square),
+    "auto": Loss("auto (the task's own)", ("classification", "regression"), None),
+    "cross_entropy": Loss("cross-entropy", ("classification",), nn.functional.cross_entropy),
+    "mse": Loss("square loss (MSE)", ("classification", "regression"), _square),
 }
 
 
