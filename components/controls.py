@@ -12,6 +12,7 @@ import streamlit as st
 from training import registry as R
 from training.config import FIELDS, MAX_DEPTH, Config, ConfigError, allowed_text
 from training.engine import available_devices, best_device
+from training.sharpness import SUGGESTED_EVERY
 
 from . import lesson
 from . import session as S
@@ -139,7 +140,7 @@ def training() -> None:
     with c2:
         _number("Test every", "eval_every", 10)
     with c3:
-        _number("Sharpness every", "sharpness_every", 10)
+        _number("Sharpness every", "sharpness_every", SUGGESTED_EVERY)  # "+" from off: the suggested schedule
 
 
 def compare() -> None:

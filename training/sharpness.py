@@ -21,6 +21,9 @@ import torch
 ITERATIONS = 20  # at most this many Hessian-vector products per probe
 TOLERANCE = 1e-3  # stop when the estimate moves by less than this fraction between two products
 COLUMNS = ("sharpness", "sharpness_precond")
+# A warm-started probe takes 2-6 products at ~2.6 steps each, 6-16 steps of the run: every 100 steps it adds 5-15%,
+# every 200 under 10% (measured in docs/benchmarks.md, P8). Off by default; this is the schedule the controls suggest.
+SUGGESTED_EVERY = 200
 
 
 def edge(optimizer: str, lr: float, momentum: float = 0.0, beta1: float = 0.9) -> float:
