@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from types import SimpleNamespace
 
 from . import registry as R
+from . import transformer as TF
 from .data import ACCURACY_TOLERANCE, TASKS
 from .sharpness import ITERATIONS as SHARPNESS_ITERATIONS
 from .sharpness import SUGGESTED_EVERY
@@ -80,7 +81,8 @@ def _f(default, help: str, *, choices=None, lo=None, hi=None, kind=None):
 
 @dataclass(frozen=True)
 class Config:
-    model: str = _f("mlp", "network: mlp, or a recurrent " + " / ".join(R.RECURRENT_MODELS), choices=R.Names(R.MODELS))
+    model: str = _f("mlp", "network: mlp, a recurrent " + " / ".join(R.RECURRENT_MODELS) + ", or a transformer "
+                                 "(a character-level language model)", choices=R.Names(R.MODELS))
     hidden_sizes: tuple[int, ...] = _f((512, 256, 128), "MLP hidden widths, input → output (the seed's 512,256,128)",
                                        lo=1, hi=4096, kind="sizes")
     activation: str = _f("relu", f"hidden activation ({_activation_rules()})", choices=R.Names(R.ACTIVATIONS))
@@ -93,7 +95,7 @@ class Config:
     residual: bool = _f(False, "skip connections where consecutive widths match (MLP only)")
     hidden_size: int = _f(64, "recurrent hidden size", lo=1, hi=2048)
     seq_len: int = _f(50, "sequence length of the sequence datasets", lo=2, hi=1000)
-    optimizer: str = _f("sgd", "sgd, sgd with momentum, or adam", choices=R.Names(R.OPTIMIZERS))
+    optimizer: str = _f("sgd", "sgd, sgd with momentum, adam or adamw", choices=R.Names(R.OPTIMIZERS))
     lr: float = _f(0.01, "learning rate", lo=1e-6, hi=10.0)
     momentum: float = _f(0.9, "momentum of the 'momentum' optimizer", lo=0.0, hi=0.999)
     batch_size: int = _f(64, "examples per step; full: the whole training set every step, no sampling (full-batch "
@@ -108,7 +110,7 @@ class Config:
     clip_threshold: float = _f(1.0, "max_norm (clip=norm), clip_value (clip=value) or λ (clip=agc, "
                                  "{:g} to {:g})".format(*R.CLIP_MODES["agc"].threshold), lo=1e-6, hi=1e6)
     clip_norm_type: str = _f("2", "norm used by clip=norm: 2 or inf", choices=R.Names(R.CLIP_NORM_TYPES))
-    dataset: str = _f("digits", "digits or gaussian (MLP); adding or temporal_order (recurrent)",
+    dataset: str = _f("digits", "digits or gaussian (MLP); adding or temporal_order (recurrent); pycode (transformer)",
                       choices=R.Names(R.DATASETS))
     seed: int = _f(0, "random seed: the same seed gives the same weights, batches and losses", lo=0, hi=2**31 - 1)
     device: str = _f("auto", "auto picks cuda, then mps, then cpu", choices=R.DEVICES)
@@ -124,6 +126,21 @@ class Config:
     sharpness_every: int = _f(0, "measure the sharpness (top Hessian eigenvalue of the training loss; for adam also "
                                  "the preconditioned one) every N steps on a fixed batch; 0: off; every "
                                  f"{SUGGESTED_EVERY} adds under 10% to a run", lo=0, hi=100_000)
+    # The transformer (training/transformer.py): its shape, then the mitigations of its instabilities.
+    n_layers: int = _f(2, "transformer blocks", lo=1, hi=8)
+    d_model: int = _f(64, "transformer width (split evenly into n_heads heads)", lo=32, hi=256)
+    n_heads: int = _f(4, "attention heads per transformer block", lo=1, hi=TF.MAX_HEADS)
+    context: int = _f(64, "characters per transformer window (each position predicts the next)", lo=16, hi=256)
+    norm_position: str = _f("pre", "LayerNorm before each sublayer (pre) or after its residual add", choices=TF.NORMS)
+    qk_norm: bool = _f(False, "qk-layernorm: queries and keys normalised per head (bounds the attention logits)")
+    positions: str = _f("learned", "transformer positions: learned, or fixed sinusoidal", choices=TF.POSITIONS)
+    tie_embeddings: bool = _f(True, "the transformer's output layer shares the token embedding matrix")
+    z_loss: float = _f(0.0, "transformer: z·mean(log Z²) added to the objective, not the loss column", lo=0.0, hi=1.0)
+    warmup_steps: int = _f(0, "learning rate ramps linearly to lr over the first N steps (0: none)", lo=0, hi=10**7)
+    schedule: str = _f("constant", "lr after warmup: constant, or cosine decay to 0 at the end", choices=TF.SCHEDULES)
+    beta2: float = _f(0.999, "adam and adamw: decay of the squared-gradient average", lo=0.5, hi=0.99999)
+    eps: float = _f(1e-8, "adam and adamw: ε added to the gradient's root mean square", lo=1e-12, hi=0.01)
+    weight_decay: float = _f(0.0, "adamw: decoupled weight decay of the weight matrices", lo=0.0, hi=1.0)
 
     def __post_init__(self):
         for f in fields(self):
@@ -200,7 +217,8 @@ def model_conflicts(model: str, values: Mapping) -> list[tuple[str, object, str]
     """The settings in ``values`` (field -> value) that ``model`` does not allow, each as (field, a value it allows,
     why), in the order the config reports them. The config refuses the first; the lab's controls switch them all."""
     family, out = R.MODELS[model], []
-    fits = [d for d in R.DATASETS if (d in R.SEQUENCE_DATASETS) == family.recurrent]
+    fits = [d for d in R.DATASETS
+            if (d in R.SEQUENCE_DATASETS, d in R.TEXT_DATASETS) == (family.recurrent, family.text)]
     if values["dataset"] not in fits:
         why = f"needs a sequence dataset: {', '.join(fits)}" if family.recurrent else f"needs {' or '.join(fits)}"
         out.append(("dataset", fits[0], f"the {model} model {why}"))
@@ -210,11 +228,11 @@ def model_conflicts(model: str, values: Mapping) -> list[tuple[str, object, str]
         *most, last = R.RECURRENT_MODELS
         why = f"the {values['init']} init applies to {', '.join(most)} and {last} only"
         out.append(("init", FIELDS["init"].default, why))
-    flat = " and ".join(name for name, m in R.MODELS.items() if not m.recurrent)
+    flat = " and ".join(name for name, m in R.MODELS.items() if not m.recurrent and not m.text)
     layered = f"normalization and residual connections apply to the {flat} model only"
-    if family.recurrent and values["norm"] != "none":
+    if (family.recurrent or family.text) and values["norm"] != "none":  # the transformer has its own
         out.append(("norm", "none", layered))
-    if family.recurrent and values["residual"]:
+    if (family.recurrent or family.text) and values["residual"]:
         out.append(("residual", False, layered))
     return out
 
@@ -223,6 +241,8 @@ def _check_combination(c: Config) -> None:
     for name, _, why in model_conflicts(c.model, vars(c))[:1]:
         raise ConfigError(name, getattr(c, name), why)
     _check_loss_and_batch(c)
+    if R.MODELS[c.model].text and (bad := TF.check(c)):
+        raise ConfigError(*bad)
     allowed = R.CLIP_MODES[c.clip].threshold
     if allowed is not None and not allowed[0] <= c.clip_threshold <= allowed[1]:
         raise ConfigError("clip_threshold", c.clip_threshold,
@@ -233,8 +253,8 @@ def _check_combination(c: Config) -> None:
         raise ConfigError(name, getattr(c, name), f"the network would have {n:,} parameters; the cap is {MAX_PARAMS:,}")
     a = activation_count(c)
     if a > MAX_ACTIVATIONS:
-        shape = ("batch_size x seq_len x hidden_size x gates" if c.is_recurrent
-                 else "batch_size x sum of hidden_sizes")
+        shape = ("batch_size x seq_len x hidden_size x gates" if c.is_recurrent else TF.ACTIVATION_SHAPE
+                 if R.MODELS[c.model].text else "batch_size x sum of hidden_sizes")
         raise ConfigError("batch_size", c.batch_size, f"one step would hold {a:,} activations ({shape}); "
                           f"the cap is {MAX_ACTIVATIONS:,}")
     _check_step_cost(c)
@@ -268,6 +288,8 @@ SPECTRAL = 100  # eigenvalues and 2-norm of the H x H recurrent matrix in float6
 def step_flops(c: Config | SimpleNamespace) -> float:
     """Work of the costliest step: the first, which probes and also evaluates the held-out set."""
     i, o = R.DATASET_DIMS[c.dataset]
+    if R.MODELS[c.model].text:
+        return TF.step_flops(c, o)
     params = R.param_count(c, i, o)
     if c.is_recurrent:
         macs = c.seq_len * len(R.MODELS[c.model].gates) * c.hidden_size * (i + c.hidden_size) * RECURRENT_SLOWDOWN
@@ -320,6 +342,8 @@ def max_batch_size(c: Config) -> int:
 
 def activation_count(c: Config) -> int:
     """Hidden values of one forward pass (what the activation cap bounds)."""
+    if R.MODELS[c.model].text:
+        return TF.activation_count(c)
     if not c.is_recurrent:
         return c.examples_per_step * sum(c.hidden_sizes)
     return c.batch_size * c.seq_len * c.hidden_size * len(R.MODELS[c.model].gates)

@@ -15,7 +15,7 @@ import torch
 DATA_SEED = 1234
 # A regression output counts as correct within this distance of its target (the adding task's usual criterion).
 ACCURACY_TOLERANCE = 0.04
-TASKS = {"digits": "classification", "gaussian": "classification", "adding": "regression",
+TASKS = {"digits": "classification", "gaussian": "classification", "adding": "regression", "pycode": "classification",
          "temporal_order": "classification"}  # each dataset's task, without building it (tested against the builders)
 
 

@@ -27,7 +27,9 @@ import torch
 
 from . import outcome as O
 from . import registry as R
+from . import schedule
 from . import sharpness as SH
+from . import transformer as TF
 from .agc import agc
 from .config import Config
 from .layout import PER_PARAM, SCALAR_COLUMNS, TEST_COLUMNS, Host, Sent, StepRecord, held_out, row_slices
@@ -68,7 +70,7 @@ class Trainer:
         self.cfg = cfg
         self.device = best_device(cfg.device) if device is None else torch.device(device)
         g = torch.Generator().manual_seed(cfg.seed)
-        self.data = R.DATASETS[cfg.dataset](cfg.seq_len).to(self.device)
+        self.data = R.build_data(cfg).to(self.device)
         self.model = R.build_model(cfg, self.data, g).to(self.device)
         self.batch_gen = torch.Generator().manual_seed(cfg.seed + 1)  # batches: their own stream
         self.names = [n for n, _ in self.model.named_parameters()]
@@ -91,6 +93,8 @@ class Trainer:
         if self.sharpness is not None:
             self.columns += SH.columns(cfg.optimizer)
         self._row = row_slices(len(self.params))
+        self.measures = TF.Measures(cfg, self.model) if R.MODELS[cfg.model].text else TF.NO_MEASURES
+        self.columns += self.measures.columns  # after every other column: the MLP's and RNNs' rows are unchanged
         self.probe_act = R.hidden_activation(cfg)  # the nonlinearity the probe measures
         self.stuck_label = R.ACTIVATIONS[self.probe_act].stuck_label
         self._sgd_lr_only = _moves_by_lr_times_grad(self.optimizer)
@@ -149,8 +153,9 @@ class Trainer:
         # what optimizer.zero_grad() does, without its profiler scope and per-group loop (~50 µs after a step).
         for p in self.params:
             p.grad = None
-        loss = self.loss_fn(self.model(x, probe), y)
-        loss.backward()
+        lr = schedule.apply(self.optimizer, self.lr, self.cfg, self.step_idx)  # warmup and decay: the lr column's
+        loss = self.loss_fn(out := self.model(x, probe), y)
+        self.measures.objective(loss, out).backward()  # the loss, plus the transformer's z-loss when it has one
         grads = [p.grad for p in self.params]
         # Probe on the weights and raw gradients of this row, before clipping and the update change them.
         probe_out = self._probe(probe) if probing else None
@@ -178,10 +183,11 @@ class Trainer:
         loss_v, pre_v, post_v, sent = host.loss, host.pre, host.post, self._sent
         wn = host.values[sent.weights]
         ratios = [u / w if w > 0 else math.nan for u, w in zip(un, wn, strict=True)] if applied else [math.nan] * n
-        row = np.array([loss_v, self.lr, pre_v, post_v, float(host.clipped), *held_out(probe_out),
-                        *host.values[sent.grads], *wn, *ratios, *sharp])
+        row = np.array([loss_v, lr, pre_v, post_v, float(host.clipped), *held_out(probe_out),
+                        *host.values[sent.grads], *wn, *ratios, *sharp,
+                        *host.values[len(host.values) - len(self.measures.tail):]])  # the transformer's measures
         at = self._row
-        rec = StepRecord(self.step_idx, loss_v, self.lr, pre_v, post_v, host.clipped, row[at["grad_norm"]],
+        rec = StepRecord(self.step_idx, loss_v, lr, pre_v, post_v, host.clipped, row[at["grad_norm"]],
                          row[at["weight_norm"]], row[at["update_ratio"]], applied, flat=row, clip_norm=clip_norm)
         if not applied:
             rec.events.append(self._explosion_event(rec))
@@ -215,7 +221,7 @@ class Trainer:
         pass over them; a non-finite step is simply not applied, so nothing needs rolling back. ``update``: the
         gradients a value or agc clip made (``grads`` keep the values before it).
         """
-        host, applied = self._host([*head, *(post_norms or ())], grads)
+        host, applied = self._host([*head, *(post_norms or ()), *self.measures.tail], grads)
         if coef is not None and (host.coef < 1.0 or not applied):  # a coefficient of 1.0 changes nothing: skip
             torch._foreach_mul_(grads, coef)
         lr = self.optimizer.param_groups[0]["lr"]
@@ -240,7 +246,8 @@ class Trainer:
         torch._foreach_copy_(self._before, self.params)
         self.optimizer.step()
         moved = torch._foreach_norm(torch._foreach_sub(self._before, self.params))
-        host, applied = self._host([*head, *(post_norms or ()), *moved], grads, self._before, scaled=coef is not None)
+        host, applied = self._host([*head, *(post_norms or ()), *moved, *self.measures.tail], grads, self._before,
+                                   scaled=coef is not None)
         if not applied:
             torch._foreach_copy_(self.params, self._before)  # the update is not applied
         return host, host.values[self._sent.moved], applied
@@ -338,7 +345,7 @@ class Trainer:
         # "dead"/"saturated": the fraction of units stuck on every example of the batch (a unit that passes
         # almost no gradient for the whole batch), not of pre-activation elements: ~half of a healthy ReLU
         # layer's elements are <= 0, yet it has few dead units.
-        if self.cfg.model == "mlp":
+        if not self.cfg.is_recurrent:  # the MLP's layers, or the transformer's feed-forward layers
             stats = torch.stack([torch.stack([a.mean(), a.std(), stuck(h, a).all(dim=0).float().mean(),
                                               _grad_norm(h)]) for h, a in probe]).cpu().double().numpy()
             out.update(layers=[f"blocks.{i}" for i in range(len(probe))], act_mean=stats[:, 0],

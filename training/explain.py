@@ -21,6 +21,8 @@ def not_applicable(cfg: Config) -> str | None:
     """Why the mean-field MLP prediction does not apply to ``cfg``, or None when it does."""
     if cfg.is_recurrent:
         return "the layer-by-layer prediction is for MLPs; for recurrent nets see the spectral radius below"
+    if R.MODELS[cfg.model].text:
+        return "the layer-by-layer prediction is for MLPs; a transformer's layer norms and attention are outside it"
     if cfg.norm != "none":
         return f"{cfg.norm} normalization rescales every layer, which the i.i.d. mean-field map does not model"
     if cfg.residual:

@@ -11,6 +11,8 @@ import math
 import sys
 from dataclasses import dataclass
 
+import numpy as np
+
 from . import outcome
 from . import registry as R
 from . import sharpness as SH
@@ -84,6 +86,26 @@ def run(cfg: Config) -> Measured:
                     math.nan if exploded else t.evaluate()[1], ratio, climb,
                     losses[0] > outcome.RULE.init_blowup * zero, min(ratios, default=math.nan), tuple(losses),
                     tuple(sharp), SH.edge(cfg.optimizer, cfg.lr, cfg.momentum))
+
+
+def lm_run(cfg: Config) -> dict[str, float]:
+    """A transformer run's attention and output measures: the largest attention logit (over layers) at step 0, its
+    peak and its last value; the lowest layer's mean attention entropy at step 0 and at the end; log Z at step 0 and
+    at the end; and the loss, mean of the last 20 steps."""
+    t = Trainer(cfg.replace(probe_every=cfg.steps, eval_every=cfg.steps), "cpu")
+    rows = []
+    for _ in range(cfg.steps):
+        rec = t.step()
+        rows.append(rec.row())
+        if not rec.applied:
+            break
+    r = np.array(rows)
+    logit = r[:, [i for i, c in enumerate(t.columns) if c.startswith("attn_logit_max/")]].max(axis=1)
+    entropy = r[:, [i for i, c in enumerate(t.columns) if c.startswith("attn_entropy/")]].min(axis=1)
+    log_z = r[:, t.columns.index("logit_log_z")]
+    return {"first_logit": logit[0], "peak_logit": float(np.nanmax(logit)), "last_logit": logit[-1],
+            "first_entropy": entropy[0], "last_entropy": entropy[-1], "first_log_z": log_z[0], "last_log_z": log_z[-1],
+            "final_loss": float(r[-20:, 0].mean()), "steps": len(r)}
 
 
 def measure(name: str) -> tuple[Measured, Measured]:

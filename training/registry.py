@@ -14,7 +14,7 @@ import torch
 from scipy import special
 from torch import nn
 
-from . import data, models
+from . import data, models, text, transformer
 
 Fn = Callable[[np.ndarray], np.ndarray]
 
@@ -201,8 +201,18 @@ def describe_clip(mode: str, threshold: float, norm_type: str = "2") -> str:
 OPTIMIZERS: dict[str, Callable] = {
     "sgd": lambda params, cfg: torch.optim.SGD(params, lr=cfg.lr),
     "momentum": lambda params, cfg: torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum),
-    "adam": lambda params, cfg: torch.optim.Adam(params, lr=cfg.lr),
+    "adam": lambda params, cfg: torch.optim.Adam(params, lr=cfg.lr, betas=(0.9, cfg.beta2), eps=cfg.eps),
+    "adamw": lambda params, cfg: torch.optim.AdamW(_decay_groups(params, cfg.weight_decay), lr=cfg.lr,
+                                                   betas=(0.9, cfg.beta2), eps=cfg.eps),
 }
+
+
+def _decay_groups(params, weight_decay: float) -> list[dict]:
+    """AdamW's decoupled weight decay on matrices only; biases and norm gains are not decayed (as nanoGPT)."""
+    params = list(params)
+    return [{"params": [p for p in params if p.dim() >= 2], "weight_decay": weight_decay},
+            {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}]
+
 
 @dataclass(frozen=True)
 class Loss:
@@ -234,14 +244,15 @@ def loss_function(name: str, task: str) -> Callable[[torch.Tensor, torch.Tensor]
         name = "cross_entropy" if task == "classification" else "mse"
     return LOSSES[name].fn
 
-
 DATASETS: dict[str, Callable[[int], data.Dataset]] = {
     "digits": data.digits,
     "gaussian": data.gaussian,
     "adding": data.adding,
     "temporal_order": data.temporal_order,
+    "pycode": text.pycode,  # characters of Python standard library modules (training/text.py)
 }
 SEQUENCE_DATASETS = {"adding", "temporal_order"}
+TEXT_DATASETS = {"pycode"}  # character-level text: for the language model only
 
 @dataclass(frozen=True)
 class ModelFamily:
@@ -251,6 +262,7 @@ class ModelFamily:
     gates: tuple[str, ...] = ()  # the gate blocks stacked in W_hh, in PyTorch's order (recurrent only)
     activations: tuple[str, ...] | None = None  # the activations it allows; None: every one
     hidden_activation: str | None = None  # the one its hidden state uses whatever the config says; None: the config's
+    text: bool = False  # a language model: it takes the text datasets, and only it does
 
 
 MODELS: dict[str, ModelFamily] = {
@@ -259,6 +271,8 @@ MODELS: dict[str, ModelFamily] = {
     # The gates' sigmoids and the tanh of the candidate and the output: cfg.activation has no say.
     "lstm": ModelFamily(recurrent=True, gates=("input", "forget", "cell", "output"), hidden_activation="tanh"),
     "gru": ModelFamily(recurrent=True, gates=("reset", "update", "new"), hidden_activation="tanh"),
+    # A causal character-level decoder (training/transformer.py); the activation is its feed-forward layers'.
+    "transformer": ModelFamily(recurrent=False, activations=("gelu", "relu"), text=True),
 }
 RECURRENT_MODELS = tuple(name for name, m in MODELS.items() if m.recurrent)
 
@@ -271,8 +285,15 @@ def hidden_activation(cfg) -> str:
 DEVICES = ("auto", "cpu", "cuda", "mps")
 
 
+def build_data(cfg) -> data.Dataset:
+    """The dataset for ``cfg``: sequences of seq_len steps, or text windows of the transformer's context."""
+    return DATASETS[cfg.dataset](cfg.context if MODELS[cfg.model].text else cfg.seq_len)
+
+
 def build_model(cfg, ds: data.Dataset, g: torch.Generator) -> nn.Module:
     """The network for ``cfg``, initialised from generator ``g`` alone (no global RNG)."""
+    if cfg.model == "transformer":
+        return transformer.build(cfg, ds.output_dim, ACTIVATIONS[cfg.activation].module, INITS[cfg.init].fill, g)
     if cfg.model == "mlp":
         net = models.MLP(ds.input_dim, cfg.hidden_sizes, ds.output_dim, ACTIVATIONS[cfg.activation].module,
                          cfg.norm, cfg.residual)
@@ -301,6 +322,8 @@ def build_model(cfg, ds: data.Dataset, g: torch.Generator) -> nn.Module:
 
 def param_count(cfg, input_dim: int, output_dim: int) -> int:
     """Parameters the config would build, computed without building it (for the resource cap)."""
+    if cfg.model == "transformer":
+        return transformer.param_count(cfg, output_dim)
     if cfg.model == "mlp":
         widths = (input_dim, *cfg.hidden_sizes, output_dim)
         n = sum(a * b + b for a, b in zip(widths, widths[1:], strict=False))
@@ -313,7 +336,8 @@ def param_count(cfg, input_dim: int, output_dim: int) -> int:
 
 
 # Dataset shapes, for checks that must not build the data (validation, caps).
-DATASET_DIMS = {"digits": (784, 10), "gaussian": (784, 10), "adding": (2, 1), "temporal_order": (6, 4)}
+DATASET_DIMS = {"digits": (784, 10), "gaussian": (784, 10), "adding": (2, 1), "temporal_order": (6, 4),
+                "pycode": (text.VOCAB_SIZE, text.VOCAB_SIZE)}
 
 
 @dataclass(frozen=True)
@@ -337,6 +361,7 @@ class Preset:
 
 
 SEED_NET = {"model": "mlp", "hidden_sizes": (512, 256, 128), "dataset": "digits"}
+LM = {"model": "transformer", "dataset": "pycode", "batch_size": 16, "optimizer": "adam", "lr": 0.03, "steps": 300}
 N01 = {"activation": "relu", "init": "normal", "init_std": 1.0}  # the seed's N(0, 1) weights: far too large
 SGD = {"optimizer": "sgd", "lr": 0.01, "steps": 300}
 # Cohen et al. (2021)'s setting at digit scale: full-batch gradient descent (batch_size 0: the whole training set),
@@ -402,4 +427,13 @@ PRESETS: dict[str, Preset] = {
         {"model": "rnn", "activation": "relu", "dataset": "adding", "seq_len": 50, "hidden_size": 64,
          "init": "spectral_radius", "spectral_radius": 1.6, **SGD, "clip": "none"}, {"spectral_radius": 0.9},
         speed=1.0),
+    "attention logits grow": Preset(
+        "Attention-logit growth (Wortsman et al. 2023): a 2-layer character transformer under Adam at lr 0.03 sees its "
+        "largest attention logit grow from ~2 to ~10⁴ and a layer's attention entropy collapse to ~0 while the loss "
+        "stalls near 2.8 nats per character; qk-layernorm alone keeps the logit under ~20 and reaches ~2.5.",
+        {**LM, "qk_norm": False}, {"qk_norm": True}),
+    "log Z drifts without z-loss": Preset(
+        "Without z-loss the output's log Z starts at ln 97 ≈ 4.6 and drifts up (~6.0 after 300 steps); z-loss 1e-2 "
+        "alone holds it near 0 at the same loss (the paper's 1e-4 barely moves it in 300 steps at this scale).",
+        {**LM, "qk_norm": True, "z_loss": 0.0}, {"z_loss": 0.01}),
 }

@@ -1,0 +1,44 @@
+"""The transformer lessons' claims (training/registry.py PRESETS), checked through the engine's own columns.
+
+A claim that stops holding is a lesson to change, not a test to loosen: "~10⁴" is checked as above 10³, "~2" as
+below 4, "under ~20" as below 25, "~0" as below 0.05 nats, "near 0" as within 0.5."""
+
+from __future__ import annotations
+
+import functools
+
+import pytest
+import torch
+
+from training import lessons as LS
+
+
+@pytest.fixture(autouse=True)
+def _one_torch_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@functools.cache
+def measured(name: str) -> tuple[dict, dict]:
+    return LS.lm_run(LS.problem(name)), LS.lm_run(LS.fix(name))
+
+
+def test_without_qk_layernorm_the_attention_logits_grow_and_attention_collapses_and_qk_layernorm_bounds_them():
+    p, f = measured("attention logits grow")
+    assert p["steps"] == f["steps"] == 300  # both stay finite: the loss stalls, it does not go non-finite
+    assert p["first_logit"] < 4 and p["peak_logit"] > 1e3 and p["last_logit"] > 10 * p["first_logit"]
+    assert p["first_entropy"] > 2.5 and p["last_entropy"] < 0.05
+    assert f["peak_logit"] < 25 and f["last_entropy"] > 1.0
+    assert 2.6 < p["final_loss"] < 3.0 and f["final_loss"] < 2.6 and f["final_loss"] < p["final_loss"] - 0.2
+
+
+def test_log_z_drifts_up_without_z_loss_and_z_loss_holds_it_near_zero_at_the_same_loss():
+    p, f = measured("log Z drifts without z-loss")
+    assert abs(p["first_log_z"] - 4.6) < 0.1 and 5.2 < p["last_log_z"] < 6.5
+    assert abs(f["last_log_z"]) < 0.5
+    assert abs(f["final_loss"] / p["final_loss"] - 1) < 0.02
+    weak = LS.lm_run(LS.problem("log Z drifts without z-loss").replace(z_loss=1e-4))  # the paper's coefficient
+    assert weak["last_log_z"] > 4.5
