@@ -11,7 +11,7 @@ import streamlit as st
 
 from training import registry as R
 from training.config import FIELDS, MAX_DEPTH, Config, ConfigError, allowed_text
-from training.engine import available_devices, best_device
+from training.devices import available_devices, best_device
 from training.sharpness import SUGGESTED_EVERY
 
 from . import lesson

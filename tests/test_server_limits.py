@@ -208,12 +208,14 @@ def test_the_step_cost_cap_holds_at_the_cli_and_in_the_url(tmp_path, capsys):
 
 def test_every_preset_and_the_step_estimate_inputs_stay_true():
     from training import registry as R
-    from training.config import TEST_EXAMPLES, from_preset
+    from training.config import TEST_EXAMPLES, TRAIN_EXAMPLES, from_preset
 
     for name in R.PRESETS:
         from_preset(name)  # every lesson fits under the cap
     for name, build in R.DATASETS.items():  # the estimate counts the held-out pass each dataset really has
-        assert len(build(10).y_test) == TEST_EXAMPLES[name], name
+        data = build(10)
+        assert len(data.x_test) == TEST_EXAMPLES[name], name  # examples (pycode: windows)
+        assert (len(data.x_train) if data.x_train is not None else None) == TRAIN_EXAMPLES.get(name), name
 
 
 # The first Start after the server started took 10.5 s to draw (the next ones 1.2-1.9 s): it paid for imports.

@@ -10,15 +10,13 @@ import math
 import os
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields, replace
-from types import SimpleNamespace
 
+from . import cost
 from . import registry as R
 from . import transformer as TF
-from .data import ACCURACY_TOLERANCE, TASKS
-from .sharpness import ITERATIONS as SHARPNESS_ITERATIONS
+from .data import ACCURACY_TOLERANCE, FULL_BATCH, TASKS, TEST_EXAMPLES, TRAIN_EXAMPLES  # noqa: F401 (re-exported)
 from .sharpness import SUGGESTED_EVERY
 
-FULL_BATCH = 0  # batch_size for full-batch training: "full" on the command line, in the URL and in the controls
 MAX_SHOWN = 80  # characters of a refused value quoted back in a message (a pasted megabyte stays out of logs)
 
 
@@ -172,7 +170,7 @@ class Config:
     @property
     def examples_per_step(self) -> int:
         """The examples one step trains on: the batch size, or the whole training set."""
-        return TRAIN_EXAMPLES[self.dataset] if self.full_batch else self.batch_size
+        return cost.examples(self)
 
 
 FIELDS = {f.name: f for f in fields(Config)}
@@ -251,7 +249,7 @@ def _check_combination(c: Config) -> None:
     if n > MAX_PARAMS:
         name = "hidden_size" if c.is_recurrent else "hidden_sizes"
         raise ConfigError(name, getattr(c, name), f"the network would have {n:,} parameters; the cap is {MAX_PARAMS:,}")
-    a = activation_count(c)
+    a = cost.activation_count(c)
     if a > MAX_ACTIVATIONS:
         shape = ("batch_size x seq_len x hidden_size x gates" if c.is_recurrent else TF.ACTIVATION_SHAPE
                  if R.MODELS[c.model].text else "batch_size x sum of hidden_sizes")
@@ -271,41 +269,8 @@ def _check_loss_and_batch(c: Config) -> None:
                           f"{c.dataset} draws new sequences every step: allowed: 1 to 4096")
 
 
-# What a step costs, as the floating-point operations of large matrix products that take as long on one CPU core
-# (measured with thread CPU time on a Xeon with AVX-512, one torch thread; docs/benchmarks.md has the Stop times).
-TEST_EXAMPLES = {"digits": 360, "gaussian": 1024, "adding": 1000, "temporal_order": 1000}  # training/data.py
-TRAIN_EXAMPLES = {"digits": 1437, "gaussian": 3072}  # the datasets with a fixed training set (full batch possible)
-PER_PARAM = 400  # norms, clipping, the update and zeroing read every parameter a few times: ~4 ns each
-PER_ACTIVATION = 1200  # a probe's statistics of every hidden value (MLP), ~12 ns each
-RECURRENT_SLOWDOWN = 1.5  # a recurrent layer's per-time-step products run at ~2/3 of a large product's rate
-PER_TIME_STEP = 6e7  # ~0.6 ms per time step: the train step, the test pass and the probe's unrolled loop together
-# A sharpness probe: up to ITERATIONS Hessian-vector products, each a double backward over the forward and backward
-# graph, ~12 flops per multiply-add and example (twice that with Adam's preconditioned one).
-PER_HVP = 12
-SPECTRAL = 100  # eigenvalues and 2-norm of the H x H recurrent matrix in float64 on a probe: ~1 ns x H^3
-
-
-def step_flops(c: Config | SimpleNamespace) -> float:
-    """Work of the costliest step: the first, which probes and also evaluates the held-out set."""
-    i, o = R.DATASET_DIMS[c.dataset]
-    if R.MODELS[c.model].text:
-        return TF.step_flops(c, o)
-    params = R.param_count(c, i, o)
-    if c.is_recurrent:
-        macs = c.seq_len * len(R.MODELS[c.model].gates) * c.hidden_size * (i + c.hidden_size) * RECURRENT_SLOWDOWN
-        extra = c.seq_len * PER_TIME_STEP + SPECTRAL * c.hidden_size ** 3
-    else:
-        macs = params
-        extra = PER_ACTIVATION * c.batch_size * sum(c.hidden_sizes)
-    b = TRAIN_EXAMPLES[c.dataset] if c.batch_size == FULL_BATCH else c.batch_size
-    if c.sharpness_every:
-        extra += PER_HVP * SHARPNESS_ITERATIONS * (2 if c.optimizer == "adam" else 1) * b * macs
-    # forward 2 and backward 4 flops per multiply-add and example; the test pass is a forward pass
-    return 6 * b * macs + 2 * TEST_EXAMPLES[c.dataset] * macs + PER_PARAM * params + extra
-
-
 def _check_step_cost(c: Config) -> None:
-    work, cap = step_flops(c), MAX_STEP_GFLOP * 1e9
+    work, cap = cost.step_flops(c), MAX_STEP_GFLOP * 1e9
     if work <= cap:
         return
     probe = " (with its sharpness probe)" if c.sharpness_every else ""
@@ -317,36 +282,14 @@ def _check_step_cost(c: Config) -> None:
         raise ConfigError("batch_size", shown_batch, f"{why}: allowed for this network: 1 to {b}")
     if not c.is_recurrent:
         raise ConfigError("hidden_sizes", c.hidden_sizes, f"{why}, even at batch_size 1: use fewer or narrower layers")
-    if step_flops(_unchecked(c, batch_size=1, hidden_size=1)) > cap:
+    if cost.step_flops(cost.unchecked(c, batch_size=1, hidden_size=1)) > cap:
         raise ConfigError("seq_len", c.seq_len, f"{why}, even at batch_size 1: use a shorter sequence")
     raise ConfigError("hidden_size", c.hidden_size, f"{why}, even at batch_size 1: use a smaller hidden_size")
 
 
-def _unchecked(c: Config, **changes) -> SimpleNamespace:
-    """c's values with ``changes``, not validated (a Config would check its step cost again)."""
-    return SimpleNamespace(**{**{f.name: getattr(c, f.name) for f in fields(c)}, **changes},
-                           is_recurrent=c.is_recurrent)
-
-
 def max_batch_size(c: Config) -> int:
     """The largest batch_size whose step stays under the step-cost cap with c's other settings (0: none does)."""
-    cap, lo, hi = MAX_STEP_GFLOP * 1e9, 0, FIELDS["batch_size"].metadata["hi"]
-    while lo < hi:  # the cost grows with the batch: bisect
-        mid = (lo + hi + 1) // 2
-        if step_flops(_unchecked(c, batch_size=mid)) <= cap:
-            lo = mid
-        else:
-            hi = mid - 1
-    return lo
-
-
-def activation_count(c: Config) -> int:
-    """Hidden values of one forward pass (what the activation cap bounds)."""
-    if R.MODELS[c.model].text:
-        return TF.activation_count(c)
-    if not c.is_recurrent:
-        return c.examples_per_step * sum(c.hidden_sizes)
-    return c.batch_size * c.seq_len * c.hidden_size * len(R.MODELS[c.model].gates)
+    return cost.max_batch_size(c, MAX_STEP_GFLOP * 1e9, FIELDS["batch_size"].metadata["hi"])
 
 
 def format_value(v, name: str | None = None) -> str:

@@ -19,6 +19,13 @@ TASKS = {"digits": "classification", "gaussian": "classification", "adding": "re
          "temporal_order": "classification"}  # each dataset's task, without building it (tested against the builders)
 
 
+# Examples in each dataset's fixed sets (tested against the builders); only the first two have a fixed training set,
+# so only they can train full-batch (batch_size FULL_BATCH: "full" on the command line, in the URL and the controls).
+TEST_EXAMPLES = {"digits": 360, "gaussian": 1024, "adding": 1000, "temporal_order": 1000, "pycode": 128}
+TRAIN_EXAMPLES = {"digits": 1437, "gaussian": 3072}
+FULL_BATCH = 0
+
+
 def accuracy_note(dataset: str) -> str:
     """What "accuracy" means beyond "fraction correct", for labels: "" on a classification task."""
     return f"within {ACCURACY_TOLERANCE:g} of the target" if TASKS.get(dataset) == "regression" else ""

@@ -32,35 +32,14 @@ from . import sharpness as SH
 from . import transformer as TF
 from .agc import agc
 from .config import Config
+from .devices import available_devices, best_device  # noqa: F401 (the engine's public names)
 from .layout import PER_PARAM, SCALAR_COLUMNS, TEST_COLUMNS, Host, Sent, StepRecord, held_out, row_slices
+from .norms import exact_norms as _exact_norms
+from .norms import to_host as _to_host
 
 SPIKE_FACTOR = 10.0  # a pre-clip norm above 10x the running median is a spike
 SPIKE_WINDOW = 100
 SPIKE_MIN_HISTORY = 10  # the median of fewer steps is too noisy to call spikes
-
-
-def best_device(requested: str = "auto") -> torch.device:
-    """cuda, then mps, then cpu; a requested device that is absent is an error, not a silent fallback."""
-    if requested == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    available = {"cpu": True, "cuda": torch.cuda.is_available(),
-                 "mps": bool(getattr(torch.backends, "mps", None) and torch.backends.mps.is_available())}
-    if not available[requested]:
-        raise RuntimeError(f"device: {requested} is not available on this machine; use auto or cpu")
-    return torch.device(requested)
-
-
-def available_devices() -> list[str]:
-    out = ["cpu"]
-    if torch.cuda.is_available():
-        out.insert(0, "cuda")
-    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
-        out.insert(0, "mps")
-    return out
 
 
 class Trainer:
@@ -384,41 +363,6 @@ def _moves_by_lr_times_grad(opt: torch.optim.Optimizer) -> bool:
     """Plain SGD with one parameter group: w -= lr * g exactly (no momentum, weight decay or maximize)."""
     return (type(opt) is torch.optim.SGD and len(opt.param_groups) == 1
             and all(not g["momentum"] and not g["weight_decay"] and not g["maximize"] for g in opt.param_groups))
-
-
-def _to_host(scalars: list[torch.Tensor]) -> list[float]:
-    """0-d tensors → Python floats (float32 values exactly): one stack and one copy to the host."""
-    return torch.stack(scalars).tolist()
-
-
-def _exact_norms(host: list[float], k: int, n: int, grads: list[torch.Tensor], weights: list[torch.Tensor],
-                 coef: float | None) -> bool:
-    """Replace the per-tensor norms (gradients at ``host[k:k+n]``, weights after them) that overflowed float32 by
-    their float64 value, in place; True when every gradient element is finite.
-
-    A float32 norm sums squares in float32, so it is inf for a finite tensor whose norm is above ~1.8e19 (the
-    step before a typical explosion); a NaN or inf element makes it NaN or inf too. Only a tensor whose float32
-    norm is inf is measured again, in float64, where no float32 tensor can overflow: the common step keeps its
-    one transfer, and a non-finite float64 norm means a non-finite element. ``coef``: the gradients were
-    multiplied by it since their norms were taken (momentum or Adam with a norm clip); one zeroed that way
-    (coefficient 0, as clip_grad_norm_ does when its float32 total overflows) cannot be measured again: its norm
-    stays inf, and the step is finite if its elements were.
-    """
-    if sum(host[k:k + 2 * n]) < math.inf:  # the usual step: all finite (norms are >= 0, an inf or NaN shows)
-        return True
-    if any(math.isnan(host[k + i]) for i in range(n)):
-        return False
-    over = [i for i in range(2 * n) if host[k + i] == math.inf]
-    if not over:
-        return True
-    exact = _to_host([torch.linalg.vector_norm(grads[i] if i < n else weights[i - n], dtype=torch.float64)
-                      for i in over])
-    finite = all(math.isfinite(v) for i, v in zip(over, exact, strict=True) if i < n)
-    for i, v in zip(over, exact, strict=True):
-        if i < n and coef is not None:
-            v = v / coef if coef > 0 and math.isfinite(v) else math.inf
-        host[k + i] = v
-    return finite
 
 
 def _grad_norm(h: torch.Tensor) -> torch.Tensor:
