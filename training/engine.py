@@ -121,17 +121,13 @@ class Trainer:
 
     def step(self, batch: tuple[torch.Tensor, torch.Tensor] | None = None) -> StepRecord:
         x, y = self.sample() if batch is None else batch
-        # On the weights of this row, before its forward pass; NaN on the steps between probes.
         sharp = self._measure_sharpness() if self.sharpness is not None else ()
         probing = self.step_idx % self.cfg.probe_every == 0
         # Step 0's statistics stay on: the outcome classifier reads the backward signal's ratio at initialisation.
         probe: list | None = [] if probing and (self.activation_probes or self.step_idx == 0) else None
         if not self.model.training:  # only evaluate() leaves train mode; re-walking every module costs ~40 µs
             self.model.train()
-        # None, not zeros: backward then writes each gradient instead of adding it to a zero-filled buffer. This is
-        # what optimizer.zero_grad() does, without its profiler scope and per-group loop (~50 µs after a step).
-        for p in self.params:
-            p.grad = None
+        self._clear_grads()
         lr = schedule.apply(self.optimizer, self.lr, self.cfg, self.step_idx)  # warmup and decay: the lr column's
         loss = self.loss_fn(out := self.model(x, probe), y)
         self.measures.objective(loss, out).backward()  # the loss, plus the transformer's z-loss when it has one
@@ -182,7 +178,14 @@ class Trainer:
         self.step_idx += 1
         return rec
 
+    def _clear_grads(self) -> None:
+        """None, not zeros: backward then writes each gradient instead of adding it to a zero-filled buffer. This is
+        what optimizer.zero_grad() does, without its profiler scope and per-group loop (~50 µs after a step)."""
+        for p in self.params:
+            p.grad = None
+
     def _measure_sharpness(self) -> list[float]:
+        """On the weights of this row, before its forward pass; NaN on the steps between probes."""
         n = 2 if self.cfg.optimizer == "adam" else 1
         if self.step_idx % self.cfg.sharpness_every:
             return [math.nan] * n
