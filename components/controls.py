@@ -70,8 +70,14 @@ def _activation_fixed() -> bool:
     return R.MODELS[ss.w_model].hidden_activation is not None
 
 
+def _not_mlp() -> bool:
+    """Widths, normalization and residual connections are the MLP's: recurrent nets and the transformer have none."""
+    family = R.MODELS[ss.w_model]
+    return family.recurrent or family.text
+
+
 def mitigations() -> None:
-    recurrent = R.MODELS[ss.w_model].recurrent
+    recurrent = _not_mlp()
     st.caption("Clipping and learning rate change a running run at once; the rest apply on next Start.")
     _clip_controls(S.A)
     _select("Activation", "activation", disabled=_activation_fixed())
@@ -87,22 +93,41 @@ def mitigations() -> None:
 
 
 def model() -> None:
-    recurrent = R.MODELS[ss.w_model].recurrent
+    recurrent, mlp_off = R.MODELS[ss.w_model].recurrent, _not_mlp()
     _select("Architecture", "model", on_change=S.on_model)
     st.text_input("Hidden widths (input → output)", key="w_hidden_sizes", on_change=S.mark_custom,
-                  disabled=recurrent, help=_help("hidden_sizes"))
+                  disabled=mlp_off, help=_help("hidden_sizes"))
     _error_at("w_hidden_sizes")
     c1, c2, c3 = st.columns([2, 2, 2], vertical_alignment="bottom")
-    c1.number_input("Depth", min_value=1, max_value=MAX_DEPTH, step=1, key="w_depth", disabled=recurrent)
+    c1.number_input("Depth", min_value=1, max_value=MAX_DEPTH, step=1, key="w_depth", disabled=mlp_off)
     c2.number_input("Width", min_value=1, max_value=FIELDS["hidden_sizes"].metadata["hi"], step=1, key="w_width",
-                    disabled=recurrent)
-    c3.button("Set", key="btn_fill_widths", on_click=S.fill_widths, disabled=recurrent,
+                    disabled=mlp_off)
+    c3.button("Set", key="btn_fill_widths", on_click=S.fill_widths, disabled=mlp_off,
               help="Fill the hidden widths with depth × width", width="stretch")
     c1, c2 = st.columns(2)
     with c1:
         _number("Hidden size", "hidden_size", 1, disabled=not recurrent)
     with c2:
         _number("Sequence length", "seq_len", 1, disabled=not recurrent)
+
+
+def transformer() -> None:
+    """The transformer's shape and the mitigations of its instabilities; only for the transformer."""
+    c1, c2 = st.columns(2)
+    with c1:
+        _number("Layers", "n_layers", 1)
+        _number("Heads", "n_heads", 1)
+        _select("Norm position", "norm_position")
+    with c2:
+        _number("Width d_model", "d_model", 16)
+        _number("Context", "context", 16)
+        _select("Positions", "positions")
+    c1, c2 = st.columns(2)
+    with c1:
+        st.checkbox("qk-layernorm", key="w_qk_norm", on_change=S.mark_custom, help=_help("qk_norm"))
+    with c2:
+        st.checkbox("Tied embeddings", key="w_tie_embeddings", on_change=S.mark_custom, help=_help("tie_embeddings"))
+    _number("z-loss", "z_loss", 1e-4, fmt="%g")
 
 
 def _device_label(name: str) -> str:
@@ -119,6 +144,19 @@ def training() -> None:
         _number("Momentum", "momentum", 0.01, fmt="%g", disabled=ss.w_optimizer != "momentum")
     st.select_slider("Learning rate (log scale)", S.lr_options(), format_func=lambda v: f"{v:g}", key="w_lr",
                      on_change=S.on_live, args=(S.A,), help=_help("lr"))
+    c1, c2 = st.columns(2)
+    with c1:
+        _number("Warmup steps", "warmup_steps", 10)
+    with c2:
+        _select("Schedule", "schedule")
+    adam = ss.w_optimizer in ("adam", "adamw")
+    c1, c2, c3 = st.columns(3)
+    with c1:
+        _number("β2", "beta2", 0.001, fmt="%g", disabled=not adam)
+    with c2:
+        _number("ε", "eps", 1e-8, fmt="%g", disabled=not adam)
+    with c3:
+        _number("Weight decay", "weight_decay", 0.01, fmt="%g", disabled=ss.w_optimizer != "adamw")
     c1, c2 = st.columns(2)
     with c1:
         _number("Batch size (0: full)", "batch_size", 1)
@@ -219,6 +257,9 @@ def sidebar() -> Config | None:
     compare()  # right under A's mitigations: B is A with some of them changed
     with st.expander("Model", expanded=True):
         model()
+    if R.MODELS[ss.w_model].text:
+        with st.expander("Transformer", expanded=True):
+            transformer()
     with st.expander("Training", expanded=True):
         training()
     with st.container(key="drawn_stamp"):  # last, after every control: see session.DRAWN

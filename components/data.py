@@ -127,7 +127,13 @@ def widths(sizes: tuple[int, ...]) -> str:
 
 def describe(cfg: Config) -> str:
     """A short label for a run: what distinguishes it at a glance."""
-    shape = f"h{cfg.hidden_size} T{cfg.seq_len}" if cfg.is_recurrent else widths(cfg.hidden_sizes)
+    if R.MODELS[cfg.model].text:
+        shape = f"L{cfg.n_layers} d{cfg.d_model} h{cfg.n_heads} T{cfg.context} {cfg.norm_position}-LN" + (
+            " qk-norm" if cfg.qk_norm else "")
+    elif cfg.is_recurrent:
+        shape = f"h{cfg.hidden_size} T{cfg.seq_len}"
+    else:
+        shape = widths(cfg.hidden_sizes)
     arch = f"{cfg.model} {shape}"
     init = f"normal({cfg.init_std:g})" if cfg.init == "normal" else cfg.init
     clip = R.describe_clip(cfg.clip, cfg.clip_threshold, cfg.clip_norm_type)

@@ -10,6 +10,7 @@ from streamlit.testing.v1 import AppTest
 
 from components import session as S
 from tests.apptest_helpers import APP, config_in_url, live_figures, live_status, poll, runner_of, shown, values
+from training import transformer as TF
 from training.config import FIELDS, Config, from_preset
 from training.manager import get_manager
 
@@ -35,7 +36,8 @@ def test_every_control_renders_and_changes_the_config(at):
     assert not at.exception
     keys = {w.key for kind in ("selectbox", "radio", "number_input", "text_input", "checkbox", "select_slider")
             for w in getattr(at.sidebar, kind)}
-    assert {f"w_{name}" for name in FIELDS} <= keys, "every config field has a control"
+    assert {f"w_{name}" for name in FIELDS if name not in TF.FIELDS} <= keys, "every config field has a control"
+    assert not {f"w_{name}" for name in TF.FIELDS} & keys, "the transformer's own fields show for it alone"
     # Dependent inputs are disabled until their switch is on, as in the browser: two passes.
     at.radio(key="w_clip").set_value("norm")
     at.selectbox(key="w_init").set_value("normal")
@@ -78,6 +80,27 @@ def test_every_control_renders_and_changes_the_config(at):
     assert (cfg.model, cfg.dataset, cfg.hidden_size, cfg.seq_len, cfg.init, cfg.spectral_radius) == (
         "gru", "adding", 16, 20, "spectral_radius", 0.9)
     assert cfg.norm == "none" and not cfg.residual  # mlp-only options were switched off for the gru
+
+    at.selectbox(key="w_model").set_value("transformer").run()  # the dataset follows: pycode
+    keys = {w.key for kind in ("selectbox", "number_input", "checkbox") for w in getattr(at.sidebar, kind)}
+    assert {f"w_{name}" for name in TF.FIELDS} <= keys
+    at.number_input(key="w_n_layers").set_value(3)
+    at.number_input(key="w_d_model").set_value(48)
+    at.number_input(key="w_n_heads").set_value(2)
+    at.number_input(key="w_context").set_value(32)
+    at.selectbox(key="w_norm_position").set_value("post")
+    at.checkbox(key="w_qk_norm").check()
+    at.number_input(key="w_z_loss").set_value(1e-4)
+    at.number_input(key="w_warmup_steps").set_value(20)
+    at.selectbox(key="w_schedule").set_value("cosine")
+    at.selectbox(key="w_optimizer").set_value("adamw").run()
+    at.number_input(key="w_weight_decay").set_value(0.1).run()
+    assert not at.exception and not at.error
+    cfg = config_in_url(at)
+    assert (cfg.model, cfg.dataset, cfg.n_layers, cfg.d_model, cfg.n_heads, cfg.context, cfg.norm_position) == (
+        "transformer", "pycode", 3, 48, 2, 32, "post")
+    assert cfg.qk_norm and cfg.z_loss == 1e-4 and (cfg.warmup_steps, cfg.schedule) == (20, "cosine")
+    assert (cfg.optimizer, cfg.weight_decay) == ("adamw", 0.1)
 
 
 def test_start_uses_the_controls_and_the_run_buttons_drive_the_runner(at):

@@ -249,7 +249,7 @@ DATASETS: dict[str, Callable[[int], data.Dataset]] = {
     "gaussian": data.gaussian,
     "adding": data.adding,
     "temporal_order": data.temporal_order,
-    "pycode": text.pycode,  # characters of Python standard library modules (training/text.py)
+    "pycode": text.pycode,  # characters of the pinned torch package's own Python modules (training/text.py)
 }
 SEQUENCE_DATASETS = {"adding", "temporal_order"}
 TEXT_DATASETS = {"pycode"}  # character-level text: for the language model only

@@ -22,7 +22,10 @@ FF_MULT = 4  # feed-forward width = 4 · d_model
 NORMS = ("pre", "post")  # LayerNorm before each sublayer (GPT-2), or after the residual add (Vaswani et al. 2017)
 POSITIONS = ("learned", "sinusoidal")
 SCHEDULES = ("constant", "cosine")
-MAX_HEADS = 8  # the learning rate after warmup (schedule.py)
+MAX_HEADS = 8
+# The config fields that shape the transformer or switch its mitigations: the lab shows them for it alone.
+FIELDS = ("n_layers", "d_model", "n_heads", "context", "norm_position", "qk_norm", "positions", "tie_embeddings",
+          "z_loss")
 
 
 def sinusoidal(context: int, d: int) -> torch.Tensor:
