@@ -118,7 +118,10 @@ def _row(m: Measured) -> str:
     # A climb means something only from a healthy start: a net blown up at init has nowhere to climb from.
     climb = f" after its loss climbed for {m.climb} steps" if m.climb and not m.blown_up_at_init else ""
     signal = f"; ‖∂L/∂h‖ first ÷ last at step 0: {m.signal_ratio:.2g}" if math.isfinite(m.signal_ratio) else ""
-    return f"{m.words}{climb}; loss {m.first_loss:.3g} → {m.final_loss:.3g}; test accuracy {acc}{signal}"
+    finite = [v for _, v in m.sharpness if math.isfinite(v)]
+    sharp = (f"; sharpness {finite[0]:.3g} at step 0, {finite[-1]:.3g} at the last probe, edge {m.edge:.3g}"
+             if finite else "")
+    return f"{m.words}{climb}; loss {m.first_loss:.3g} → {m.final_loss:.3g}; test accuracy {acc}{signal}{sharp}"
 
 
 def table(names=None) -> str:
