@@ -187,7 +187,7 @@ def test_the_summary_says_on_what_share_of_steps_clipping_engaged(clip, tmp_path
         assert 0 < share <= 1
 
 
-def test_full_batch_mse_run_with_the_sharpness_probe_writes_its_column(tmp_path):
+def test_full_batch_mse_run_with_the_sharpness_probe_writes_its_column(tmp_path, capsys):
     out = tmp_path / "eos.csv"
     assert main(["run", "--batch-size", "full", "--loss", "mse", "--sharpness-every", "2", "--hidden-sizes", "16",
                  "--activation", "tanh", "--steps", "5", "--out", str(out), "--quiet"]) == 0
@@ -196,3 +196,5 @@ def test_full_batch_mse_run_with_the_sharpness_probe_writes_its_column(tmp_path)
     assert df["sharpness"].notna().tolist() == [True, False, True, False, True]
     side = json.loads((tmp_path / "eos.csv.events.json").read_text())
     assert side["config"]["batch_size"] == 0 and side["config"]["loss"] == "mse"
+    last = df["sharpness"].iloc[4]
+    assert f"sharpness {last:.3g} at step 4 (2/lr = 200)" in capsys.readouterr().err  # lr 0.01

@@ -19,6 +19,7 @@ from tqdm import tqdm
 from . import export
 from . import outcome as O
 from . import registry as R
+from . import sharpness as SH
 from . import sweep as SW
 from .config import FIELDS, Config, ConfigError, allowed_text, from_dict, from_preset
 from .headless import train_into_store, train_rows
@@ -175,6 +176,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         return 1
     loss = f"{rows[-1, 1]:.4g}" if len(rows) else "n/a"
     share = clipped_words(clipped_share(int((rows[:, 1 + trainer.columns.index("clipped")] > 0).sum()), len(rows)))
+    col = SH.edge_column(cfg.optimizer)
+    if col in trainer.columns:  # the last probe against its edge: which side of 2/lr the run ended on
+        at = 1 + trainer.columns.index(col)
+        words = SH.last_words(rows[:, 0], rows[:, at].tolist(), rows[:, 1 + trainer.columns.index("lr")],
+                              SH.edge_factor(cfg.optimizer, cfg.momentum))
+        share += f", {words}" if words else ""
     print(f"{ended(status, O.of_events(events))}: {len(rows)} steps recorded, last loss {loss}, {share}, wrote {out} "
           f"and {sidecar.name}", file=sys.stderr)
     return 0

@@ -51,6 +51,15 @@ def edge_column(optimizer: str) -> str:
     return COLUMNS[1] if optimizer == "adam" else COLUMNS[0]
 
 
+def last_words(steps, values, lrs, factor: float) -> str:
+    """The last finite probe against its edge, for a summary line: 'sharpness 19.7 at step 1980 (2/lr = 20)'."""
+    at = [i for i, v in enumerate(values) if math.isfinite(v)]
+    if not at:
+        return ""
+    i = at[-1]
+    return f"sharpness {values[i]:.3g} at step {int(steps[i])} ({factor:.3g}/lr = {factor / lrs[i]:.3g})"
+
+
 class Probe:
     """λmax of the loss's Hessian at the current weights, on ``batch``, warm-started from the last probe."""
 
