@@ -11,6 +11,7 @@ from collections.abc import Sequence
 
 import plotly.graph_objects as go
 
+from training import sharpness as SH
 from training.run import RunSnapshot
 
 from . import charts as C
@@ -65,5 +66,6 @@ def figure(key: str, snaps: Sequence[RunSnapshot]) -> go.Figure:
     if key == "chart_spectral":
         return theory_panel.spectral(snap)
     if key == "chart_sharpness":
-        return theory_panel.sharpness(snap)
+        probed = SH.edge_column(snap.config.optimizer) in snap.columns
+        return theory_panel.sharpness(snap) if probed else waiting("Sharpness against the edge of stability")
     raise KeyError(f"no live chart {key!r}; known: {', '.join(KEYS)}")

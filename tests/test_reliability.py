@@ -143,7 +143,7 @@ def test_an_error_in_the_training_thread_shows_as_error_and_the_manager_keeps_wo
     (b"\xff\xfe garbage", "is not valid JSON"),
     (b"[1, 2, 3]", "must hold a JSON object"),
     (b'{"lr": "fast"}', "lr: 'fast' is not allowed; allowed: 1e-06 to 10"),
-    (b'{"learning_rate": 0.1}', "learning_rate: 0.1 is not allowed; unknown field"),
+    (b'{"learning_rate": 0.1}', "learning_rate: 0.1 is not allowed; unknown field; did you mean lr?"),
     (b'{"steps": 1e400}', "steps: inf is not allowed"),
     (b'{"seed": ' + b"9" * 5000 + b"}", "is not valid JSON"),
     (b"[" * 60_000, "is not valid JSON"),
@@ -194,7 +194,8 @@ def test_caps_hold_at_the_cli_and_in_the_url_too(tmp_path, capsys):
     from training.config import from_query
 
     assert cli.main(["run", "--batch-size", "5000", "--out", str(tmp_path / "o.csv")]) == 2
-    assert capsys.readouterr().err == "error: --batch-size: 5000 is not allowed; allowed: 1 to 4096\n"
+    assert capsys.readouterr().err == ("error: --batch-size: 5000 is not allowed; allowed: 1 to 4096, or full (0: the "
+                                       "whole training set)\n")
     cfg, errors = from_query({"hidden_sizes": ",".join(["8"] * 100), "steps": "1e99"})
     assert cfg == Config() and len(errors) == 2
 

@@ -6,6 +6,7 @@ the CLI flags, the URL query parameters and the dashboard controls are all gener
 
 from __future__ import annotations
 
+import difflib
 import math
 import os
 from collections.abc import Mapping
@@ -15,27 +16,8 @@ from . import cost
 from . import registry as R
 from . import transformer as TF
 from .data import ACCURACY_TOLERANCE, FULL_BATCH, TASKS, TEST_EXAMPLES, TRAIN_EXAMPLES  # noqa: F401 (re-exported)
+from .errors import MAX_SHOWN, ConfigError, shown  # noqa: F401 (every interface imports them from here)
 from .sharpness import SUGGESTED_EVERY
-
-MAX_SHOWN = 80  # characters of a refused value quoted back in a message (a pasted megabyte stays out of logs)
-
-
-class ConfigError(ValueError):
-    """A bad value, said in words a user understands: the field, the value and what is allowed."""
-
-    def __init__(self, field_name: str, value, allowed: str):
-        self.field, self.value, self.allowed = field_name, value, allowed
-        self.shown = shown(value)
-        super().__init__(f"{field_name}: {self.shown} is not allowed; {allowed}")
-
-
-def shown(value) -> str:
-    """repr(value) on one short line; never raises (repr of a 5,000-digit int does)."""
-    try:
-        text = repr(value)
-    except ValueError:
-        text = f"<{type(value).__name__} too large to show>"
-    return text if len(text) <= MAX_SHOWN else text[:MAX_SHOWN - 3] + "..."
 
 
 def env_number(name: str, default: float, lo: float, hi: float, kind: type = int):
@@ -304,12 +286,21 @@ def format_value(v, name: str | None = None) -> str:
     return str(v)
 
 
+def unknown_field(name: str) -> str:
+    """What to say of a field that does not exist: the nearest names, not all of them (there are ~40)."""
+    near = difflib.get_close_matches(name, FIELDS, n=3, cutoff=0.5) if name.isprintable() and len(name) <= 40 else []
+    if not near and "_" in name:  # learning_rate -> lr: the parts' initials
+        near = [n for n in FIELDS if n == "".join(p[:1] for p in name.split("_"))]
+    hint = f"did you mean {' or '.join(near)}?" if near else "python -m training config --help lists every field"
+    return f"unknown field; {hint}"
+
+
 def parse_value(name: str, raw):
     """Turn a raw value (a string from the CLI or URL, or a JSON value) into the field's type."""
     if not isinstance(name, str) or name not in FIELDS:
         # Quote a name that would break the one-line message (a newline, a megabyte); keep a plain typo plain.
         label = name if isinstance(name, str) and name.isprintable() and len(name) <= 40 else shown(name)
-        raise ConfigError(label, raw, "unknown field; known: " + ", ".join(FIELDS))
+        raise ConfigError(label, raw, unknown_field(label))
     f = FIELDS[name]
     try:
         if f.metadata["kind"] == "sizes":
