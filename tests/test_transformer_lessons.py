@@ -56,6 +56,8 @@ def test_post_ln_without_warmup_stays_at_the_unigram_entropy_where_pre_ln_trains
     assert abs(p["final_loss"] - unigram) < 0.1 and abs(unigram - 3.14) < 0.01  # "stays at ~3.14"
     assert p["last_entropy"] > 3.0  # "its attention uniform": ~ mean ln(position + 1) over a 64-character window
     assert f["final_loss"] < 2.7 and f["final_loss"] < p["final_loss"] - 0.4  # "warmup alone brings it to ~2.5"
+    # The classifier's language-model rule (training/outcome.py) names them so: at the unigram entropy is stuck.
+    assert (pre["outcome"], p["outcome"], f["outcome"]) == ("learned", "stuck", "learned")
 
 
 def ff_out_profile(cfg, seeds=range(4)) -> np.ndarray:

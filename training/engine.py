@@ -194,7 +194,8 @@ class Trainer:
 
     def outcome(self) -> O.Outcome:
         """How the run went so far, by the one classifier (training/outcome.py); at the last step, how it ended."""
-        return O.classify(self.trajectory, *self.references, signal_ratio=self._signal_ratio)
+        return O.classify(self.trajectory, *self.references, signal_ratio=self._signal_ratio,
+                          language_model=R.MODELS[self.cfg.model].text)
 
     def _look_then_update(self, grads, update, coef, head, post_norms) -> tuple[Host, list[float], bool]:
         """Plain SGD: every number of the row is known before the update, so read them first, then apply.
