@@ -333,6 +333,8 @@ class Trainer:
                                               _grad_norm(h)]) for h, a in probe]).cpu().double().numpy()
             out.update(layers=[f"blocks.{i}" for i in range(len(probe))], act_mean=stats[:, 0],
                        act_std=stats[:, 1], act_stuck=stats[:, 2], backward_norm=stats[:, 3])
+            if self.measures.columns:  # the transformer: attention per head, and one head's pattern
+                out.update(self.model.attention_probe())
         else:
             hs, seq = probe[0]  # hs: h_t for every t, seq: (batch, time, hidden)
             w = self.model.recurrent_matrix().detach().double()
