@@ -21,6 +21,7 @@ from training.config import Config
 from training.run import RunSnapshot, Snapshot
 
 from . import theory as TH
+from . import transformer_panel
 from .data import run_outcome
 from .plot import Source, chart
 
@@ -43,12 +44,15 @@ def _pascanu(activation: str) -> tuple[float, str]:
 
 
 def theory_panel(snap: RunSnapshot, source: Callable[[str], Source | None] | None = None) -> None:
-    """MLP: predicted vs measured ‖∂L/∂h‖ per hidden layer; recurrent: the recurrent matrix's spectrum.
-    ``source``: chart key -> the URL its chart refreshes itself from while the run trains (or None)."""
+    """MLP: predicted vs measured ‖∂L/∂h‖ per hidden layer; recurrent: the recurrent matrix's spectrum; transformer:
+    its attention and output in words and charts. ``source``: chart key -> the URL its chart refreshes itself from
+    while the run trains (or None)."""
     cfg = snap.config
     source = source or (lambda key: None)
     with st.expander(panel_title(snap), expanded=True, icon=":material/functions:"):
-        if cfg.is_recurrent:
+        if R.MODELS[cfg.model].text:
+            transformer_panel.panel(snap, source)
+        elif cfg.is_recurrent:
             _recurrent(snap, cfg, source("chart_spectral"))
         else:
             _mlp(snap, cfg, source("chart_theory"))
