@@ -4,7 +4,7 @@ P1's method (bench/step_overhead.py): the engine's instrumented step, appended t
 ÷ the textbook loop of the same model, data and optimizer, in alternating blocks of CPU time. The bare side's model
 takes no attention measures (``TransformerLM.measure = False``): the ratio includes what the measures cost, the
 largest attention logit and the entropy per layer and log Z, in the step's one transfer. Probes off, as for P1's
-headline rows. Then the engine's steps per second (wall clock, one torch thread) at the config's transformer
+headline rows. Then the engine's steps per second on one torch thread at the config's transformer
 defaults and at the lessons' batch of 16 (per second of the thread's CPU time).
 """
 
