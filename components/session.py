@@ -19,7 +19,9 @@ from training.manager import CapacityError, get_manager
 from .data import LIVE_FIELDS, live_config, lr_grid, matching_preset
 
 A, B = "w_", "b_"
-B_FIELDS = ("clip", "clip_threshold", "activation", "init", "lr")  # what run B may change from A
+# What run B may change from A: the last four are the transformer's mitigations (its lessons' one changes), which
+# leave the initial weights equal (a LayerNorm starts at ones and zeros, drawing nothing from the seed).
+B_FIELDS = ("clip", "clip_threshold", "activation", "init", "lr", "qk_norm", "z_loss", "warmup_steps", "norm_position")
 CUSTOM = "custom"
 # The page sends every control's value with each request, also values it has not been sent yet: a callback's
 # fill-in (a preset) reaches the page with the rerun that follows, so a click in between sent the old values back
