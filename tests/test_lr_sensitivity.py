@@ -4,6 +4,7 @@ small character transformer, qk-layernorm lowers the LR sensitivity (Wortsman et
 from __future__ import annotations
 
 import functools
+import json
 import math
 
 import numpy as np
@@ -11,6 +12,8 @@ import pytest
 import torch
 
 from components.lr_chart import lr_sensitivity_figure
+from tests.apptest_helpers import poll, values
+from tests.test_map_page import launch_serial, map_at  # noqa: F401 (a fixture)
 from training import lr_sensitivity as LRS
 from training import sweep as SW
 from training.cli import main
@@ -95,3 +98,16 @@ def test_the_chart_draws_one_line_per_value_of_the_other_axis_named_with_its_sen
     assert [t.name for t in fig.data] == ["qk_norm = 0: LR sensitivity 0.3", "qk_norm = 1: LR sensitivity 0"]
     assert list(fig.data[0].x) == [0.01, 0.1] and list(fig.data[0].y) == [2.4, 3.0]
     assert fig.layout.xaxis.type == "log"
+
+
+def test_a_finished_map_with_an_lr_axis_draws_the_loss_against_lr_under_it(map_at):  # noqa: F811 (the fixture)
+    job = launch_serial(map_at, "lr=1e-3,0.1", "init_std=0.01,1", 20)
+    poll(map_at, lambda at: not job.alive and job.saved is not None)
+    map_at.run()
+    assert not map_at.exception
+    spec = next(json.loads(c.proto.spec) for c in map_at.get("plotly_chart")
+                if json.loads(c.proto.spec)["layout"]["title"]["text"] == "Final loss against learning rate")
+    curves = LRS.curves(job.snapshot(), "x")
+    assert [t["name"] for t in spec["data"]] == [f"init_std = {c.group:g}: LR sensitivity {c.sensitivity:.3g}"
+                                                 for c in curves]
+    np.testing.assert_allclose(values(spec["data"][0]["y"]), curves[0].losses)
