@@ -75,6 +75,8 @@ def panel_title(snap: RunSnapshot) -> str:
     o = run_outcome(snap) if snap.status in ("exploded", "finished") else None
     if o is not None:
         return TITLES[o.label]
+    if R.MODELS[snap.config.model].text:  # its reading is about attention and the output, not the signal's flow
+        return "Attention and output logits: what could explode"
     probe = next((p for p in reversed(snap.probes) if len(p.get("backward_norm", []))), None)
     b = np.asarray((probe or {}).get("time_backward_norm", (probe or {}).get("backward_norm", [])), dtype=float)
     if len(b) > 1 and np.isfinite(b).all() and b[-1] > 0:

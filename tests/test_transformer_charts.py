@@ -96,4 +96,5 @@ def test_the_lab_draws_the_transformer_charts_and_reading_in_place_of_the_mean_f
     assert set(LF.TRANSFORMER_KEYS) <= set(figures) and "chart_theory" not in figures
     text = " ".join(m.value for m in at.markdown)
     assert "**Attention logits.**" in text and "**Output log Z**" in text
+    assert "Attention and output logits: what could explode" in [e.label for e in at.expander]  # while it trains
     at.button(key="btn_stop").click().run()
