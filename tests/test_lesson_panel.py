@@ -34,6 +34,7 @@ def test_a_lesson_whose_change_run_b_can_carry_compares_problem_and_fix_side_by_
     at.selectbox(key="w_preset").set_value("watch it explode").run()
     at.button(key="btn_lesson_compare").click().run()
     assert at.toggle(key="w_compare").value and at.radio(key="b_clip").value == "norm"
+    assert "b_clip" in at.query_params and "b_qk_norm" not in at.query_params  # an MLP's link: no transformer B
     at.button(key="btn_start").click().run()
     r = runner_of(at)
     assert [run.cfg for run in r.runs] == [LS.problem("watch it explode"), LS.fix("watch it explode")]
