@@ -13,7 +13,7 @@ from . import Row, machine, table
 SUITES = {  # id -> module; imported lazily so --only P4 does not pay for the others
     "P1": "step_overhead", "P5": "step_overhead", "P4": "history_scale", "P2": "dashboard", "P3": "dashboard",
     "S1": "server_limits", "S2": "server_limits", "S3": "server_limits", "S4": "server_limits", "S5": "server_limits",
-    "C1": "cli_cost", "P8": "sharpness_cost",
+    "C1": "cli_cost", "P8": "sharpness_cost", "P9": "transformer_cost",
 }
 
 

@@ -73,9 +73,12 @@ def update_by_hand_vs_optimizer(cfg: Config, pairs: int, block_s: float = BLOCK_
                    pairs, block_s)
 
 
-def engine_vs_bare(cfg: Config, pairs: int, block_s: float = BLOCK_S) -> tuple[list[float], float]:
-    """Per-pair ratios engine time ÷ bare time, and the fraction of measured engine steps that clipped."""
+def engine_vs_bare(cfg: Config, pairs: int, block_s: float = BLOCK_S, bare_model=None) -> tuple[list[float], float]:
+    """Per-pair ratios engine time ÷ bare time, and the fraction of measured engine steps that clipped;
+    ``bare_model(model)``: strips the bare side's model of what only the engine asks of it."""
     eng, bare = Trainer(cfg, "cpu"), Trainer(cfg, "cpu")
+    if bare_model is not None:
+        bare_model(bare.model)
     hist = History(eng.columns)
     # A history past its recent window, as in any run longer than ~2k steps: every append then also folds.
     for i in range(3 * 2048):

@@ -193,6 +193,19 @@ def compare() -> None:
         _select("Initialization", "init", S.B, format_func=_init_label)
         st.select_slider("Learning rate", S.lr_options(), format_func=lambda v: f"{v:g}", key="b_lr",
                          on_change=S.on_live, args=(S.B,), help=_help("lr"))
+        if R.MODELS[ss.w_model].text:
+            _transformer_b()
+
+
+def _transformer_b() -> None:
+    """Run B's transformer mitigations: each lesson's one change, side by side with A."""
+    c1, c2 = st.columns(2)
+    with c1:
+        _select("Norm position", "norm_position", S.B)
+        st.checkbox("qk-layernorm", key="b_qk_norm", help=_help("qk_norm"))
+    with c2:
+        _number("Warmup steps", "warmup_steps", 10, S.B)
+        _number("z-loss", "z_loss", 1e-4, S.B, fmt="%g")
 
 
 def run_buttons() -> None:

@@ -16,12 +16,13 @@ from training.run import RunSnapshot
 
 from . import charts as C
 from . import theme as T
-from . import theory_panel
+from . import theory_panel, transformer_panel
 
 OVERLAY_KEYS = ("chart_loss", "chart_grad")  # every run of the tab, plus earlier runs picked for overlay
 DETAIL_KEYS = ("chart_heatmap", "chart_flow", "chart_weights", "chart_acts")  # one run
 THEORY_KEYS = ("chart_theory", "chart_spectral", "chart_sharpness")  # one run: MLP or recurrent; sharpness when probed
-KEYS = OVERLAY_KEYS + DETAIL_KEYS + THEORY_KEYS
+TRANSFORMER_KEYS = transformer_panel.KEYS  # one run: a transformer's attention and output (the theory panel's)
+KEYS = OVERLAY_KEYS + DETAIL_KEYS + THEORY_KEYS + TRANSFORMER_KEYS
 
 
 def short(run_id: str) -> str:
@@ -68,4 +69,6 @@ def figure(key: str, snaps: Sequence[RunSnapshot]) -> go.Figure:
     if key == "chart_sharpness":
         probed = SH.edge_column(snap.config.optimizer) in snap.columns
         return theory_panel.sharpness(snap) if probed else waiting("Sharpness against the edge of stability")
+    if key in TRANSFORMER_KEYS:
+        return transformer_panel.figure(key, snap)
     raise KeyError(f"no live chart {key!r}; known: {', '.join(KEYS)}")

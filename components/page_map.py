@@ -12,6 +12,7 @@ import urllib.parse
 
 import streamlit as st
 
+from training import lr_sensitivity as LRS
 from training import registry as R
 from training import sweep as SW
 from training.config import Config, ConfigError, from_preset
@@ -23,6 +24,7 @@ from . import map_chart as MC
 from . import session as S
 from .data import describe
 from .live_api import map_url
+from .lr_chart import lr_sensitivity_figure
 from .panels import plain
 from .plot import JS, Source, figure_data, themed
 
@@ -123,7 +125,7 @@ def controls() -> None:
                     help="name=lo:hi:n (log-spaced over more than a decade), name=log:lo:hi:n, name=lin:lo:hi:n or "
                          "name=v1,v2,...")
     right.text_input("y axis", DEFAULT_Y, key="m_y", max_chars=AXIS_CHARS,
-                     help=f"Any numeric field or depth: {', '.join(SW.AXES)}")
+                     help=f"Any numeric or true/false field (qk_norm=false,true), or depth: {', '.join(SW.AXES)}")
     a, b, c = st.columns(3)
     a.number_input("seeds per cell", 1, 100, 1, key="m_seeds", help="The map shows the majority outcome.")
     b.number_input("steps per run", 5, 10_000, DEFAULT_STEPS, key="m_steps")
@@ -223,6 +225,22 @@ def draw(results, sweep: SW.Sweep, status: str, job: MapJob | None = None) -> No
     c.caption(describe(cfg))
     st.caption(f"**How a cell is classified** (first match wins): {sweep.rule.text()}. "
                "Colours: learned green, stuck grey, vanished blue, exploded red; blank: not run yet.")
+    if job is None:
+        lr_curves(results, sweep)
+
+
+def lr_curves(results, sweep: SW.Sweep) -> None:
+    """Under a finished map with an lr axis: final loss against lr per value of the other axis, with each line's
+    LR sensitivity (training/lr_sensitivity.py)."""
+    axis = LRS.lr_axis({"x": {"name": sweep.x.name}, "y": {"name": sweep.y.name}})
+    rows = results.to_dict("records") if hasattr(results, "to_dict") else list(results)
+    if axis is None or not rows:
+        return
+    other = (sweep.y if axis == "x" else sweep.x).name
+    st.plotly_chart(themed(lr_sensitivity_figure(LRS.curves(rows, axis), other)), key="chart_lr_sensitivity",
+                    theme=None, config={"displaylogo": False})
+    st.caption("LR sensitivity (Wortsman et al. 2023): the mean over the lr grid of min(final loss, loss at init) "
+               "minus the best final loss; lower means more learning rates train well.")
 
 
 def map_view() -> None:

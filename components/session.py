@@ -19,7 +19,10 @@ from training.manager import CapacityError, get_manager
 from .data import LIVE_FIELDS, live_config, lr_grid, matching_preset
 
 A, B = "w_", "b_"
-B_FIELDS = ("clip", "clip_threshold", "activation", "init", "lr")  # what run B may change from A
+# What run B may change from A: TRANSFORMER_B are the transformer's mitigations (its lessons' one changes), which
+# leave the initial weights equal (a LayerNorm starts at ones and zeros, drawing nothing from the seed).
+TRANSFORMER_B = ("qk_norm", "z_loss", "warmup_steps", "norm_position")  # shown, and linked, for a transformer only
+B_FIELDS = ("clip", "clip_threshold", "activation", "init", "lr", *TRANSFORMER_B)
 CUSTOM = "custom"
 # The page sends every control's value with each request, also values it has not been sent yet: a callback's
 # fill-in (a preset) reaches the page with the rerun that follows, so a click in between sent the old values back
@@ -126,7 +129,9 @@ def sync_url(cfg: Config | None) -> None:
         want["compare"] = "1"
         try:
             cfg_b = read_config_b(cfg)
-            want.update({B + n: format_value(getattr(cfg_b, n)) for n in B_FIELDS})
+            # a field B cannot change for this model (a transformer's, for an MLP) stays out of the link
+            want.update({B + n: format_value(getattr(cfg_b, n)) for n in B_FIELDS
+                         if R.MODELS[cfg.model].text or n not in TRANSFORMER_B})
         except ConfigError:  # B's controls show the error; the link keeps A and the comparison
             pass
     if ss.get("run_id"):

@@ -21,6 +21,7 @@ from training.config import Config
 from training.run import RunSnapshot, Snapshot
 
 from . import theory as TH
+from . import transformer_panel
 from .data import run_outcome
 from .plot import Source, chart
 
@@ -43,12 +44,15 @@ def _pascanu(activation: str) -> tuple[float, str]:
 
 
 def theory_panel(snap: RunSnapshot, source: Callable[[str], Source | None] | None = None) -> None:
-    """MLP: predicted vs measured ‖∂L/∂h‖ per hidden layer; recurrent: the recurrent matrix's spectrum.
-    ``source``: chart key -> the URL its chart refreshes itself from while the run trains (or None)."""
+    """MLP: predicted vs measured ‖∂L/∂h‖ per hidden layer; recurrent: the recurrent matrix's spectrum; transformer:
+    its attention and output in words and charts. ``source``: chart key -> the URL its chart refreshes itself from
+    while the run trains (or None)."""
     cfg = snap.config
     source = source or (lambda key: None)
     with st.expander(panel_title(snap), expanded=True, icon=":material/functions:"):
-        if cfg.is_recurrent:
+        if R.MODELS[cfg.model].text:
+            transformer_panel.panel(snap, source)
+        elif cfg.is_recurrent:
             _recurrent(snap, cfg, source("chart_spectral"))
         else:
             _mlp(snap, cfg, source("chart_theory"))
@@ -71,6 +75,8 @@ def panel_title(snap: RunSnapshot) -> str:
     o = run_outcome(snap) if snap.status in ("exploded", "finished") else None
     if o is not None:
         return TITLES[o.label]
+    if R.MODELS[snap.config.model].text:  # its reading is about attention and the output, not the signal's flow
+        return "Attention and output logits: what could explode"
     probe = next((p for p in reversed(snap.probes) if len(p.get("backward_norm", []))), None)
     b = np.asarray((probe or {}).get("time_backward_norm", (probe or {}).get("backward_norm", [])), dtype=float)
     if len(b) > 1 and np.isfinite(b).all() and b[-1] > 0:

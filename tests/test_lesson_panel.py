@@ -3,9 +3,14 @@ panel loads the fix or both side by side, and the speed reaches the runner at St
 
 from __future__ import annotations
 
+import pytest
+import torch
+
 from tests.apptest_helpers import config_in_url, poll, runner_of
 from training import lessons as LS
 from training import registry as R
+from training.config import format_value
+from training.engine import Trainer
 from training.manager import get_manager
 
 
@@ -29,6 +34,7 @@ def test_a_lesson_whose_change_run_b_can_carry_compares_problem_and_fix_side_by_
     at.selectbox(key="w_preset").set_value("watch it explode").run()
     at.button(key="btn_lesson_compare").click().run()
     assert at.toggle(key="w_compare").value and at.radio(key="b_clip").value == "norm"
+    assert "b_clip" in at.query_params and "b_qk_norm" not in at.query_params  # an MLP's link: no transformer B
     at.button(key="btn_start").click().run()
     r = runner_of(at)
     assert [run.cfg for run in r.runs] == [LS.problem("watch it explode"), LS.fix("watch it explode")]
@@ -68,3 +74,25 @@ def test_a_link_to_a_lesson_opens_at_its_speed(at):
     at.run()
     assert at.selectbox(key="w_preset").value == "a step too large"
     assert at.select_slider(key="w_speed").value == R.PRESETS["a step too large"].speed
+
+
+@pytest.mark.parametrize("name", ["attention logits grow", "log Z drifts without z-loss", "Post-LN needs warmup"])
+def test_each_transformer_lesson_compares_problem_and_fix_side_by_side_from_equal_weights(at, name):
+    at.run()
+    at.selectbox(key="w_preset").set_value(name).run()
+    at.button(key="btn_lesson_compare").click().run()
+    field, _, new = LS.change(name)
+    assert at.toggle(key="w_compare").value and at.session_state[f"b_{field}"] == new
+    assert at.query_params[f"b_{field}"] == format_value(new)  # a comparison can be shared before it starts
+    at.button(key="btn_start").click().run()
+    assert not at.exception
+    r = runner_of(at)
+    assert [run.cfg for run in r.runs] == [LS.problem(name), LS.fix(name)]
+    at.button(key="btn_stop").click().run()
+    # The one change draws nothing from the seed: both runs start from the same weights, tensor for tensor.
+    a, b = (Trainer(LS.problem(name), "cpu"), Trainer(LS.fix(name), "cpu"))
+    shared = dict(b.model.named_parameters())  # qk-layernorm adds its gains and biases; the rest are common
+    common = [n for n, _ in a.model.named_parameters() if n in shared]
+    assert len(common) == len(a.params)
+    for n, p in a.model.named_parameters():
+        assert torch.equal(p, shared[n]), n

@@ -51,6 +51,18 @@ def test_learned_vanished_stuck():
     assert O.classify_losses([], ZERO, CONST).label == "stuck"
 
 
+def test_a_language_model_learned_when_well_below_the_unigram_entropy_not_when_it_halved_its_loss():
+    ln_vocab, unigram = math.log(97), 3.14  # pycode: an all-zero output, and the character frequencies alone
+    bigrams = [ln_vocab] + [2.5] * 5  # 0.8x the unigram entropy: learned, though far from half of it
+    assert O.classify_losses(bigrams, ln_vocab, unigram).label == "stuck"  # the general rule asks for 0.5x
+    assert O.classify_losses(bigrams, ln_vocab, unigram, language_model=True).label == "learned"
+    frequencies = [ln_vocab] + [unigram] * 5
+    assert O.classify_losses(frequencies, ln_vocab, unigram, language_model=True).label == "stuck"
+    edge = O.RULE.lm_learn_fraction * unigram
+    assert O.classify_losses([ln_vocab] + [edge * 1.01] * 5, ln_vocab, unigram, language_model=True).label == "stuck"
+    assert "language model" in O.RULE.text()
+
+
 def test_the_engine_records_the_outcome_event_at_the_last_step_and_it_round_trips():
     t = Trainer(Config(hidden_sizes=(32,), batch_size=32, steps=40, lr=0.1, probe_every=1000), "cpu")
     recs = [t.step() for _ in range(40)]

@@ -55,8 +55,8 @@ def test_integer_axes_round_and_dedupe_and_lists_sort():
 
 
 @pytest.mark.parametrize("spec, words", [
-    ("lr", "expected name=lo:hi:n"), ("foo=1:2:3", "'foo' is not a numeric config field"),
-    ("seed=1:2:2", "not a numeric config field"), ("lr=abc", "'abc' is not a number"),
+    ("lr", "expected name=lo:hi:n"), ("foo=1:2:3", "'foo' is not a numeric or true/false config field"),
+    ("seed=1:2:2", "not a numeric or true/false config field"), ("lr=abc", "'abc' is not a number"),
     ("lr=1:2", "three parts"), ("lr=1:0.1:3", "above hi"), ("lr=1e-9:1:3", "out of range; allowed: 1e-06 to 10"),
     ("lr=1:2:0", "n must be a whole number"), ("lr=1:2:2.5", "n must be a whole number"),
     ("lr=log:0:1:3", "log axis needs lo > 0"), ("depth=0:3:3", "out of range"), ("lr=nan:1:3", "not a finite"),
@@ -202,7 +202,7 @@ def test_cli_writes_one_row_per_cell_with_the_rule_and_base_config(tmp_path):
 
 @pytest.mark.parametrize("argv, words", [
     (["--x", "lr=abc", "--y", "init_std=0.1,1"], "--x: lr=abc: value 'abc' is not a number"),
-    (["--x", "lr=0.1,1", "--y", "width=1:3:3"], "--y: width=1:3:3: 'width' is not a numeric config field"),
+    (["--x", "lr=0.1,1", "--y", "width=1:3:3"], "--y: width=1:3:3: 'width' is not a numeric or true/false"),
     (["--x", "lr=0.1,1", "--y", "lr=1,2"], "x and y are both lr"),
 ])
 def test_cli_rejects_bad_axes_with_exit_2_and_one_line(tmp_path, capsys, argv, words):

@@ -2,7 +2,8 @@
 
 ``lr=1e-4:1:9`` is 9 values from 1e-4 to 1, log-spaced when the range is positive and spans more than one decade,
 else linear; ``log:``/``lin:`` before the range forces a spacing, and ``lr=0.01,0.1,1`` lists values. Integer
-fields round and drop duplicates.
+fields round and drop duplicates. A true/false field is an axis of its two values, ``qk_norm=false,true``, held
+as 0 and 1 (a cell's coordinates are numbers) and handed to the config as False and True.
 """
 
 from __future__ import annotations
@@ -20,7 +21,9 @@ from .config import FIELDS, MAX_DEPTH, Config, allowed_text
 MAX_AXIS_VALUES = 64
 INT_AXES = {name for name, f in FIELDS.items() if f.type in ("int", int)} - {"seed", "probe_every"} | {"depth"}
 FLOAT_AXES = {name for name, f in FIELDS.items() if f.type in ("float", float)}
-AXES = sorted(INT_AXES | FLOAT_AXES)
+BOOL_AXES = {name for name, f in FIELDS.items() if f.type in ("bool", bool)}
+AXES = sorted(INT_AXES | FLOAT_AXES | BOOL_AXES)
+BOOL_WORDS = {"false": 0, "true": 1, "0": 0, "1": 1}
 
 
 class AxisError(ValueError):
@@ -57,6 +60,11 @@ NEEDS = {
                         "hidden_size applies to rnn, lstm and gru; use depth for the mlp"),
     "seq_len": Need("dataset", tuple(sorted(R.SEQUENCE_DATASETS)), "seq_len only matters for the sequence datasets"),
     "depth": Need("model", ("mlp",), "depth applies to the mlp model; use hidden_size for recurrent nets"),
+    **{name: Need("model", tuple(n for n, m in R.MODELS.items() if m.text), f"{name} applies to the transformer")
+       for name in ("n_layers", "d_model", "n_heads", "context", "qk_norm", "tie_embeddings", "z_loss")},
+    "beta2": Need("optimizer", ("adam", "adamw"), "beta2 only matters with --optimizer adam or adamw", True),
+    "eps": Need("optimizer", ("adam", "adamw"), "eps only matters with --optimizer adam or adamw", True),
+    "weight_decay": Need("optimizer", ("adamw",), "weight_decay only matters with --optimizer adamw", True),
 }
 
 
@@ -103,7 +111,9 @@ def parse_axis(spec: str) -> Axis:
     if not sep or not rng.strip():
         raise AxisError(f"{spec or '(empty)'}: expected name=lo:hi:n, e.g. lr=1e-4:1:9")
     if name not in AXES:
-        raise AxisError(f"{spec}: {name!r} is not a numeric config field; axes: {', '.join(AXES)}")
+        raise AxisError(f"{spec}: {name!r} is not a numeric or true/false config field; axes: {', '.join(AXES)}")
+    if name in BOOL_AXES:
+        return _bool_axis(name, rng.strip(), spec)
     m = re.fullmatch(r"(log|lin):(.*)", rng.strip())
     forced = m.group(1) if m else None
     rng = m.group(2) if m else rng.strip()
@@ -125,6 +135,20 @@ def parse_axis(spec: str) -> Axis:
     if bad:
         raise AxisError(f"{spec}: {name} = {bad[0]:g} is out of range; {allowed}")
     return Axis(name, tuple(vals), scale, spec)
+
+
+def _bool_axis(name: str, rng: str, spec: str) -> Axis:
+    """``qk_norm=false,true`` (or 0,1, or one value) → the axis of 0 and 1."""
+    words = [w.strip().lower() for w in rng.split(",") if w.strip()]
+    bad = [w for w in words if w not in BOOL_WORDS]
+    if bad or not words:
+        raise AxisError(f"{spec}: {name} takes false, true or both (false,true), not {bad[0] if bad else rng!r}")
+    return Axis(name, tuple(sorted({BOOL_WORDS[w] for w in words})), "list", spec)
+
+
+def value(name: str, v):
+    """An axis value as the config takes it: True/False for a true/false field, else the number."""
+    return bool(v) if name in BOOL_AXES else v
 
 
 def implied(base: Config, axes: Iterable[str], chosen: Iterable[str] = ()) -> dict:

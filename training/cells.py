@@ -17,6 +17,7 @@ import numpy as np
 
 from . import loop
 from . import outcome as O
+from . import registry as R
 from .config import Config
 from .engine import Trainer
 
@@ -30,11 +31,11 @@ class Rule(O.Rule):
     """The map's thresholds: those of the outcome classifier (training/outcome.py), saved with each sweep."""
 
     def classify(self, losses: Sequence[float], grad_norms: Sequence[float], signal_ratio: float,
-                 zero_loss: float, const_loss: float) -> tuple[str, str]:
+                 zero_loss: float, const_loss: float, language_model: bool = False) -> tuple[str, str]:
         """(outcome, reason) from one run's per-step losses and pre-clip gradient norms (a non-finite norm marks
         a non-finite gradient: the engine's norms of finite gradients are always finite)."""
         finite = np.isfinite(np.asarray(losses, dtype=float)) & np.isfinite(np.asarray(grad_norms, dtype=float))
-        o = O.classify_losses(losses, zero_loss, const_loss, signal_ratio, finite, self)
+        o = O.classify_losses(losses, zero_loss, const_loss, signal_ratio, finite, self, language_model)
         return o.label, o.reason
 
 
@@ -82,7 +83,7 @@ def run_cell(cell: Cell, cfg: Config, rule: Rule) -> CellResult:
         losses.append(rec.loss)
         norms.append(rec.grad_norm_pre_clip)
     ratio = O.signal_ratio(first.probe)
-    outcome, reason = rule.classify(losses, norms, ratio, zero_loss, const_loss)
+    outcome, reason = rule.classify(losses, norms, ratio, zero_loss, const_loss, R.MODELS[cfg.model].text)
     finite = bool(np.isfinite(losses).all() and np.isfinite(norms).all())
     return CellResult(
         x=cell.x, y=cell.y, seed=cell.seed, outcome=outcome, reason=reason, initial_loss=float(losses[0]),

@@ -17,6 +17,7 @@ import torch
 from tqdm import tqdm
 
 from . import export
+from . import lr_sensitivity as LRS
 from . import outcome as O
 from . import registry as R
 from . import sharpness as SH
@@ -291,6 +292,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     counts = ", ".join(f"{n} {o}" for o, n in sorted(Counter(r.outcome for r in results).items()))
     print(f"{len(results)}/{len(sweep.cells)} cells ({counts}) in {meta['seconds']:.1f} s; wrote {' and '.join(wrote)}",
           file=sys.stderr)
+    if (axis := LRS.lr_axis(meta)) is not None and results:
+        print(LRS.summary(LRS.curves(results, axis), meta["y" if axis == "x" else "x"]["name"]), file=sys.stderr)
     return rc
 
 

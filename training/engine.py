@@ -194,7 +194,8 @@ class Trainer:
 
     def outcome(self) -> O.Outcome:
         """How the run went so far, by the one classifier (training/outcome.py); at the last step, how it ended."""
-        return O.classify(self.trajectory, *self.references, signal_ratio=self._signal_ratio)
+        return O.classify(self.trajectory, *self.references, signal_ratio=self._signal_ratio,
+                          language_model=R.MODELS[self.cfg.model].text)
 
     def _look_then_update(self, grads, update, coef, head, post_norms) -> tuple[Host, list[float], bool]:
         """Plain SGD: every number of the row is known before the update, so read them first, then apply.
@@ -332,6 +333,8 @@ class Trainer:
                                               _grad_norm(h)]) for h, a in probe]).cpu().double().numpy()
             out.update(layers=[f"blocks.{i}" for i in range(len(probe))], act_mean=stats[:, 0],
                        act_std=stats[:, 1], act_stuck=stats[:, 2], backward_norm=stats[:, 3])
+            if self.measures.columns:  # the transformer: attention per head, and one head's pattern
+                out.update(self.model.attention_probe())
         else:
             hs, seq = probe[0]  # hs: h_t for every t, seq: (batch, time, hidden)
             w = self.model.recurrent_matrix().detach().double()

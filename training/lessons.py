@@ -77,7 +77,7 @@ def run(cfg: Config) -> Measured:
             break
         last = rec
     zero, const = t.references
-    verdict = outcome.classify(traj, zero, const, ratio)
+    verdict = outcome.classify(traj, zero, const, ratio, language_model=R.MODELS[cfg.model].text)
     exploded = traj.explosion_step is not None
     start = outcome.climb_start(range(len(losses)), losses, traj.explosion_step)
     climb = traj.explosion_step - start if exploded else None
@@ -91,7 +91,7 @@ def run(cfg: Config) -> Measured:
 def lm_run(cfg: Config) -> dict[str, float]:
     """A transformer run's attention and output measures: the largest attention logit (over layers) at step 0, its
     peak and its last value; the lowest layer's mean attention entropy at step 0 and at the end; log Z at step 0 and
-    at the end; and the loss, mean of the last 20 steps."""
+    at the end; the loss, mean of the last 20 steps; and the outcome classifier's label."""
     t = Trainer(cfg.replace(probe_every=cfg.steps, eval_every=cfg.steps), "cpu")
     rows = []
     for _ in range(cfg.steps):
@@ -105,7 +105,7 @@ def lm_run(cfg: Config) -> dict[str, float]:
     log_z = r[:, t.columns.index("logit_log_z")]
     return {"first_logit": logit[0], "peak_logit": float(np.nanmax(logit)), "last_logit": logit[-1],
             "first_entropy": entropy[0], "last_entropy": entropy[-1], "first_log_z": log_z[0], "last_log_z": log_z[-1],
-            "final_loss": float(r[-20:, 0].mean()), "steps": len(r)}
+            "final_loss": float(r[-20:, 0].mean()), "steps": len(r), "outcome": t.outcome().label}
 
 
 def measure(name: str) -> tuple[Measured, Measured]:

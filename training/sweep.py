@@ -24,7 +24,7 @@ import torch
 
 from . import export
 from . import registry as R
-from .axes import AXES, Axis, AxisError, check_applies, implied, parse_axis
+from .axes import AXES, Axis, AxisError, check_applies, implied, parse_axis, value
 from .cells import COLUMNS, OUTCOMES, Cell, CellResult, Rule, majority, outcome_grid, run_cell, to_frame
 from .config import FIELDS, Config, ConfigError, from_dict
 from .explain import critical_init_std  # the χ = 1 line, with the rest of the theory
@@ -75,7 +75,7 @@ class Sweep:
         self._cancel = threading.Event()
 
     def _axis_changes(self, ax: Axis, v) -> dict:
-        return {"hidden_sizes": (self.width,) * int(v)} if ax.name == "depth" else {ax.name: v}
+        return {"hidden_sizes": (self.width,) * int(v)} if ax.name == "depth" else {ax.name: value(ax.name, v)}
 
     def _build(self, cell: Cell) -> Config:
         changes = {**self._axis_changes(self.x, cell.x), **self._axis_changes(self.y, cell.y)}

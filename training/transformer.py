@@ -6,7 +6,8 @@ the engine's cross-entropy reads them as it reads any classifier's. Parameters r
 Per training forward each attention layer records, detached, the largest attention logit q·k/√d_head over heads and
 unmasked positions and the mean entropy (nats) of its attention rows; ``Measures`` adds the output's mean log Z and
 hands them to the engine as 0-d tensors for the step's one transfer. ``probe`` (a list, as for the MLP) records each
-block's feed-forward pre-activation h (gradient retained) and its activation.
+block's feed-forward pre-activation h (gradient retained) and its activation, and on that step only each layer's
+attention entropy per head and the attention of the first window's first ``PATTERN`` positions (``attention_probe``).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ NORMS = ("pre", "post")  # LayerNorm before each sublayer (GPT-2), or after the 
 POSITIONS = ("learned", "sinusoidal")
 SCHEDULES = ("constant", "cosine")
 MAX_HEADS = 8
+PATTERN = 32  # positions of the attention pattern a probe keeps: 32 x 32 per head, small enough to draw and store
 # The config fields that shape the transformer or switch its mitigations: the lab shows them for it alone.
 FIELDS = ("n_layers", "d_model", "n_heads", "context", "norm_position", "qk_norm", "positions", "tie_embeddings",
           "z_loss")
@@ -47,8 +49,10 @@ class Attention(nn.Module):
         self.k_norm = nn.LayerNorm(self.d_head) if qk_norm else None
         self.proj = nn.Linear(d, d)
         self.keep = False  # True: keep a training forward's scores and weights (tests recompute the measures from them)
+        self.probed: tuple[torch.Tensor, torch.Tensor] | None = None  # a probe step's (entropy per head, pattern)
 
-    def forward(self, x: torch.Tensor, future: torch.Tensor, stats: list | None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, future: torch.Tensor, stats: list | None, probing: bool = False
+                ) -> torch.Tensor:
         b, t, d = x.shape
         q, k, v = (z.view(b, t, self.heads, self.d_head).transpose(1, 2) for z in self.qkv(x).split(d, dim=-1))
         if self.q_norm is not None:
@@ -58,9 +62,15 @@ class Attention(nn.Module):
         weights = scores.softmax(dim=-1)
         if stats is not None:
             with torch.no_grad():  # masked scores are -inf: the max is over the allowed ones
-                # entropy of each row, -Σ p log p = log Z - Σ p·s (log p = s - log Z; a masked p is 0, its raw s finite)
-                entropy = scores.logsumexp(-1) - (weights * raw).sum(-1)
-                stats.append((scores.amax(), entropy.mean()))
+                # entropy of each row, -Σ p log p = log Z - Σ p·s (log p = s - log Z; a masked p is 0, raw s finite);
+                # log Z = max s - log max p (the largest weight is exp(max s - log Z)): ~3x cheaper than a logsumexp
+                # mean only: Σ p·s over every row at once is one dot product, no (b, heads, t, t) temporary
+                top = scores.amax(-1)
+                mean_ps = torch.dot(weights.reshape(-1), raw.reshape(-1)) / top.numel()
+                stats.append((top.amax(), (top - weights.amax(-1).log()).mean() - mean_ps))
+                if probing:  # (heads,) and (heads, P, P): the first window's first positions
+                    entropy = top - weights.amax(-1).log() - (weights * raw).sum(-1)  # (b, heads, t)
+                    self.probed = entropy.mean(dim=(0, 2)), weights[0, :, :PATTERN, :PATTERN].clone()
         if self.keep and self.training:
             self.last_scores, self.last_weights = scores.detach(), weights.detach()
         return self.proj((weights @ v).transpose(1, 2).reshape(b, t, d))
@@ -91,9 +101,9 @@ class Block(nn.Module):
 
     def forward(self, x, future, stats, probe):
         if self.pre:
-            x = x + self.attn(self.ln1(x), future, stats)
+            x = x + self.attn(self.ln1(x), future, stats, probe is not None)
             return x + self.ff(self.ln2(x), probe)
-        x = self.ln1(x + self.attn(x, future, stats))
+        x = self.ln1(x + self.attn(x, future, stats, probe is not None))
         return self.ln2(x + self.ff(x, probe))
 
 
@@ -112,11 +122,12 @@ class TransformerLM(nn.Module):
             self.head.weight = self.tok.weight  # one parameter, registered once (as tok.weight)
         self.register_buffer("future", torch.ones(context, context, dtype=torch.bool).triu(1), persistent=False)
         self.stats: list = []  # the last training forward's (max logit, mean entropy) per layer
+        self.measure = True  # False: the model alone, no attention measures (bench/transformer_cost.py's bare loop)
 
     def forward(self, idx: torch.Tensor, probe: list | None = None) -> torch.Tensor:
         t = idx.shape[1]
         x = self.tok(idx) + (self.pos.weight[:t] if self.pos is not None else self.pos_table[:t])
-        stats = [] if self.training else None
+        stats = [] if self.training and self.measure else None
         for block in self.blocks:
             x = block(x, self.future, stats, probe)
         if stats is not None:
@@ -124,6 +135,20 @@ class TransformerLM(nn.Module):
         if self.ln_f is not None:
             x = self.ln_f(x)
         return self.head(x).reshape(-1, self.head.out_features)
+
+    @torch.no_grad()
+    def attention_probe(self) -> dict:
+        """The last probe step's attention, as numpy: ``attn_head_entropy`` (layers, heads) in nats, and the pattern
+        of the head whose entropy is lowest (the most peaked), ``attn_pattern`` (P, P) with its ``attn_pattern_layer``
+        and ``attn_pattern_head``; empty before any probe step."""
+        probed = [b.attn.probed for b in self.blocks]
+        if any(p is None for p in probed):
+            return {}
+        entropy = torch.stack([e for e, _ in probed]).double()
+        layer, head = divmod(int(torch.nan_to_num(entropy, nan=math.inf).argmin()), entropy.shape[1])
+        pattern = probed[layer][1][head].float().cpu().numpy()  # float32: up to 512 probes a run keep one
+        return {"attn_head_entropy": entropy.cpu().numpy(), "attn_pattern": pattern, "attn_pattern_layer": layer,
+                "attn_pattern_head": head}
 
     def linears(self) -> list[nn.Linear]:
         """The layers the config's init fills (the embeddings and the output layer keep EMBED_STD)."""
