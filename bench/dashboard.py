@@ -226,7 +226,7 @@ def refresh_schedule() -> tuple[float, float, float]:
         from components import live_status
         from components import page_lab as L
 
-        return live_status.POLL_S, L.CHARTS_REFRESH_S, L.DETAIL_REFRESH_S
+        return live_status.POLL_S, getattr(L, "CHARTS_REFRESH_S", 0.25), L.DETAIL_REFRESH_S
     except (ImportError, AttributeError):
         return (FALLBACK_REFRESH_S,) * 3
 

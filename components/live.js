@@ -8,10 +8,11 @@
 
 // One loop per element, whatever the number of reruns that hand it new data: a timer set or a fetch in flight
 // means the loop is running. `got` receives each answer, parsed with `read` ('json' or 'text'). `due()` says whether
-// this tick fetches or only waits for the next (a chart fetches only while on screen). A 404 (no such route or
+// this tick fetches or only waits for the next (a chart fetches only while on screen); `query()` is added to the URL
+// (a chart's cursor). A 404 (no such route or
 // run) ends the loop, any other failure waits one period and tries again, and an answer for a URL the element no
 // longer polls is dropped.
-function poller({read, got, due = () => true}) {
+function poller({read, got, due = () => true, query = () => ''}) {
   const p = {url: null, every: 1000, timer: null, inflight: false};
   const next = () => {
     if (p.url && !p.timer && !p.inflight) p.timer = setTimeout(tick, p.every);
@@ -22,7 +23,7 @@ function poller({read, got, due = () => true}) {
     if (!due()) { next(); return; }
     const url = p.url;
     p.inflight = true;
-    fetch(url, {cache: 'no-store'}).then((r) => {
+    fetch(url + query(), {cache: 'no-store'}).then((r) => {
       if (r.status === 404) { if (p.url === url) p.url = null; return null; }
       return r.ok ? r[read]() : null;
     }).catch(() => null).then((answer) => {
@@ -174,9 +175,12 @@ function isDark(div) {
   return 0.2126 * rgb[0] + 0.7152 * rgb[1] + 0.0722 * rgb[2] > 128;
 }
 
-// The figure's light ink and paper swapped for dark ones (components/theme.py DARK_SWAPS), values only.
+// The figure's light ink and paper swapped for dark ones (components/theme.py DARK_SWAPS), values only; arrays of
+// numbers (a chart's points, thousands of them) are passed as they are.
 function recolor(value, swaps) {
-  if (Array.isArray(value)) return value.map((v) => recolor(v, swaps));
+  if (Array.isArray(value)) {
+    return value.length && typeof value[0] === 'number' ? value : value.map((v) => recolor(v, swaps));
+  }
   if (value && typeof value === 'object') {
     const out = {};
     for (const k of Object.keys(value)) out[k] = recolor(value[k], swaps);
@@ -197,10 +201,10 @@ function pump() {
   plots.queue.delete(next);
   plots.busy = true;
   later(() => loadPlotly(data.src).then((Plotly) => {
-    let fig = JSON.parse(data.figure);
     const dark = isDark(next);
-    if (dark) fig = recolor(fig, data.dark);
+    const held = next.__held;
     next.dataset.theme = dark ? 'dark' : 'light';
+    const fig = dark ? recolor({data: held.data, layout: held.layout}, data.dark) : held;
     return Plotly.react(next, fig.data, fig.layout, data.config);
   }).then(() => { next.dataset.drawn = String((next.__draws = (next.__draws || 0) + 1)); }, (err) => {
     next.textContent = 'The chart could not be drawn: ' + err.message;
@@ -218,8 +222,22 @@ function watch(div) {
   plots.seen.observe(div);
 }
 
-// `unwrap` takes each answer of the chart's source (and the chart's loop) and returns the figure in it: a live
-// chart's answer is the figure itself, the live map's holds it beside its progress.
+// What a chart does with an answer of its route (components/live_rows.py): hold a whole figure, append rows, or
+// replace a one-step chart's traces. Rows it cannot place (a trace it does not hold) drop its cursor, so the next
+// poll brings the whole figure.
+function take(div, answer) {
+  if (answer.figure) div.__held = hold(answer.figure, answer.cursor || null);
+  else if (!div.__held) return;
+  else if (answer.replace) replace(div.__held, answer);
+  else if (answer.traces) {
+    if (!extend(div.__held, answer)) { div.__held.cursor = null; return; }
+  } else { div.__held.cursor = answer.cursor; return; }  // nothing new
+  plots.queue.set(div, div.__base);
+  pump();
+}
+
+// `unwrap` takes each answer of the chart's source (and the chart's loop) and returns what the chart takes of it:
+// a live chart's answer is that itself, the live map's holds its figure beside its progress.
 function chart({data, parentElement}, unwrap = (answer) => answer) {
   if (data.preload) {  // opened with the page, so the first chart of a run does not wait for plotly.js
     loadPlotly(data.src).catch(() => {});
@@ -232,18 +250,16 @@ function chart({data, parentElement}, unwrap = (answer) => answer) {
     div.style.width = '100%';
     parentElement.appendChild(div);
     watch(div);
-    // A chart with a source fetches its newest figure on its period, but only while it is on screen: a chart
+    // A chart with a source asks it for what is new on its period, but only while it is on screen: a chart
     // nobody looks at costs neither the server nor the page anything.
-    div.__loop = poller({read: 'text', due: () => div.isConnected && div.__visible, got: (answer) => {
-      plots.queue.set(div, {...div.__base, figure: div.__unwrap(answer, div.__loop)});
-      pump();
-    }});
+    div.__loop = poller({read: 'json', due: () => div.isConnected && div.__visible,
+                         query: () => cursorQuery(div.__held),
+                         got: (answer) => take(div, div.__unwrap(answer, div.__loop))});
   }
   div.style.height = data.height + 'px';  // hold the space before the first draw: the page does not jump
-  plots.queue.set(div, data);  // only the latest figure of a chart is kept
-  pump();
   div.__base = data;
   div.__unwrap = unwrap;
+  take(div, {figure: JSON.parse(data.figure), cursor: data.cursor});  // only the latest figure is kept
   div.__loop.poll(data.source, data.every_ms);
   return () => {
     div.__loop.poll(null);
@@ -281,10 +297,9 @@ function liveMap(args) {
     return state.figure;
   };
   update(data);
-  const end = chart(args, (answer, loop) => {
-    const state = JSON.parse(answer);
+  const end = chart(args, (state, loop) => {
     if (!state.alive) loop.poll(null);
-    return update(state);
+    return {figure: JSON.parse(update(state))};
   });
   return () => { m.stopped = true; clearTimeout(m.retry); end(); };
 }

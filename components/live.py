@@ -23,6 +23,7 @@ from .data import describe, table_csv, table_parquet
 from .plot import Source
 
 ss = st.session_state
+STREAM_S = 0.25  # the charts that follow the steps ask for new rows this often, while on screen (as the status line)
 HOW_TO = ("**Try this first:** pick the preset *a step too large* and press **Start**: the loss starts healthy, "
           "then climbs for ~45 steps, in slow motion, until training dies. Every preset is a lesson: press **Fix** "
           "under the picker (one setting changes) and Start again, or **Both, A/B** to train the problem and the "
@@ -36,12 +37,21 @@ def _overlay_snapshots(exclude: set[str]) -> list[RunSnapshot]:
             for i, run in enumerate(runner.runs) if run.id in picked and run.id not in exclude]
 
 
-def _sources(runner: Runner, runs: list[str], extra: list[str], every_s: float) -> Callable[[str], Source] | None:
-    """Chart key -> where the chart refreshes itself while the run trains (the live chart route), or None once
-    the runner has ended."""
+def _sources(runner: Runner, runs: list[RunSnapshot], extra: list[RunSnapshot],
+             every_s: float) -> Callable[[str], Source] | None:
+    """Chart key -> where the chart asks for what is new while the run trains (the live chart route), with the
+    cursor of the figure drawn from ``runs`` and ``extra`` (overlaid); None once the runner has ended. The charts
+    that follow the steps poll every STREAM_S, the theory charts every ``every_s``."""
     if not runner.alive:
         return None
-    return lambda key: Source(live_api.chart_url(key, runs, extra), every_s)
+
+    def source(key: str) -> Source:
+        snaps = runs + extra if key in LF.OVERLAY_KEYS else runs[:1]
+        every = STREAM_S if key in LF.STREAM_KEYS + LF.NOW_KEYS else every_s
+        return Source(live_api.chart_url(key, [s.id for s in runs], [s.id for s in extra]), every,
+                      LF.cursor(key, snaps))
+
+    return source
 
 
 def live_view(drawn_alive: bool) -> None:
@@ -62,23 +72,23 @@ def live_view(drawn_alive: bool) -> None:
         st.rerun()
 
 
-def overlay_view(every_s: float) -> None:
+def overlay_view() -> None:
     """Loss and gradient norm of every run of this tab, with the earlier runs picked for overlay; while the run
-    trains the two charts refresh themselves every ``every_s`` seconds."""
+    trains the two charts append its new rows every STREAM_S seconds."""
     runner = S.current_runner()
     if runner is None:
         return
     snaps = [runner.snapshot(i) for i in range(len(runner.runs))]
     extra = _overlay_snapshots({s.id for s in snaps})
-    source = _sources(runner, [s.id for s in snaps], [s.id for s in extra], every_s)
+    source = _sources(runner, snaps, extra, STREAM_S)
     with st.container(key="charts"):
         panels.overlay_charts(snaps + extra, source)
 
 
 def detail_view(every_s: float) -> None:
     """Per-layer charts of one run (pick A or B when comparing), and the theory panel. A fragment of its own, so
-    picking A or B reruns only this; the charts refresh themselves every ``every_s`` seconds, slower than the
-    overlay: they change more slowly, and each figure costs the training thread time."""
+    picking A or B reruns only this; the per-layer charts follow the steps as the overlay does, the theory charts
+    are redrawn whole every ``every_s`` seconds (each whole figure costs the training thread time)."""
     runner = S.current_runner()
     if runner is None:
         return
@@ -88,7 +98,7 @@ def detail_view(every_s: float) -> None:
         pick = st.radio("Per-layer charts below are for run", [s.label for s in snaps], horizontal=True,
                         key="w_inspect")
         detail = next(s for s in snaps if s.label == pick)
-    source = _sources(runner, [detail.id], [], every_s)
+    source = _sources(runner, [detail], [], every_s)
     with st.container(key="detail"):
         panels.detail_charts(detail, source)
         theory_panel.theory_panel(detail, source)

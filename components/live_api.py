@@ -3,10 +3,12 @@ stay current without a Streamlit rerun (components/live.js).
 
 - ``GET /api/live/<run id>``: the status line's numbers as JSON, from a light snapshot of a live runner (no
   history); well under a millisecond (components/live_status.py).
-- ``GET /api/chart/<chart key>?runs=<ids>&extra=<ids>``: the newest figure of one live chart, as Plotly JSON,
-  built by the same function a rerun would use (components/live_figures.py). ``runs`` are the runs it draws,
-  ``extra`` earlier runs overlaid on the loss and gradient-norm charts. A chart fetches it only while it is
-  on screen, so charts nobody looks at cost the server nothing.
+- ``GET /api/chart/<chart key>?runs=<ids>&extra=<ids>[&after=<steps>&view=<view>]``: one live chart, built by the
+  same function a rerun would use (components/live_figures.py): JSON with the chart's ``cursor`` and either its
+  whole ``figure`` (Plotly JSON) or, given the page's cursor, only what is new after it (components/live_rows.py
+  says which). ``runs`` are the runs it draws, ``extra`` earlier runs overlaid on the loss and gradient-norm
+  charts; ``after`` the newest step the page holds of each of them, in that order. A chart fetches it only
+  while it is on screen, so charts nobody looks at cost the server nothing.
 - ``GET /api/map/<job id>?x=<value>&y=<value>``: a running sweep's map and progress, as the stability map page
   draws them (components/map_chart.py ``live_state``): ``figure`` (Plotly JSON text), ``done``, ``total``,
   ``text`` and ``alive``; ``x`` and ``y`` name the picked cell it outlines. The page's live map polls it while on
@@ -32,6 +34,7 @@ from training.config import shown
 from training.manager import get_manager
 
 from . import live_figures as LF
+from . import live_rows as LR
 from . import map_chart as MC
 from .live_status import API_PREFIX, status_of
 from .plot import base_path
@@ -77,7 +80,8 @@ def _error(message: str, status: int) -> JSONResponse:
 
 def live_chart(request: Request) -> Response:
     """A plain function: Starlette runs it on a worker thread, so building the figure never holds up the
-    event loop that serves the page."""
+    event loop that serves the page. With the page's cursor (``after``, ``view``) it answers only what is new
+    (components/live_rows.py); without one, or when the cursor no longer fits, the whole figure."""
     key = request.path_params["key"]
     if key not in LF.KEYS:
         return _error(f"no live chart {shown(key)}; known: {', '.join(LF.KEYS)}", 404)
@@ -87,12 +91,34 @@ def live_chart(request: Request) -> Response:
         return _error(f"runs: at most {MAX_RUNS} distinct run ids, extra: at most {MAX_EXTRA}", 400)
     if key not in LF.OVERLAY_KEYS:  # the other charts draw the first run only: copy nothing else
         run_ids, extra_ids = run_ids[:1], []
+    after, view = _steps(request.query_params.get("after")), request.query_params.get("view")
+    if after is not None and view and len(after) == len(run_ids) + len(extra_ids):
+        tails = [_tail(i, a) for i, a in zip(run_ids, after, strict=False)]
+        tails += [_tail(i, a, overlay=True) for i, a in zip(extra_ids, after[len(run_ids):], strict=True)]
+        body = LR.since(key, tails, after, view)
+        if body is not None:
+            return Response(body, media_type="application/json", headers=NO_STORE)
     runs = [_snapshot(i) for i in run_ids]
     if not runs or any(s is None for s in runs):
         return _error("runs: no such run in this server", 404)
     extra = [LF.as_overlay(s) for s in map(_snapshot, extra_ids) if s is not None]
-    fig = LF.figure(key, runs + extra)
-    return Response(fig.to_json(), media_type="application/json", headers=NO_STORE)
+    body = LR.whole(key, runs + extra, reset="after" in request.query_params)
+    return Response(body, media_type="application/json", headers=NO_STORE)
+
+
+def _steps(value: str | None) -> list[int] | None:
+    """The cursor's steps, one per run (``after=120,120``); None when absent or not integers."""
+    try:
+        return [int(x) for x in value.split(",")] if value else None
+    except ValueError:
+        return None
+
+
+def _tail(run_id: str, after: int, overlay: bool = False):
+    """Run ``run_id``'s rows after step ``after`` (``Run.tail``), or None (no such run, or they have folded)."""
+    found = get_manager().find(run_id)
+    tail = found[0].runs[found[1]].tail(after) if found is not None else None
+    return LF.as_overlay(tail) if overlay and tail is not None else tail
 
 
 def map_url(job_id: str, pick: tuple) -> str:
