@@ -12,17 +12,23 @@
 // (a chart's cursor). A 404 (no such route or
 // run) ends the loop, any other failure waits one period and tries again, and an answer for a URL the element no
 // longer polls is dropped.
+const MIN_GAP_MS = 50;
+
 function poller({read, got, due = () => true, query = () => ''}) {
-  const p = {url: null, every: 1000, timer: null, inflight: false};
+  const p = {url: null, every: 1000, timer: null, inflight: false, began: -Infinity};
+  // The period counts from the start of the last fetch, not its end: an answer that took 100 ms is followed by
+  // the next fetch 150 ms later at a 250 ms period (never sooner than MIN_GAP_MS).
   const next = () => {
-    if (p.url && !p.timer && !p.inflight) p.timer = setTimeout(tick, p.every);
+    const wait = Math.max(MIN_GAP_MS, p.every - (performance.now() - p.began));
+    if (p.url && !p.timer && !p.inflight) p.timer = setTimeout(tick, wait);
   };
   function tick() {
     p.timer = null;
     if (!p.url) return;
-    if (!due()) { next(); return; }
+    if (!due()) { p.began = performance.now(); next(); return; }
     const url = p.url;
     p.inflight = true;
+    p.began = performance.now();
     fetch(url + query(), {cache: 'no-store'}).then((r) => {
       if (r.status === 404) { if (p.url === url) p.url = null; return null; }
       return r.ok ? r[read]() : null;

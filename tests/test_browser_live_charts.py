@@ -65,3 +65,42 @@ def test_live_charts_update_in_place_keep_the_zoom_and_draw_when_scrolled_to(str
                what="the scrolled-to chart's own refresh")
     assert plot_eval(page, "chart_acts", "d.querySelectorAll('.main-svg').length") > 0
     click_button(page, "btn_stop")
+
+
+# The newest step in the loss line that plotly.js drew, each time the chart draws, for the next 3 s: read from the
+# chart's own trace data, not the status line.
+LOSS_STEPS_IN_3_S = """() => new Promise((done) => {
+  const d = document.querySelector('.st-key-chart_loss:not([data-stale="true"]) .gel-plot');
+  const newest = () => {
+    const t = (d._fullData || []).find((t) => t.name === 'loss');
+    return t ? t.x[t.x.length - 1] : -1;
+  };
+  const seen = [[performance.now(), newest()]];
+  const watch = new MutationObserver(() => seen.push([performance.now(), newest()]));
+  watch.observe(d, {attributes: true, attributeFilter: ['data-drawn']});
+  setTimeout(() => { watch.disconnect(); done(seen); }, 3000);
+})"""
+
+
+def test_the_loss_line_gets_new_steps_twice_a_second_and_a_chart_off_screen_fetches_nothing(streamlit_server,
+                                                                                             browser_page):
+    page = browser_page
+    asked: dict[str, int] = {}
+    page.on("request", lambda r: asked.__setitem__(k := r.url.split("/api/chart/")[1].split("?")[0],
+                                                   asked.get(k, 0) + 1) if "/api/chart/" in r.url else None)
+    page.goto(streamlit_server)
+    el(page, "btn_start").wait_for(timeout=60_000)
+    set_number(page, "w_steps", "100000", url_has="steps=100000")
+    click_button(page, "btn_start")
+    wait_until(lambda: last_step_drawn(page, "chart_loss") > 20, timeout=30, what="the loss line's first steps")
+    start = dict(asked)
+    seen = page.evaluate(LOSS_STEPS_IN_3_S)
+    steps = [s for _, s in seen]
+    assert steps == sorted(steps), steps  # appended, never redrawn from an older figure
+    newer = [t for (t, s), (_, before) in zip(seen[1:], seen, strict=False) if s > before]  # noqa: F841
+    assert len(newer) >= 6, f"the loss line moved only {len(newer)} times in 3 s: {seen}"  # >= twice a second
+    # The activation chart sits below the fold of a 1000-pixel window: it asked for nothing meanwhile, while the
+    # loss chart asked about four times a second.
+    assert asked.get("chart_loss", 0) - start.get("chart_loss", 0) >= 6
+    assert asked.get("chart_acts", 0) == 0, asked
+    click_button(page, "btn_stop")
