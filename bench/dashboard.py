@@ -14,9 +14,14 @@ wait up to one period.
 
 A third row, without browser or Streamlit, says how much of P2 is the server's own refresh work: a trainer
 thread stepping alone, alternated with the same thread while another thread of the same process does the live
-view's work on the lab page's schedule (the status line's poll: a light snapshot and its text as JSON; the
-two overlay charts and the four per-layer charts, built and JSON-encoded, at their own periods). Both threads
-share the GIL, as the app's training thread and its script thread do.
+view's work on the lab page's schedule (the status line's poll: a light snapshot and its text as JSON; each
+streaming chart's poll: Run.tail and the rows after its cursor; the theory chart whole, on its period). Both
+threads share the GIL, as the app's training thread and its script thread do.
+
+In the same dashboard blocks, with a page tall enough that every live chart is on screen and streaming: P3', each
+chart's staleness (step recorded -> that step in the data plotly.js drew, p95; bench/page_probe.py), P6, the
+bytes per second the live routes send the page (resource timing, headers included), and P7, the browser's CPU
+cores.
 """
 
 from __future__ import annotations
@@ -221,30 +226,29 @@ def cli_block(tmp: Path, steps: int) -> float | None:
 
 
 def refresh_schedule() -> tuple[float, float, float]:
-    """The lab page's refresh periods: status line's poll, overlay charts, per-layer charts (seconds)."""
+    """The lab page's periods: the status line's poll, the streaming charts' polls, the theory charts (seconds)."""
     try:
-        from components import live_status
+        from components import live, live_status
         from components import page_lab as L
 
-        return live_status.POLL_S, getattr(L, "CHARTS_REFRESH_S", 0.25), L.DETAIL_REFRESH_S
+        return live_status.POLL_S, live.STREAM_S, L.DETAIL_REFRESH_S
     except (ImportError, AttributeError):
         return (FALLBACK_REFRESH_S,) * 3
 
 
 def server_refresh_vs_alone(pairs: int, block_s: float) -> tuple[list[float], str]:
     """Trainer steps/s with the live view's server work on another thread ÷ steps/s alone, per pair."""
-    import plotly.io as pio
     import torch
 
+    from components import live_figures as LF
+    from components import live_rows as LR
     from components.live_status import run_status
     from training.config import Config
     from training.runner import Run
 
-    from .history_scale import detail_figures, overlay_figures
-
     torch.set_num_threads(1)
     run = Run(Config(steps=10_000_000), device="cpu")  # the dashboard's default run: probes every 10 steps
-    status_s, charts_s, detail_s = refresh_schedule()
+    status_s, _, detail_s = refresh_schedule()
 
     def train() -> float:
         t, n = run.trainer, 0
@@ -254,13 +258,18 @@ def server_refresh_vs_alone(pairs: int, block_s: float) -> tuple[list[float], st
             n += 1
         return n / (time.perf_counter() - t0)
 
+    held: dict[str, int] = {}  # chart key -> the newest step the page would hold
+
     def views(tick: int) -> None:
         snap = run.snapshot(history=False)  # the status line's poll: a light snapshot, its text as JSON
         json.dumps(run_status(snap))
-        figs = overlay_figures(run.snapshot()) if tick % round(charts_s / status_s) == 0 else []
-        figs += detail_figures(run.snapshot()) if tick % round(detail_s / status_s) == 0 else []
-        for f in figs:
-            pio.to_json(f, validate=False)
+        for key in LF.STREAM_KEYS + LF.NOW_KEYS:  # each chart's poll: the rows after its cursor
+            tail = run.tail(held.get(key, 0))
+            if LR.since(key, [tail], [held.get(key, 0)], LF.view_of(key, [tail])) is None:
+                LR.whole(key, [run.snapshot()])
+            held[key] = max(held.get(key, 0), LF.newest_step(key, tail))
+        if tick % round(detail_s / status_s) == 0:  # the theory chart, whole, on its period
+            LR.whole("chart_theory", [run.snapshot()])
         del snap
 
     def with_refresh() -> float:
@@ -286,7 +295,8 @@ def server_refresh_vs_alone(pairs: int, block_s: float) -> tuple[list[float], st
         run.record(run.trainer.step())
     views(0)  # warm: imports, plotly validators
     ratios = [b / a for a, b in alternate(train, with_refresh, pairs)]
-    return ratios, f"status polled every {status_s:g} s, 2 charts every {charts_s:g} s, 4 every {detail_s:g} s"
+    return ratios, (f"status and 6 charts' rows polled every {status_s:g} s, the theory chart whole every "
+                    f"{detail_s:g} s")
 
 
 def _diag(pairs: int, block_s: float) -> tuple[list[float], str, str, str]:
