@@ -52,7 +52,8 @@ def waiting(title: str) -> go.Figure:
 
 def figure(key: str, snaps: Sequence[RunSnapshot]) -> go.Figure | RawFigure:
     """The figure of chart ``key``: overlay charts take every snapshot, the others the first one. Each trace gets
-    a ``uid`` from its name, axes and type, the same in a whole figure and in the rows that extend it."""
+    a ``uid`` from its name, axes and type, the same in a whole figure and in the rows that extend it (Plotly's
+    JSON leaves uids out: the page gives them back by the same rule, components/live_stream.js ``hold``)."""
     fig = _figure(key, snaps)
     seen: dict[str, int] = {}
     for t in fig.data:  # Plotly traces or, under chart_parts.raw_figures, dicts: both read and set by key

@@ -27,8 +27,17 @@ function decode(v) {
   return out;
 }
 
+// Plotly's JSON drops each trace's uid: it is given back here by live_figures.figure's rule (name, axes, type and
+// the count of earlier traces alike), so rows find the trace they extend.
 function hold(figure, cursor) {
   const fig = decode(figure);
+  const seen = new Map();
+  for (const t of fig.data || []) {
+    const base = ['name', 'xaxis', 'yaxis', 'type'].map((k) => (t[k] === undefined ? 'None' : String(t[k])))
+      .join('|');
+    seen.set(base, (seen.get(base) ?? -1) + 1);
+    t.uid = base + '#' + seen.get(base);
+  }
   return {data: fig.data || [], layout: fig.layout || {}, cursor};
 }
 

@@ -86,14 +86,16 @@ def test_the_loss_line_gets_new_steps_twice_a_second_and_a_chart_off_screen_fetc
                                                                                              browser_page):
     page = browser_page
     asked: dict[str, int] = {}
+    urls: list[str] = []
     page.on("request", lambda r: asked.__setitem__(k := r.url.split("/api/chart/")[1].split("?")[0],
                                                    asked.get(k, 0) + 1) if "/api/chart/" in r.url else None)
+    page.on("request", lambda r: urls.append(r.url) if "/api/chart/chart_loss" in r.url else None)
     page.goto(streamlit_server)
     el(page, "btn_start").wait_for(timeout=60_000)
     set_number(page, "w_steps", "100000", url_has="steps=100000")
     click_button(page, "btn_start")
     wait_until(lambda: last_step_drawn(page, "chart_loss") > 20, timeout=30, what="the loss line's first steps")
-    start = dict(asked)
+    start, first = dict(asked), len(urls)
     seen = page.evaluate(LOSS_STEPS_IN_3_S)
     steps = [s for _, s in seen]
     assert steps == sorted(steps), steps  # appended, never redrawn from an older figure
@@ -102,5 +104,7 @@ def test_the_loss_line_gets_new_steps_twice_a_second_and_a_chart_off_screen_fetc
     # The activation chart sits below the fold of a 1000-pixel window: it asked for nothing meanwhile, while the
     # loss chart asked about four times a second.
     assert asked.get("chart_loss", 0) - start.get("chart_loss", 0) >= 6
+    # Each of those polls sent the chart's cursor: the rows it got were appended, none needed the whole figure.
+    assert all("&after=" in u and "&view=" in u for u in urls[first:]), urls[first:]
     assert asked.get("chart_acts", 0) == 0, asked
     click_button(page, "btn_stop")
