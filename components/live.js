@@ -238,6 +238,7 @@ function take(div, answer) {
   else if (answer.traces) {
     if (!extend(div.__held, answer)) { div.__held.cursor = null; return; }
   } else { div.__held.cursor = answer.cursor; return; }  // nothing new
+  plots.queue.delete(div);  // to the back of the queue: every chart on screen gets its turn, not the first ones
   plots.queue.set(div, div.__base);
   pump();
 }
