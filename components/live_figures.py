@@ -60,8 +60,17 @@ def figure(key: str, snaps: Sequence[RunSnapshot]) -> go.Figure | RawFigure:
         get = t.get if isinstance(t, dict) else t.__getitem__
         base = "|".join(str(get(k)) for k in ("name", "xaxis", "yaxis", "type"))
         seen[base] = seen.get(base, -1) + 1  # unnamed traces (a band's two edges) are told apart by their order
-        t["uid"] = f"{base}#{seen[base]}"
+        t["uid"] = trace_uid(base, seen[base])
     return fig
+
+
+def trace_uid(base: str, n: int) -> str:
+    """A trace's uid: FNV-1a (32 bits) of ``base`` (its name, axes and type) in UTF-8, and ``n``, its count among
+    traces alike; letters, digits and '-' only, as Plotly puts uids in CSS selectors (live_stream.js, the same)."""
+    h = 0x811C9DC5
+    for b in base.encode():
+        h = ((h ^ b) * 0x01000193) & 0xFFFFFFFF
+    return f"u{h:08x}-{n}"
 
 
 def newest_step(key: str, snap: RunSnapshot) -> int:

@@ -27,6 +27,14 @@ function decode(v) {
   return out;
 }
 
+// live_figures.trace_uid: FNV-1a of the trace's name, axes and type (UTF-8), and its count among alike traces.
+// Plotly puts a uid in CSS selectors (a heatmap's image), so it is letters, digits and '-' only.
+function traceUid(base, n) {
+  let h = 0x811c9dc5;
+  for (const b of new TextEncoder().encode(base)) h = Math.imul(h ^ b, 0x01000193) >>> 0;
+  return 'u' + h.toString(16).padStart(8, '0') + '-' + n;
+}
+
 // Plotly's JSON drops each trace's uid: it is given back here by live_figures.figure's rule (name, axes, type and
 // the count of earlier traces alike), so rows find the trace they extend.
 function hold(figure, cursor) {
@@ -36,7 +44,7 @@ function hold(figure, cursor) {
     const base = ['name', 'xaxis', 'yaxis', 'type'].map((k) => (t[k] === undefined ? 'None' : String(t[k])))
       .join('|');
     seen.set(base, (seen.get(base) ?? -1) + 1);
-    t.uid = base + '#' + seen.get(base);
+    t.uid = traceUid(base, seen.get(base));
   }
   return {data: fig.data || [], layout: fig.layout || {}, cursor};
 }

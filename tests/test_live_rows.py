@@ -4,6 +4,8 @@ whatever the gap. Through the routes themselves (bench/asgi.py), as the page cal
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
@@ -29,9 +31,14 @@ def _ask(key: str, runs: list[str], after: list[int], view: str, extra: list[str
     return body
 
 
+def _uids(name: str) -> set[str]:
+    """The uids a trace named ``name`` can have (live_figures.trace_uid: name, axes, type), the first of its kind."""
+    return {LF.trace_uid(f"{name}|{x}|{y}|{kind}", 0) for x in ("x", "x2", "None") for y in ("y", "y2", "None")
+            for kind in ("scatter", "heatmap", "bar")}
+
+
 def _trace(body: dict, name: str) -> dict:
-    uid = next(u for u in (t["uid"] for t in body["traces"]) if u.startswith(name + "|"))
-    return next(t for t in body["traces"] if t["uid"] == uid)
+    return next(t for t in body["traces"] if t["uid"] in _uids(name))
 
 
 @pytest.fixture(scope="module")
@@ -47,14 +54,14 @@ def test_rows_after_the_cursor_are_the_runs_own_numbers(run300):
     assert body["cursor"] == {"after": [299], "view": view} and "figure" not in body
     loss = _trace(body, "loss")
     steps, values = snap.series("loss")
-    assert loss["x"] == list(range(281, 300)) and loss["uid"] == "loss|x|y|scatter#0"
+    assert loss["x"] == list(range(281, 300)) and loss["uid"] == LF.trace_uid("loss|x|y|scatter", 0)
     np.testing.assert_allclose(loss["y"], values[steps > 280], rtol=1e-5)  # six significant digits
     acc = _trace(_ask("chart_loss", [rid], [240], view), "test accuracy")  # the test set every 50 steps
     evals = [p["step"] for p in snap.probes if p.get("test_accuracy") is not None and p["step"] > 240]
     assert acc["x"] == evals and len(evals) == 1
     # The gradient-norm chart: both lines, and the threshold line (norm clipping off here: none).
     grad = _ask("chart_grad", [rid], [290], LF.view_of("chart_grad", [snap]))
-    assert {t["uid"].split("|")[0] for t in grad["traces"]} == {"pre-clip", "post-clip"}
+    assert {t["uid"] for t in grad["traces"]} == {_trace(grad, "pre-clip")["uid"], _trace(grad, "post-clip")["uid"]}
     assert all(t["x"] == list(range(291, 300)) for t in grad["traces"])
 
 
@@ -73,7 +80,8 @@ def test_per_layer_charts_stream_too(run300):
     g = snap.view["hi"][:, snap.columns.index("grad_norm/blocks.0.fc.weight")]
     np.testing.assert_allclose(heat["z"][0], np.log10(g[-4:]), rtol=1e-5)
     weights = _ask("chart_weights", [rid], [298], LF.view_of("chart_weights", [snap]))["traces"]
-    assert [t["x"] for t in weights if t["uid"].startswith("healthy")] == [[299]]  # the reference line's end only
+    healthy = [t for t in weights if t["uid"] in _uids("healthy ≈ 1e-3")]
+    assert [t["x"] for t in healthy] == [[299]]  # the reference line's end only
     flow = _ask("chart_flow", [rid], [200], LF.view_of("chart_flow", [snap]))
     assert flow["cursor"]["after"] == [299] and "(step 299)" in flow["replace"]["layout"]["title"]["text"]
     acts = _ask("chart_acts", [rid], [200], LF.view_of("chart_acts", [snap]))
@@ -121,6 +129,14 @@ def test_the_explosion_arrives_with_its_row_marker_and_line():
     assert marker["x"] == [boom] and body["cursor"]["after"] == [boom]
     assert _trace(body, "loss")["y"][-1] is None  # a gap in the line, where the marker stands
     assert [s["x0"] for s in body["shapes"]] == [boom] and body["annotations"][0]["text"] == "✕ exploded"
+
+
+def test_a_trace_uid_is_safe_in_a_css_selector_and_tells_traces_apart():
+    # Plotly puts uids in selectors (a heatmap's image): '|', '#', spaces or '‖' there break its drawing.
+    uids = [LF.trace_uid(base, n) for base in ("log10 ‖g‖|x|y|heatmap", "loss|x|y|scatter", "None|x|y|scatter")
+            for n in (0, 1)]
+    assert all(re.fullmatch(r"u[0-9a-f]{8}-\d+", u) for u in uids) and len(set(uids)) == len(uids)
+    assert LF.trace_uid("loss|x|y|scatter", 0) == "u676f3447-0"  # FNV-1a, as live_stream.js computes it
 
 
 def test_compact_numbers_keep_six_digits_and_say_null_for_what_is_not_finite():
