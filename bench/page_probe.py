@@ -66,7 +66,7 @@ window.__gelBytes = [];
   performance.setResourceTimingBufferSize(1000000);
   new PerformanceObserver((list) => {
     for (const e of list.getEntries()) {
-      const m = /\/api\/(\w+)\/([\w]+)?/.exec(e.name);
+      const m = /\/api\/(\w+)(?:\/(\w+))?/.exec(e.name);
       if (m) window.__gelBytes.push([Date.now(), m[1] === 'chart' ? m[2] : m[1], e.transferSize]);
     }
   }).observe({type: 'resource', buffered: true});

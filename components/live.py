@@ -41,15 +41,16 @@ def _sources(runner: Runner, runs: list[RunSnapshot], extra: list[RunSnapshot],
              every_s: float) -> Callable[[str], Source] | None:
     """Chart key -> where the chart asks for what is new while the run trains (the live chart route), with the
     cursor of the figure drawn from ``runs`` and ``extra`` (overlaid); None once the runner has ended. The charts
-    that follow the steps poll every STREAM_S, the theory charts every ``every_s``."""
+    that follow the steps poll every STREAM_S, all in one request, the theory charts every ``every_s``."""
     if not runner.alive:
         return None
 
     def source(key: str) -> Source:
         snaps = runs + extra if key in LF.OVERLAY_KEYS else runs[:1]
-        every = STREAM_S if key in LF.STREAM_KEYS + LF.NOW_KEYS else every_s
-        return Source(live_api.chart_url(key, [s.id for s in runs], [s.id for s in extra]), every,
-                      LF.cursor(key, snaps))
+        streams = key in LF.STREAM_KEYS + LF.NOW_KEYS  # asked for together, one request a period
+        return Source(live_api.chart_url(key, [s.id for s in runs], [s.id for s in extra]),
+                      STREAM_S if streams else every_s, LF.cursor(key, snaps),
+                      live_api.charts_url() if streams else None)
 
     return source
 

@@ -83,6 +83,7 @@ def figure_data(figure: str, height: int, config: dict | None = None, source: So
     config = {"displaylogo": False, "displayModeBar": "hover", "responsive": True, **(config or {})}
     return {"figure": figure, "config": config, "height": height, "src": plotly_js_url(), "dark": DARK_SWAPS,
             "source": source.url if source else None, "cursor": source.cursor if source else None,
+            "batch": source.batch if source else None,
             "every_ms": int(source.every_s * 1000) if source else None}
 
 
@@ -103,11 +104,14 @@ def themed(fig):
 @dataclass(frozen=True)
 class Source:
     """Where a live chart fetches what is new (the live chart route), how often, and the cursor of the figure it is
-    handed with (live_figures.cursor: the newest step it holds of each run, and its view)."""
+    handed with (live_figures.cursor: the newest step it holds of each run, and its view). With ``batch`` (the
+    route that answers several charts at once), the page asks for it together with its other such charts, in one
+    request a period."""
 
     url: str
     every_s: float
     cursor: dict | None = None
+    batch: str | None = None
 
 
 def chart(fig, key: str, caption: str, source: Source | None = None) -> None:

@@ -5,6 +5,7 @@ whatever the gap. Through the routes themselves (bench/asgi.py), as the page cal
 from __future__ import annotations
 
 import re
+from urllib.parse import urlencode
 
 import numpy as np
 import pytest
@@ -137,6 +138,20 @@ def test_a_trace_uid_is_safe_in_a_css_selector_and_tells_traces_apart():
             for n in (0, 1)]
     assert all(re.fullmatch(r"u[0-9a-f]{8}-\d+", u) for u in uids) and len(set(uids)) == len(uids)
     assert LF.trace_uid("loss|x|y|scatter", 0) == "u676f3447-0"  # FNV-1a, as live_stream.js computes it
+
+
+def test_one_poll_answers_every_chart_in_the_order_asked(run300):
+    rid, snap = run300
+    keys = ["chart_loss", "chart_heatmap", "chart_flow"]
+    specs = [live_api.chart_url(k, [rid]).split(live_api.CHART_PREFIX)[1]
+             + f"&after=290&view={LF.view_of(k, [snap])}" for k in keys]
+    code, body, _ = get(live_api.charts_url() + "?" + urlencode([("c", s) for s in specs]))
+    assert code == 200 and body == [_ask(k, [rid], [290], LF.view_of(k, [snap])) for k in keys]
+    code, body, _ = get(live_api.charts_url() + "?" + urlencode([("c", "chart_loss?runs=nosuchrun"),
+                                                                   ("c", "chart_nope?runs=" + rid)]))
+    assert code == 200 and [b["status"] for b in body] == [404, 404] and all(b["error"] for b in body)
+    code, _, _ = get(live_api.charts_url() + "?" + urlencode([("c", specs[0])] * (live_api.MAX_CHARTS + 1)))
+    assert code == 400
 
 
 def test_compact_numbers_keep_six_digits_and_say_null_for_what_is_not_finite():

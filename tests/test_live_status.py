@@ -129,7 +129,7 @@ def test_the_chart_route_names_what_it_does_not_know():
 def test_routes_and_urls_follow_the_base_url_path(monkeypatch):
     monkeypatch.setattr(plot.st, "get_option", lambda name: "/lab/" if name == "server.baseUrlPath" else None)
     assert [r.path for r in live_api.routes()] == ["/lab/api/live/{run_id}", "/lab/api/chart/{key}",
-                                                   "/lab/api/map/{job_id}"]
+                                                   "/lab/api/charts", "/lab/api/map/{job_id}"]
     assert live_api.chart_url("chart_loss", ["r1-a"], ["r2-b"]) == "/lab/api/chart/chart_loss?runs=r1-a&extra=r2-b"
 
 
@@ -142,8 +142,9 @@ def test_charts_fetch_from_the_route_while_the_run_is_alive_and_not_after():
         snap = runner.snapshot()
         source = live._sources(runner, [snap], [], 6.0)
         assert source("chart_loss") == plot.Source(live_api.chart_url("chart_loss", [runner.id]), live.STREAM_S,
-                                                   LF.cursor("chart_loss", [snap]))
-        assert source("chart_theory").every_s == 6.0  # redrawn whole, on its own period
+                                                   LF.cursor("chart_loss", [snap]), live_api.charts_url())
+        # redrawn whole, on its own period, and alone: not in the one poll of the charts that stream
+        assert source("chart_theory").every_s == 6.0 and source("chart_theory").batch is None
     finally:
         runner.stop(timeout=5)
     assert not runner.alive and live._sources(runner, [snap], [], 6.0) is None
