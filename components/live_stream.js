@@ -4,8 +4,10 @@
 // newest RECENT points as they came, older ones thinned by the min and max of each bucket (a one-step spike stays).
 // Read by components/plot.py in front of live.js, which uses these functions.
 
-const RECENT = 2048;  // points of a trace kept as they came
-const HELD = 4096;  // past this, the points older than RECENT are thinned to half
+// Plotly redraws every point of every trace on each update, so what a trace holds is what each draw costs.
+const RECENT = 1000;  // points of a trace kept as they came
+const OLDER = 500;  // the points before those are thinned to about this many ...
+const HELD = RECENT + 2 * OLDER;  // ... each time a trace grows past this many
 const MAX_SHAPES = 40;  // event lines and labels kept: a whole figure has at most 19 a run
 const POINTS = ['x', 'y', 'hovertext', 'text', 'customdata'];  // one value per point (a heatmap's y: per row)
 const TYPED = {i1: Int8Array, u1: Uint8Array, i2: Int16Array, u2: Uint16Array, i4: Int32Array, u4: Uint32Array,
@@ -81,12 +83,14 @@ function bound(t) {
   const old = n - RECENT;
   if (t.type === 'heatmap') {  // neighbouring columns merge, keeping the larger value (the server's rule)
     const pairs = [];
-    for (let i = 0; i < old; i += 2) pairs.push([i, Math.min(i + 1, old - 1)]);
-    t.z = t.z.map((row) => pairs.map(([a, b]) => fmax(row[a], row[b])).concat(row.slice(old)));
+    const k = Math.max(2, Math.ceil(old / OLDER));
+    for (let i = 0; i < old; i += k) pairs.push([i, Math.min(i + k, old) - 1]);
+    const most = (row, a, b) => row.slice(a, b + 1).reduce(fmax, null);
+    t.z = t.z.map((row) => pairs.map(([a, b]) => most(row, a, b)).concat(row.slice(old)));
     t.x = pairs.map(([, b]) => t.x[b]).concat(t.x.slice(old));
     return;
   }
-  const keep = thin(t.y, old, Math.floor(old / 2));
+  const keep = thin(t.y, old, OLDER);
   for (const k of POINTS) {
     if (Array.isArray(t[k]) && t[k].length === n) t[k] = keep.map((i) => t[k][i]).concat(t[k].slice(old));
   }
