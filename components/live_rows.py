@@ -10,8 +10,8 @@ so the server keeps nothing per page. The answer is JSON, ``{"cursor": ..., ...}
   the cursor, trace by trace (``uid`` says which trace they extend; for a trace the page does not hold yet, the
   first ✕ non-finite marker say, the page asks for the whole figure), with the lines and labels of the events
   recorded with those rows;
-- ``replace``: a chart that draws one step (``NOW_KEYS``) gets the newest step's traces and layout when there is
-  one, to draw over the figure it holds (whose Plotly template stays);
+- ``replace``: a chart that draws one step (``NOW_KEYS``) gets the newest step's traces, and its title, axes,
+  lines and labels, when there is one, to draw over the figure it holds (whose template, legend and margins stay);
 - ``figure``: the whole figure, for the theory charts, for a page without a cursor, and, with ``reset: true``,
   when the cursor's view is not the chart's now or the rows after it have already folded into decimated buckets.
 
@@ -37,6 +37,7 @@ POINT_KEYS = ("x", "y", "hovertext", "text", "customdata")  # one value per poin
 # Points a line gets per answer: every step up to ~128 steps/s at four polls a second; faster, the min and max
 # of each of 16 buckets and the last (chart_parts.thin_indices), so a one-step spike still arrives.
 POLL_POINTS = 32
+MOVES = ("title", "shapes", "annotations")  # a one-step chart's layout keys that follow the step, with its axes
 DIGITS = 6  # significant digits of a value sent: the hover shows 3 or 4, and a line cannot show more
 
 
@@ -58,8 +59,9 @@ def since(key: str, tails: Sequence[RunSnapshot | None], after: Sequence[int], v
     if newest != list(after):
         with P.raw_figures(POLL_POINTS):
             fig = LF.figure(key, tails)
-        if key in LF.NOW_KEYS:  # one step's picture: the newest, traces and layout, over the held figure's
-            out["replace"] = {"data": fig.data, "layout": fig.layout}
+        if key in LF.NOW_KEYS:  # one step's picture: the newest traces, and what of the layout moves with the step
+            out["replace"] = {"data": fig.data, "layout": {k: v for k, v in fig.layout.items() if k in MOVES
+                                                          or k.startswith(("xaxis", "yaxis"))}}
         else:
             floor = min(after)
             out["traces"] = [t for t in (new_points(trace, floor) for trace in fig.data) if t is not None]
