@@ -13,7 +13,7 @@ from training import registry as R
 from training.config import FIELDS, MAX_DEPTH, Config, ConfigError, allowed_text
 from training.engine import available_devices, best_device
 
-from . import lesson
+from . import lesson, live
 from . import session as S
 from .data import LIVE_FIELDS
 from .panels import plain
@@ -198,6 +198,7 @@ def sidebar() -> Config | None:
     lesson.panel()
     run_buttons()
     lesson.speed_control()
+    live.refresh_control()
     cfg, error = current_config()
     ss.field_error = (_error_key(error), str(error)) if error else None
     if error and ss.field_error[0] not in AT_FIELD:  # no control of its own: here, under the buttons

@@ -13,6 +13,7 @@ from collections.abc import Callable
 
 import streamlit as st
 
+from training.config import env_number
 from training.run import RunSnapshot
 from training.runner import Runner
 
@@ -23,7 +24,24 @@ from .data import describe, table_csv, table_parquet
 from .plot import Source
 
 ss = st.session_state
-STREAM_S = 0.25  # the charts that follow the steps ask for new rows this often, while on screen (as the status line)
+# How often the charts that follow the steps ask for new rows, while on screen. Each answer is a redraw in the
+# browser: at 0.25 s six charts take ~0.9 of a core (docs/benchmarks.md, P7), which a browser sharing two cores with
+# the trainer takes from it (P2). The page's "Chart refresh" control picks another; GEL_CHART_REFRESH_S the default.
+STREAM_S = env_number("GEL_CHART_REFRESH_S", 0.25, 0.25, 10.0, float)
+REFRESH_CHOICES = tuple(sorted({0.25, 0.5, 1.0, 3.0, STREAM_S}))
+
+
+def refresh_s() -> float:
+    """The period this tab's charts poll at: its control, or the server's default."""
+    return ss.get("w_chart_refresh", STREAM_S)
+
+
+def refresh_control() -> None:
+    ss.setdefault("w_chart_refresh", STREAM_S)
+    st.select_slider("Chart refresh", REFRESH_CHOICES, key="w_chart_refresh", format_func=lambda v: f"{v:g} s",
+                     help="How often the live charts draw the new steps. Each redraw costs the browser CPU: at 0.25 s "
+                          "about 0.9 of a core, which on a small machine it takes from training; choose 1 s or 3 s "
+                          "there.")
 HOW_TO = ("**Try this first:** pick the preset *a step too large* and press **Start**: the loss starts healthy, "
           "then climbs for ~45 steps, in slow motion, until training dies. Every preset is a lesson: press **Fix** "
           "under the picker (one setting changes) and Start again, or **Both, A/B** to train the problem and the "
@@ -41,7 +59,7 @@ def _sources(runner: Runner, runs: list[RunSnapshot], extra: list[RunSnapshot],
              every_s: float) -> Callable[[str], Source] | None:
     """Chart key -> where the chart asks for what is new while the run trains (the live chart route), with the
     cursor of the figure drawn from ``runs`` and ``extra`` (overlaid); None once the runner has ended. The charts
-    that follow the steps poll every STREAM_S, all in one request, the theory charts every ``every_s``."""
+    that follow the steps poll every ``refresh_s()``, all in one request, the theory charts every ``every_s``."""
     if not runner.alive:
         return None
 
@@ -49,7 +67,7 @@ def _sources(runner: Runner, runs: list[RunSnapshot], extra: list[RunSnapshot],
         snaps = runs + extra if key in LF.OVERLAY_KEYS else runs[:1]
         streams = key in LF.STREAM_KEYS + LF.NOW_KEYS  # asked for together, one request a period
         return Source(live_api.chart_url(key, [s.id for s in runs], [s.id for s in extra]),
-                      STREAM_S if streams else every_s, LF.cursor(key, snaps),
+                      refresh_s() if streams else every_s, LF.cursor(key, snaps),
                       live_api.charts_url() if streams else None)
 
     return source
@@ -75,13 +93,13 @@ def live_view(drawn_alive: bool) -> None:
 
 def overlay_view() -> None:
     """Loss and gradient norm of every run of this tab, with the earlier runs picked for overlay; while the run
-    trains the two charts append its new rows every STREAM_S seconds."""
+    trains the two charts append its new rows every ``refresh_s()`` seconds."""
     runner = S.current_runner()
     if runner is None:
         return
     snaps = [runner.snapshot(i) for i in range(len(runner.runs))]
     extra = _overlay_snapshots({s.id for s in snaps})
-    source = _sources(runner, snaps, extra, STREAM_S)
+    source = _sources(runner, snaps, extra, refresh_s())
     with st.container(key="charts"):
         panels.overlay_charts(snaps + extra, source)
 
