@@ -25,9 +25,10 @@ from .plot import Source
 
 ss = st.session_state
 # How often the charts that follow the steps ask for new rows, while on screen. Each answer is a redraw in the
-# browser: at 0.25 s six charts take ~0.9 of a core (docs/benchmarks.md, P7), which a browser sharing two cores with
-# the trainer takes from it (P2). The page's "Chart refresh" control picks another; GEL_CHART_REFRESH_S the default.
-STREAM_S = env_number("GEL_CHART_REFRESH_S", 0.25, 0.25, 10.0, float)
+# browser: at 0.25 s six charts take ~0.9 of a core, at 1 s ~0.4 (docs/benchmarks.md, P7), which a browser sharing
+# two cores with the trainer takes from it (P2 0.86 at 0.25 s, 0.93 at 1 s). The page's "Chart refresh" control
+# picks another (0.25 s: each chart within ~0.5 s of the trainer); GEL_CHART_REFRESH_S sets the server's default.
+STREAM_S = env_number("GEL_CHART_REFRESH_S", 1.0, 0.25, 10.0, float)
 REFRESH_CHOICES = tuple(sorted({0.25, 0.5, 1.0, 3.0, STREAM_S}))
 
 
@@ -39,9 +40,9 @@ def refresh_s() -> float:
 def refresh_control() -> None:
     ss.setdefault("w_chart_refresh", STREAM_S)
     st.select_slider("Chart refresh", REFRESH_CHOICES, key="w_chart_refresh", format_func=lambda v: f"{v:g} s",
-                     help="How often the live charts draw the new steps. Each redraw costs the browser CPU: at 0.25 s "
-                          "about 0.9 of a core, which on a small machine it takes from training; choose 1 s or 3 s "
-                          "there.")
+                     help="How often the live charts draw the new steps: 0.25 s keeps each within ~0.5 s of the "
+                          "trainer. Each redraw costs the browser CPU, about 0.9 of a core at 0.25 s and 0.4 at 1 s, "
+                          "which on a small machine that also trains it takes from training.")
 HOW_TO = ("**Try this first:** pick the preset *a step too large* and press **Start**: the loss starts healthy, "
           "then climbs for ~45 steps, in slow motion, until training dies. Every preset is a lesson: press **Fix** "
           "under the picker (one setting changes) and Start again, or **Both, A/B** to train the problem and the "

@@ -5,12 +5,26 @@ a zoom survives the refresh, and a chart below the fold is drawn when it is scro
 
 from __future__ import annotations
 
+import os
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from test_browser import click_button, drawn, el, last_step_drawn, plot_eval, set_number, steps, wait_until
 
 pytestmark = pytest.mark.browser
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _charts_follow_every_step():
+    """This module's server draws the charts at the 0.25 s refresh (the page's default is 1 s): the streaming
+    test watches them keep up with the trainer. Autouse, so it is set before the module's server starts."""
+    old = os.environ.get("GEL_CHART_REFRESH_S")
+    os.environ["GEL_CHART_REFRESH_S"] = "0.25"
+    yield
+    if old is None:
+        os.environ.pop("GEL_CHART_REFRESH_S", None)
+    else:
+        os.environ["GEL_CHART_REFRESH_S"] = old
 
 
 def asked(url: str) -> list[tuple[str, str]]:
