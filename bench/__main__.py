@@ -11,7 +11,8 @@ import torch
 from . import Row, machine, table
 
 SUITES = {  # id -> module; imported lazily so --only P4 does not pay for the others
-    "P1": "step_overhead", "P5": "step_overhead", "P4": "history_scale", "P2": "dashboard", "P3": "dashboard",
+    "P1": "step_overhead", "P5": "step_overhead", "P4": "history_scale",
+    "P2": "dashboard", "P3": "dashboard", "P3'": "dashboard", "P6": "dashboard", "P7": "dashboard",
     "S1": "server_limits", "S2": "server_limits", "S3": "server_limits", "S4": "server_limits", "S5": "server_limits",
     "C1": "cli_cost", "P8": "sharpness_cost", "P9": "transformer_cost",
 }
@@ -20,7 +21,8 @@ SUITES = {  # id -> module; imported lazily so --only P4 does not pay for the ot
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     p.add_argument("--quick", action="store_true", help="few, short blocks and no browser (a smoke run, ~30 s)")
-    p.add_argument("--only", default="", help="comma-separated ids, e.g. P1,P4 (P1 and P5 run together, as do P2/P3)")
+    p.add_argument("--only", default="",
+                   help="comma-separated ids, e.g. P1,P4 (P1 and P5 run together, as do P2, P3, P3', P6, P7)")
     p.add_argument("--markdown", action="store_true", help="print the table as Markdown (for docs/benchmarks.md)")
     args = p.parse_args(argv)
     wanted = [x.strip().upper() for x in args.only.split(",") if x.strip()] or list(SUITES)

@@ -17,6 +17,9 @@ than lists.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
 
 import numpy as np
 import plotly.graph_objects as go
@@ -85,9 +88,39 @@ def two_rows_layout(title: str, top: dict, bottom: dict) -> dict:
             "yaxis2": {"anchor": "x2", "domain": [0.0, 0.46], **bottom}}
 
 
-def figure(data: list[dict], layout: dict) -> go.Figure:
+@dataclass(frozen=True)
+class RawFigure:
+    """A figure's traces and layout as the chart functions build them (numpy arrays, no Plotly template)."""
+
+    data: list[dict]
+    layout: dict
+
+
+_RAW = ContextVar("raw_figures", default=False)
+_POINTS = ContextVar("line_points", default=MAX_POINTS)
+
+
+@contextmanager
+def raw_figures(points: int = MAX_POINTS):
+    """Within it, ``figure`` returns a ``RawFigure`` and a line keeps at most ``points`` points (``line_points``):
+    the live rows route (components/live_rows.py) reads only the numbers, and validating them would cost it ~3 ms
+    a chart, 50 times the building (four polls a second)."""
+    tokens = _RAW.set(True), _POINTS.set(points)
+    try:
+        yield
+    finally:
+        _RAW.reset(tokens[0])
+        _POINTS.reset(tokens[1])
+
+
+def line_points() -> int:
+    """The most points a line keeps (``thin_indices``): MAX_POINTS, or the rows route's, inside ``raw_figures``."""
+    return _POINTS.get()
+
+
+def figure(data: list[dict], layout: dict) -> go.Figure | RawFigure:
     """The one place a Plotly object is built: every property is validated once, here."""
-    return go.Figure(data=data, layout=layout)
+    return RawFigure(data, layout) if _RAW.get() else go.Figure(data=data, layout=layout)
 
 
 def scatter(x, y, **props) -> dict:
@@ -115,7 +148,7 @@ class Marks:
         ok = ~(bad | zero)
         self.finite.append(y[ok])
         y = np.where(ok, y, np.nan)
-        idx = thin_indices(y)
+        idx = thin_indices(y, line_points())
         return x[idx], y[idx]
 
     def extent(self, log: bool = True) -> tuple[float, float]:

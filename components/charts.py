@@ -102,6 +102,7 @@ def layer_heatmap(snap: RunSnapshot, max_cols: int = HEATMAP_MAX_COLS) -> go.Fig
         z = np.log10(np.where(bad | (g <= 0), np.nan, g))
     if np.isfinite(z).any():  # an exactly-zero gradient is drawn a decade under the smallest one, not left blank
         z = np.where(g == 0, np.nanmin(z) - 1.0, z)
+    max_cols = min(max_cols, P.line_points())
     if steps.size > max_cols:
         starts = np.unique(np.linspace(0, steps.size, max_cols, endpoint=False).astype(int))
         z = np.fmax.reduceat(z, starts, axis=1)  # fmax: a NaN (gap) never hides a finite value

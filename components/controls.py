@@ -14,7 +14,7 @@ from training.config import FIELDS, MAX_DEPTH, Config, ConfigError, allowed_text
 from training.devices import available_devices, best_device
 from training.sharpness import SUGGESTED_EVERY
 
-from . import lesson
+from . import lesson, live
 from . import session as S
 from .data import LIVE_FIELDS
 from .panels import plain
@@ -256,6 +256,7 @@ def sidebar() -> Config | None:
     lesson.panel()
     run_buttons()
     lesson.speed_control()
+    live.refresh_control()
     cfg, error = current_config()
     ss.field_error = (_error_key(error), str(error)) if error else None
     if error and ss.field_error[0] not in AT_FIELD:  # no control of its own: here, under the buttons

@@ -8,21 +8,28 @@
 
 // One loop per element, whatever the number of reruns that hand it new data: a timer set or a fetch in flight
 // means the loop is running. `got` receives each answer, parsed with `read` ('json' or 'text'). `due()` says whether
-// this tick fetches or only waits for the next (a chart fetches only while on screen). A 404 (no such route or
+// this tick fetches or only waits for the next (a chart fetches only while on screen); `query()` is added to the URL
+// (a chart's cursor). A 404 (no such route or
 // run) ends the loop, any other failure waits one period and tries again, and an answer for a URL the element no
 // longer polls is dropped.
-function poller({read, got, due = () => true}) {
-  const p = {url: null, every: 1000, timer: null, inflight: false};
+const MIN_GAP_MS = 50;
+
+function poller({read, got, due = () => true, query = () => ''}) {
+  const p = {url: null, every: 1000, timer: null, inflight: false, began: -Infinity};
+  // The period counts from the start of the last fetch, not its end: an answer that took 100 ms is followed by
+  // the next fetch 150 ms later at a 250 ms period (never sooner than MIN_GAP_MS).
   const next = () => {
-    if (p.url && !p.timer && !p.inflight) p.timer = setTimeout(tick, p.every);
+    const wait = Math.max(MIN_GAP_MS, p.every - (performance.now() - p.began));
+    if (p.url && !p.timer && !p.inflight) p.timer = setTimeout(tick, wait);
   };
   function tick() {
     p.timer = null;
     if (!p.url) return;
-    if (!due()) { next(); return; }
+    if (!due()) { p.began = performance.now(); next(); return; }
     const url = p.url;
     p.inflight = true;
-    fetch(url, {cache: 'no-store'}).then((r) => {
+    p.began = performance.now();
+    fetch(url + query(), {cache: 'no-store'}).then((r) => {
       if (r.status === 404) { if (p.url === url) p.url = null; return null; }
       return r.ok ? r[read]() : null;
     }).catch(() => null).then((answer) => {
@@ -146,6 +153,11 @@ function statusLine({data, parentElement, setTriggerValue}) {
 // One queue for every chart of the page: a figure waits until its chart is on screen, then charts are drawn one
 // per task, at background priority. A burst of figures (the per-layer charts arrive together) never holds the
 // page for longer than one chart's draw, so the status line's updates get through in between.
+// Drawing takes at most DRAW_SHARE of the page's time: after a draw of d ms the next waits d × (1 / DRAW_SHARE - 1).
+// Where a draw takes 5 ms that never binds (each chart on screen is drawn at its 0.25 s poll); where it takes 30 ms
+// (a busy two-core machine, whose cores the browser shares with the trainer), charts are drawn less often, each
+// with every row that arrived meanwhile, and the trainer keeps its core (docs/benchmarks.md, P2 and P7).
+const DRAW_SHARE = 0.5;
 const plots = window.__gelPlot || (window.__gelPlot = {loading: null, queue: new Map(), busy: false, seen: null});
 
 function loadPlotly(src) {
@@ -174,9 +186,12 @@ function isDark(div) {
   return 0.2126 * rgb[0] + 0.7152 * rgb[1] + 0.0722 * rgb[2] > 128;
 }
 
-// The figure's light ink and paper swapped for dark ones (components/theme.py DARK_SWAPS), values only.
+// The figure's light ink and paper swapped for dark ones (components/theme.py DARK_SWAPS), values only; arrays of
+// numbers (a chart's points, thousands of them) are passed as they are.
 function recolor(value, swaps) {
-  if (Array.isArray(value)) return value.map((v) => recolor(v, swaps));
+  if (Array.isArray(value)) {
+    return value.length && typeof value[0] === 'number' ? value : value.map((v) => recolor(v, swaps));
+  }
   if (value && typeof value === 'object') {
     const out = {};
     for (const k of Object.keys(value)) out[k] = recolor(value[k], swaps);
@@ -196,15 +211,20 @@ function pump() {
   const data = plots.queue.get(next);
   plots.queue.delete(next);
   plots.busy = true;
+  let began = 0;
   later(() => loadPlotly(data.src).then((Plotly) => {
-    let fig = JSON.parse(data.figure);
+    began = performance.now();
     const dark = isDark(next);
-    if (dark) fig = recolor(fig, data.dark);
+    const held = next.__held;
     next.dataset.theme = dark ? 'dark' : 'light';
+    const fig = dark ? recolor({data: held.data, layout: held.layout}, data.dark) : held;
     return Plotly.react(next, fig.data, fig.layout, data.config);
   }).then(() => { next.dataset.drawn = String((next.__draws = (next.__draws || 0) + 1)); }, (err) => {
     next.textContent = 'The chart could not be drawn: ' + err.message;
-  }).finally(() => { plots.busy = false; later(pump); }));
+  }).finally(() => {  // the draw's share of the page's time: it rests (d / DRAW_SHARE - d) before the next draw
+    const rest = began ? (performance.now() - began) * (1 / DRAW_SHARE - 1) : 0;
+    setTimeout(() => { plots.busy = false; later(pump); }, rest);
+  }));
 }
 
 // Off-screen charts are not drawn: their latest figure waits and is drawn when they scroll into view.
@@ -218,8 +238,59 @@ function watch(div) {
   plots.seen.observe(div);
 }
 
-// `unwrap` takes each answer of the chart's source (and the chart's loop) and returns the figure in it: a live
-// chart's answer is the figure itself, the live map's holds it beside its progress.
+// The streaming charts of a page share one loop: each period it asks the charts route (live_api.live_charts) for
+// every one of them on screen, each with its own query and cursor, in one request, and hands each its answer. One
+// request a period instead of one per chart: fewer wake-ups of a server whose training thread shares the GIL.
+const hub = window.__gelHub || (window.__gelHub = {charts: new Set(), sent: [], loop: null});
+
+function hubQuery() {
+  hub.sent = [...hub.charts].filter((d) => d.isConnected && d.__visible).map((d) => [d, d.__spec]);
+  return '?' + hub.sent.map(([d, spec]) => 'c=' + encodeURIComponent(spec + cursorQuery(d.__held))).join('&');
+}
+
+function hubGot(answers) {
+  hub.sent.forEach(([div, spec], i) => {
+    const answer = answers[i];
+    if (!answer || div.__spec !== spec || !hub.charts.has(div)) return;  // a rerun handed it another source
+    if (answer.status === 404) hub.charts.delete(div);  // its run is gone: it stops, as a lone chart's loop does
+    else if (!answer.error) take(div, div.__unwrap(answer, div.__loop));
+  });
+}
+
+function joinHub(div, data) {
+  div.__loop.poll(null);
+  div.__spec = data.source.split('/api/chart/')[1];
+  hub.charts.add(div);
+  if (!hub.loop) {
+    hub.loop = poller({read: 'json', got: hubGot, query: hubQuery,
+                       due: () => [...hub.charts].some((d) => d.isConnected && d.__visible)});
+  }
+  hub.loop.poll(data.batch, data.every_ms);
+}
+
+function leaveHub(div) {
+  hub.charts.delete(div);
+  if (hub.loop && !hub.charts.size) hub.loop.poll(null);
+}
+
+// What a chart does with an answer of its route (components/live_rows.py): hold a whole figure, append rows, or
+// replace a one-step chart's traces. Rows it cannot place (a trace it does not hold) drop its cursor, so the next
+// poll brings the whole figure.
+function take(div, answer) {
+  if (answer.figure) div.__held = hold(answer.figure, answer.cursor || null);
+  else if (!div.__held) return;
+  else if (answer.replace) replace(div.__held, answer);
+  else if (answer.traces) {
+    if (!extend(div.__held, answer)) { div.__held.cursor = null; return; }
+  } else { div.__held.cursor = answer.cursor; return; }  // nothing new
+  // A chart already waiting keeps its place (it will draw every row it holds by then); others join at the back:
+  // charts are drawn in the order they first had something new, so none waits behind charts drawn again and again.
+  plots.queue.set(div, div.__base);
+  pump();
+}
+
+// `unwrap` takes each answer of the chart's source (and the chart's loop) and returns what the chart takes of it:
+// a live chart's answer is that itself, the live map's holds its figure beside its progress.
 function chart({data, parentElement}, unwrap = (answer) => answer) {
   if (data.preload) {  // opened with the page, so the first chart of a run does not wait for plotly.js
     loadPlotly(data.src).catch(() => {});
@@ -232,21 +303,25 @@ function chart({data, parentElement}, unwrap = (answer) => answer) {
     div.style.width = '100%';
     parentElement.appendChild(div);
     watch(div);
-    // A chart with a source fetches its newest figure on its period, but only while it is on screen: a chart
-    // nobody looks at costs neither the server nor the page anything.
-    div.__loop = poller({read: 'text', due: () => div.isConnected && div.__visible, got: (answer) => {
-      plots.queue.set(div, {...div.__base, figure: div.__unwrap(answer, div.__loop)});
-      pump();
-    }});
+    // A chart with a source asks it for what is new on its period (alone, or with the page's other streaming
+    // charts: joinHub), but only while it is on screen: a chart nobody looks at costs neither the server nor
+    // the page anything.
+    div.__loop = poller({read: 'json', due: () => div.isConnected && div.__visible,
+                         query: () => cursorQuery(div.__held),
+                         got: (answer) => take(div, div.__unwrap(answer, div.__loop))});
   }
   div.style.height = data.height + 'px';  // hold the space before the first draw: the page does not jump
-  plots.queue.set(div, data);  // only the latest figure of a chart is kept
-  pump();
   div.__base = data;
   div.__unwrap = unwrap;
-  div.__loop.poll(data.source, data.every_ms);
+  take(div, {figure: JSON.parse(data.figure), cursor: data.cursor});  // only the latest figure is kept
+  if (data.batch && data.source) joinHub(div, data);
+  else {
+    leaveHub(div);
+    div.__loop.poll(data.source, data.every_ms);
+  }
   return () => {
     div.__loop.poll(null);
+    leaveHub(div);
     plots.queue.delete(div);
     if (plots.seen) plots.seen.unobserve(div);
     if (window.Plotly) window.Plotly.purge(div);
@@ -281,10 +356,9 @@ function liveMap(args) {
     return state.figure;
   };
   update(data);
-  const end = chart(args, (answer, loop) => {
-    const state = JSON.parse(answer);
+  const end = chart(args, (state, loop) => {
     if (!state.alive) loop.poll(null);
-    return update(state);
+    return {figure: JSON.parse(update(state))};
   });
   return () => { m.stopped = true; clearTimeout(m.retry); end(); };
 }

@@ -13,6 +13,7 @@ from collections.abc import Callable
 
 import streamlit as st
 
+from training.config import env_number
 from training.run import RunSnapshot
 from training.runner import Runner
 
@@ -23,6 +24,25 @@ from .data import describe, table_csv, table_parquet
 from .plot import Source
 
 ss = st.session_state
+# How often the charts that follow the steps ask for new rows, while on screen. Each answer is a redraw in the
+# browser: at 0.25 s six charts take ~0.9 of a core, at 1 s ~0.4 (docs/benchmarks.md, P7), which a browser sharing
+# two cores with the trainer takes from it (P2 0.86 at 0.25 s, 0.93 at 1 s). The page's "Chart refresh" control
+# picks another (0.25 s: each chart within ~0.5 s of the trainer); GEL_CHART_REFRESH_S sets the server's default.
+STREAM_S = env_number("GEL_CHART_REFRESH_S", 1.0, 0.25, 10.0, float)
+REFRESH_CHOICES = tuple(sorted({0.25, 0.5, 1.0, 3.0, STREAM_S}))
+
+
+def refresh_s() -> float:
+    """The period this tab's charts poll at: its control, or the server's default."""
+    return ss.get("w_chart_refresh", STREAM_S)
+
+
+def refresh_control() -> None:
+    ss.setdefault("w_chart_refresh", STREAM_S)
+    st.select_slider("Chart refresh", REFRESH_CHOICES, key="w_chart_refresh", format_func=lambda v: f"{v:g} s",
+                     help="How often the live charts draw the new steps: 0.25 s keeps each within ~0.5 s of the "
+                          "trainer. Each redraw costs the browser CPU, about 0.9 of a core at 0.25 s and 0.4 at 1 s, "
+                          "which on a small machine that also trains it takes from training.")
 HOW_TO = ("**Try this first:** pick the preset *a step too large* and press **Start**: the loss starts healthy, "
           "then climbs for ~45 steps, in slow motion, until training dies. Every preset is a lesson: press **Fix** "
           "under the picker (one setting changes) and Start again, or **Both, A/B** to train the problem and the "
@@ -36,12 +56,22 @@ def _overlay_snapshots(exclude: set[str]) -> list[RunSnapshot]:
             for i, run in enumerate(runner.runs) if run.id in picked and run.id not in exclude]
 
 
-def _sources(runner: Runner, runs: list[str], extra: list[str], every_s: float) -> Callable[[str], Source] | None:
-    """Chart key -> where the chart refreshes itself while the run trains (the live chart route), or None once
-    the runner has ended."""
+def _sources(runner: Runner, runs: list[RunSnapshot], extra: list[RunSnapshot],
+             every_s: float) -> Callable[[str], Source] | None:
+    """Chart key -> where the chart asks for what is new while the run trains (the live chart route), with the
+    cursor of the figure drawn from ``runs`` and ``extra`` (overlaid); None once the runner has ended. The charts
+    that follow the steps poll every ``refresh_s()``, all in one request, the theory charts every ``every_s``."""
     if not runner.alive:
         return None
-    return lambda key: Source(live_api.chart_url(key, runs, extra), every_s)
+
+    def source(key: str) -> Source:
+        snaps = runs + extra if key in LF.OVERLAY_KEYS else runs[:1]
+        streams = key in LF.STREAM_KEYS + LF.NOW_KEYS  # asked for together, one request a period
+        return Source(live_api.chart_url(key, [s.id for s in runs], [s.id for s in extra]),
+                      refresh_s() if streams else every_s, LF.cursor(key, snaps),
+                      live_api.charts_url() if streams else None)
+
+    return source
 
 
 def live_view(drawn_alive: bool) -> None:
@@ -62,23 +92,23 @@ def live_view(drawn_alive: bool) -> None:
         st.rerun()
 
 
-def overlay_view(every_s: float) -> None:
+def overlay_view() -> None:
     """Loss and gradient norm of every run of this tab, with the earlier runs picked for overlay; while the run
-    trains the two charts refresh themselves every ``every_s`` seconds."""
+    trains the two charts append its new rows every ``refresh_s()`` seconds."""
     runner = S.current_runner()
     if runner is None:
         return
     snaps = [runner.snapshot(i) for i in range(len(runner.runs))]
     extra = _overlay_snapshots({s.id for s in snaps})
-    source = _sources(runner, [s.id for s in snaps], [s.id for s in extra], every_s)
+    source = _sources(runner, snaps, extra, refresh_s())
     with st.container(key="charts"):
         panels.overlay_charts(snaps + extra, source)
 
 
 def detail_view(every_s: float) -> None:
     """Per-layer charts of one run (pick A or B when comparing), and the theory panel. A fragment of its own, so
-    picking A or B reruns only this; the charts refresh themselves every ``every_s`` seconds, slower than the
-    overlay: they change more slowly, and each figure costs the training thread time."""
+    picking A or B reruns only this; the per-layer charts follow the steps as the overlay does, the theory charts
+    are redrawn whole every ``every_s`` seconds (each whole figure costs the training thread time)."""
     runner = S.current_runner()
     if runner is None:
         return
@@ -88,7 +118,7 @@ def detail_view(every_s: float) -> None:
         pick = st.radio("Per-layer charts below are for run", [s.label for s in snaps], horizontal=True,
                         key="w_inspect")
         detail = next(s for s in snaps if s.label == pick)
-    source = _sources(runner, [detail.id], [], every_s)
+    source = _sources(runner, [detail], [], every_s)
     with st.container(key="detail"):
         panels.detail_charts(detail, source)
         theory_panel.theory_panel(detail, source)

@@ -12,8 +12,7 @@ from .panels import plain
 # How often the charts fetch their figure while a run is alive. The status line polls its own numbers four times
 # a second (components/live_status.py); charts go slower: each refresh builds a figure on a server whose training
 # thread shares the GIL and, on a small machine, the cores with the browser (measured in docs/benchmarks.md).
-CHARTS_REFRESH_S = 3.0  # loss and gradient norm
-DETAIL_REFRESH_S = 6.0  # the four per-layer charts and the theory panel
+DETAIL_REFRESH_S = 6.0  # the theory panel; the charts that follow the steps ask for new rows every live.STREAM_S
 
 
 def render() -> None:
@@ -37,7 +36,7 @@ def render() -> None:
         st.warning(plain(S.store_error()), icon=":material/database:")
 
     live.live_view(drawn_alive)
-    live.overlay_view(CHARTS_REFRESH_S)
+    live.overlay_view()
     st.fragment(live.detail_view)(DETAIL_REFRESH_S)  # picking run A or B reruns only this
     live.runs_section()
     plot.preload()

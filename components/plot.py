@@ -33,8 +33,9 @@ PLOTLY_JS_SOURCE = Path(plotly.__file__).resolve().parent / "package_data" / "pl
 PLOTLY_JS_NAME = f"plotly-{get_plotlyjs_version()}.min.js"
 DEFAULT_HEIGHT = 450  # plotly.js's own default, used when a figure sets no height
 
-# The live page's elements and their one fetch loop (the status line uses it too): read once, at import.
-JS = (Path(__file__).with_name("live.js")).read_text(encoding="utf-8")
+# The live page's elements and their one fetch loop (the status line uses it too), after what a chart holds between
+# answers (live_stream.js): read once, at import.
+JS = "\n".join(Path(__file__).with_name(name).read_text(encoding="utf-8") for name in ("live_stream.js", "live.js"))
 
 _element = st.components.v2.component("gel_plot", html="", js=JS, isolate_styles=False)
 
@@ -81,7 +82,8 @@ def figure_data(figure: str, height: int, config: dict | None = None, source: So
     how to draw it, and where it fetches its newest figure while on screen (``source``)."""
     config = {"displaylogo": False, "displayModeBar": "hover", "responsive": True, **(config or {})}
     return {"figure": figure, "config": config, "height": height, "src": plotly_js_url(), "dark": DARK_SWAPS,
-            "source": source.url if source else None,
+            "source": source.url if source else None, "cursor": source.cursor if source else None,
+            "batch": source.batch if source else None,
             "every_ms": int(source.every_s * 1000) if source else None}
 
 
@@ -101,10 +103,15 @@ def themed(fig):
 
 @dataclass(frozen=True)
 class Source:
-    """Where a live chart fetches its newest figure (the live chart route), and how often."""
+    """Where a live chart fetches what is new (the live chart route), how often, and the cursor of the figure it is
+    handed with (live_figures.cursor: the newest step it holds of each run, and its view). With ``batch`` (the
+    route that answers several charts at once), the page asks for it together with its other such charts, in one
+    request a period."""
 
     url: str
     every_s: float
+    cursor: dict | None = None
+    batch: str | None = None
 
 
 def chart(fig, key: str, caption: str, source: Source | None = None) -> None:

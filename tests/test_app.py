@@ -6,6 +6,8 @@ in teardown, so no training thread outlives its test.
 
 from __future__ import annotations
 
+import json
+
 from streamlit.testing.v1 import AppTest
 
 from components import session as S
@@ -312,3 +314,24 @@ def test_a_bad_run_b_parameter_warns_and_falls_back_to_b_s_default(at):
     assert any("b_clip_threshold: -3.0 is not allowed" in shown(w.value) for w in at.warning)
     assert at.radio(key="b_clip").value == "norm" and at.number_input(key="b_clip_threshold").value == 1.0
     assert "b_model" not in at.session_state  # only the settings run B may change are read
+
+
+def chart_periods(at) -> dict[str, int]:
+    """Each live chart's poll period (ms) as the page was given it."""
+    out = {}
+    for el in at.get("bidi_component"):
+        data = json.loads(el.proto.json) if el.proto.component_name == "gel_plot" else {}
+        if data.get("every_ms"):
+            out[el.proto.id.rsplit("-", 1)[-1]] = data["every_ms"]
+    return out
+
+
+def test_the_chart_refresh_control_sets_how_often_the_streaming_charts_poll(at):
+    at.run()
+    runner = start(at, "watch it explode", w_steps=100_000, w_speed=2.0)
+    periods = chart_periods(at)
+    assert periods["chart_loss"] == periods["chart_grad"] == 1000  # the default: training keeps its core
+    at.select_slider(key="w_chart_refresh").set_value(0.25).run()
+    periods = chart_periods(at)
+    assert periods["chart_loss"] == periods["chart_grad"] == periods["chart_heatmap"] == 250
+    assert runner.alive  # a display setting: the run goes on

@@ -17,7 +17,8 @@ def test_quick_bench_prints_one_row_per_benchmark(repo_root):
     assert lines[0].startswith("date: ") and "torch: " in lines[0] and "cpu: " in lines[0]
     assert lines[1].split()[:8] == ["id", "what", "median", "min", "max", "unit", "target", "meets"]
     ids = {ln.split()[0] for ln in lines[2:-1]}
-    assert ids == {"P1", "P2", "P3", "P4", "P5", "P8", "P9", "C1", "S1", "S2", "S3", "S4", "S5"}
+    assert ids == {"P1", "P2", "P3", "P3'", "P4", "P5", "P6", "P7", "P8", "P9", "C1", "S1", "S2", "S3", "S4",
+                   "S5"}
     assert "skipped with --quick" in out.stdout  # the browser benchmarks are not run by --quick
     assert lines[-1].startswith("(") and "median of alternating blocks" in lines[-1]
 

@@ -5,10 +5,36 @@ a zoom survives the refresh, and a chart below the fold is drawn when it is scro
 
 from __future__ import annotations
 
+import os
+from urllib.parse import parse_qs, urlsplit
+
 import pytest
 from test_browser import click_button, drawn, el, last_step_drawn, plot_eval, set_number, steps, wait_until
 
 pytestmark = pytest.mark.browser
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _charts_follow_every_step():
+    """This module's server draws the charts at the 0.25 s refresh (the page's default is 1 s): the streaming
+    test watches them keep up with the trainer. Autouse, so it is set before the module's server starts."""
+    old = os.environ.get("GEL_CHART_REFRESH_S")
+    os.environ["GEL_CHART_REFRESH_S"] = "0.25"
+    yield
+    if old is None:
+        os.environ.pop("GEL_CHART_REFRESH_S", None)
+    else:
+        os.environ["GEL_CHART_REFRESH_S"] = old
+
+
+def asked(url: str) -> list[tuple[str, str]]:
+    """(chart key, its query) of each chart a request asks for: the streaming charts all in one poll of the charts
+    route (``/api/charts?c=<key>?<query>&c=...``), the others alone (``/api/chart/<key>?<query>``)."""
+    if "/api/charts?" in url:
+        return [tuple(c.split("?", 1)) for c in parse_qs(urlsplit(url).query)["c"]]
+    if "/api/chart/" in url:
+        return [tuple(url.split("/api/chart/")[1].split("?", 1))]
+    return []
 
 # The distinct step counts the status line shows during the next 2 s, noted by the page as it draws them.
 SHOWN_IN_2_S = """() => new Promise((done) => {
@@ -24,8 +50,7 @@ def test_live_charts_update_in_place_keep_the_zoom_and_draw_when_scrolled_to(str
     page = browser_page
     polls, charts = [], []
     page.on("response", lambda r: polls.append(r.status) if "/api/live/" in r.url else None)
-    page.on("response", lambda r: charts.append((r.url.split("/api/chart/")[1].split("?")[0], r.status))
-            if "/api/chart/" in r.url else None)
+    page.on("response", lambda r: charts.extend((key, r.status) for key, _ in asked(r.url)))
     page.goto(streamlit_server)
     el(page, "btn_start").wait_for(timeout=60_000)
     set_number(page, "w_steps", "100000", url_has="steps=100000")
@@ -64,4 +89,46 @@ def test_live_charts_update_in_place_keep_the_zoom_and_draw_when_scrolled_to(str
     wait_until(lambda: page.wait_for_timeout(100) or ("chart_acts", 200) in charts, timeout=20,
                what="the scrolled-to chart's own refresh")
     assert plot_eval(page, "chart_acts", "d.querySelectorAll('.main-svg').length") > 0
+    click_button(page, "btn_stop")
+
+
+# The newest step in the loss line that plotly.js drew, each time the chart draws, for the next 3 s: read from the
+# chart's own trace data, not the status line.
+LOSS_STEPS_IN_3_S = """() => new Promise((done) => {
+  const d = document.querySelector('.st-key-chart_loss:not([data-stale="true"]) .gel-plot');
+  const newest = () => {
+    const t = (d._fullData || []).find((t) => t.name === 'loss');
+    return t ? t.x[t.x.length - 1] : -1;
+  };
+  const seen = [[performance.now(), newest()]];
+  const watch = new MutationObserver(() => seen.push([performance.now(), newest()]));
+  watch.observe(d, {attributes: true, attributeFilter: ['data-drawn']});
+  setTimeout(() => { watch.disconnect(); done(seen); }, 3000);
+})"""
+
+
+def test_the_loss_line_gets_new_steps_twice_a_second_and_a_chart_off_screen_fetches_nothing(streamlit_server,
+                                                                                             browser_page):
+    page = browser_page
+    polls: list[list[tuple[str, str]]] = []  # per request: (key, query) of each chart it asks for
+    page.on("request", lambda r: polls.append(asked(r.url)) if "/api/chart" in r.url else None)
+    page.goto(streamlit_server)
+    el(page, "btn_start").wait_for(timeout=60_000)
+    set_number(page, "w_steps", "100000", url_has="steps=100000")
+    click_button(page, "btn_start")
+    wait_until(lambda: last_step_drawn(page, "chart_loss") > 20, timeout=30, what="the loss line's first steps")
+    first = len(polls)
+    seen = page.evaluate(LOSS_STEPS_IN_3_S)
+    steps = [s for _, s in seen]
+    assert steps == sorted(steps), steps  # appended, never redrawn from an older figure
+    newer = [t for (t, s), (_, before) in zip(seen[1:], seen, strict=False) if s > before]  # noqa: F841
+    assert len(newer) >= 6, f"the loss line moved only {len(newer)} times in 3 s: {seen}"  # >= twice a second
+    # The loss chart asked about four times a second, with the other streaming charts on screen in the same
+    # request (one poll for them all), each sending its cursor: the rows it got were appended, none needed the
+    # whole figure. The activation chart sits below the fold of a 1000-pixel window: it asked for nothing.
+    loss = [q for poll in polls[first:] for key, q in poll if key == "chart_loss"]
+    assert len(loss) >= 6 and all("&after=" in q and "&view=" in q for q in loss), loss
+    with_loss = [poll for poll in polls[first:] if any(key == "chart_loss" for key, _ in poll)]
+    assert all(len(poll) >= 2 for poll in with_loss), with_loss  # the gradient-norm chart beside it, at least
+    assert "chart_acts" not in {key for poll in polls for key, _ in poll}, polls
     click_button(page, "btn_stop")

@@ -13,6 +13,20 @@ def test_recent_rows_are_exact_and_ordered():
     assert h.rows_since(2)[0].tolist() == [3, 4]
 
 
+def test_rows_since_a_step_are_the_recent_rows_after_it_or_none_once_some_have_folded():
+    h = History(["a"], recent=8, buckets=4, chunk=3)  # 8 is not a multiple of 3: the ring wraps mid-chunk
+    for s in range(23):
+        h.append(s, np.array([s * 1.5]))
+        steps, _ = h.recent()
+        for after in range(-1, s + 1):
+            got = h.since(after)
+            if after + 1 < steps[0]:  # a row after ``after`` is in a bucket now
+                assert got is None, (s, after)
+            else:
+                assert got[0].tolist() == list(range(after + 1, s + 1)), (s, after)
+                assert got[1][:, 0].tolist() == [x * 1.5 for x in range(after + 1, s + 1)]
+
+
 def test_memory_is_bounded_and_a_single_spike_survives():
     rng = np.random.default_rng(0)
     h = History(["loss", "norm"], recent=64, buckets=32)

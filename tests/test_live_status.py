@@ -108,10 +108,13 @@ def test_the_chart_route_answers_the_figure_a_rerun_would_draw():
     for key in LF.OVERLAY_KEYS + LF.DETAIL_KEYS + ("chart_theory",):
         code, body, headers = get(live_api.chart_url(key, [snap.id]))
         assert code == 200 and headers["cache-control"] == "no-store"
-        assert body == json.loads(LF.figure(key, [snap]).to_json()), key
+        assert body["figure"] == json.loads(LF.figure(key, [snap]).to_json()), key
+        assert body["cursor"] == LF.cursor(key, [snap]) and "reset" not in body
     code, body, _ = get(live_api.chart_url("chart_loss", [snap.id], [other.id]))
-    assert body == json.loads(LF.figure("chart_loss", [snap, LF.as_overlay(other)]).to_json())
-    assert f"{LF.short(other.id)} {other.label} loss" in {t.get("name") for t in body["data"]}
+    both = [snap, LF.as_overlay(other)]
+    assert body["figure"] == json.loads(LF.figure("chart_loss", both).to_json())
+    assert body["cursor"] == {"after": [29, 19], "view": LF.view_of("chart_loss", both)}
+    assert f"{LF.short(other.id)} {other.label} loss" in {t.get("name") for t in body["figure"]["data"]}
 
 
 def test_the_chart_route_names_what_it_does_not_know():
@@ -126,20 +129,25 @@ def test_the_chart_route_names_what_it_does_not_know():
 def test_routes_and_urls_follow_the_base_url_path(monkeypatch):
     monkeypatch.setattr(plot.st, "get_option", lambda name: "/lab/" if name == "server.baseUrlPath" else None)
     assert [r.path for r in live_api.routes()] == ["/lab/api/live/{run_id}", "/lab/api/chart/{key}",
-                                                   "/lab/api/map/{job_id}"]
+                                                   "/lab/api/charts", "/lab/api/map/{job_id}"]
     assert live_api.chart_url("chart_loss", ["r1-a"], ["r2-b"]) == "/lab/api/chart/chart_loss?runs=r1-a&extra=r2-b"
 
 
 def test_charts_fetch_from_the_route_while_the_run_is_alive_and_not_after():
     from components import live
+    from components import live_figures as LF
 
     runner = get_manager().start(Config(steps=100_000, hidden_sizes=(8,)))
     try:
-        source = live._sources(runner, [runner.id], [], 3.0)
-        assert source("chart_loss") == plot.Source(live_api.chart_url("chart_loss", [runner.id]), 3.0)
+        snap = runner.snapshot()
+        source = live._sources(runner, [snap], [], 6.0)
+        assert source("chart_loss") == plot.Source(live_api.chart_url("chart_loss", [runner.id]), live.STREAM_S,
+                                                   LF.cursor("chart_loss", [snap]), live_api.charts_url())
+        # redrawn whole, on its own period, and alone: not in the one poll of the charts that stream
+        assert source("chart_theory").every_s == 6.0 and source("chart_theory").batch is None
     finally:
         runner.stop(timeout=5)
-    assert not runner.alive and live._sources(runner, [runner.id], [], 3.0) is None
+    assert not runner.alive and live._sources(runner, [snap], [], 6.0) is None
 
 
 def test_an_ended_run_is_reported_ended_even_while_its_thread_winds_down(monkeypatch):

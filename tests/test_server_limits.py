@@ -45,7 +45,7 @@ def test_a_chart_request_repeating_one_id_copies_one_snapshot(monkeypatch):
     real = live_api._snapshot
     monkeypatch.setattr(live_api, "_snapshot", lambda i: copies.append(i) or real(i))
     code, body, _ = get(live_api.chart_url("chart_loss", [rid] * 1000, [rid] * 1000))
-    assert code == 200 and len(body["data"]) > 0
+    assert code == 200 and len(body["figure"]["data"]) > 0
     assert copies == [rid]  # the overlay's repeats of a drawn run are dropped too
 
 

@@ -130,6 +130,22 @@ class History:
         keep = steps > step
         return steps[keep], rows[keep]
 
+    def since(self, step: int) -> tuple[np.ndarray, np.ndarray] | None:
+        """Full-resolution (steps, rows) recorded after ``step``, oldest first (copies of those rows only: a
+        reader polling four times a second copies ~100 rows, not the window); None when some of them have
+        already folded into buckets (the reader fell behind by more than the recent window)."""
+        if self._nb and self._b_last[self._nb - 1] > step:
+            return None
+        cap, lo, hi = self._recent_cap, 0, self._len
+        while lo < hi:  # steps ascend in ring order: the first one after ``step``
+            mid = (lo + hi) // 2
+            if self._steps[(self._start + mid) % cap] > step:
+                hi = mid
+            else:
+                lo = mid + 1
+        idx = (self._start + np.arange(lo, self._len)) % cap
+        return self._steps[idx], self._rows[idx]  # fancy indexing copies
+
     def view(self) -> dict[str, np.ndarray]:
         """The whole run, decimated: ``step``, and per column ``value`` (last), ``lo`` and ``hi``.
 
