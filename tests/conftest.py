@@ -261,3 +261,28 @@ def _temp_run_store_and_no_live_threads(tmp_path_factory: pytest.TempPathFactory
         pytest.fail(f"{len(alive)} thread(s) still alive at the end of the test suite: {', '.join(alive)}; "
                     "stop every Runner (runner.stop()) and sweep job (job.stop()), and shut down every RunManager "
                     "you start", pytrace=False)
+
+
+@pytest.fixture
+def one_torch_thread():
+    """One torch thread, as the lab trains: two threads on a shared machine are slower, and the numbers are the
+    same. Modules that train lessons use it for every test (``pytestmark``)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture
+def data_dir(tmp_path, monkeypatch):
+    """GEL_DATA_DIR set before the manager singleton is (re)created; it is shut down and restored after."""
+    from training import manager as M
+
+    d = tmp_path / "data"
+    monkeypatch.setenv("GEL_DATA_DIR", str(d))
+    monkeypatch.setattr(M, "_manager", None)
+    yield d
+    if M._manager is not None:
+        assert M._manager.shutdown()

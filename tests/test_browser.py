@@ -171,3 +171,15 @@ def test_explode_clip_compare_and_stop(streamlit_server, browser_page, repo_root
     assert 0 < shot.stat().st_size < MAX_SCREENSHOT_BYTES
     click_button(page, "btn_stop")
     wait_until(lambda: "stopped" in status(page), what="the compare run to stop")
+
+
+def open_lesson(page, server: str, name: str) -> None:
+    """The lab with lesson ``name`` picked from the preset list, its panel showing its claim."""
+    from training import registry as R
+
+    page.goto(server)
+    el(page, "btn_start").wait_for(timeout=60_000)
+    el(page, "w_preset").get_by_role("combobox").click()
+    page.get_by_role("option", name=name).click()
+    el(page, "lesson").wait_for(timeout=20_000)
+    assert R.PRESETS[name].claim[:40] in el(page, "lesson").inner_text()

@@ -8,7 +8,7 @@ climb before the ✕ non-finite marker appears.
 from __future__ import annotations
 
 import pytest
-from test_browser import click_button, el, plot_eval, wait_until
+from test_browser import click_button, el, open_lesson, plot_eval, wait_until
 
 from components.charts import NON_FINITE_NAME
 from training import registry as R
@@ -26,12 +26,7 @@ DRAWN = f"""d && d._fullData ? {{
 
 def test_an_explode_lesson_at_its_default_speed_draws_its_climb_before_the_explosion(streamlit_server, browser_page):
     page = browser_page
-    page.goto(streamlit_server)
-    el(page, "btn_start").wait_for(timeout=60_000)
-    el(page, "w_preset").get_by_role("combobox").click()
-    page.get_by_role("option", name=LESSON).click()
-    el(page, "lesson").wait_for(timeout=20_000)
-    assert R.PRESETS[LESSON].claim[:40] in el(page, "lesson").inner_text()
+    open_lesson(page, streamlit_server, LESSON)
     speed = f"{R.PRESETS[LESSON].speed:g}"
     wait_until(lambda: el(page, "w_speed").get_by_role("slider").get_attribute("aria-valuetext") == speed,
                what="the lesson's speed on the speed control")

@@ -4,9 +4,7 @@ the logits grow (Wortsman et al. 2023: ~2 at step 0 to ~10⁴ without qk-layerno
 from __future__ import annotations
 
 import pytest
-from test_browser import click_button, drawn, el, plot_eval, speed_to_max, wait_until
-
-from training import registry as R
+from test_browser import click_button, drawn, el, open_lesson, plot_eval, speed_to_max, wait_until
 
 pytestmark = pytest.mark.browser
 LESSON = "attention logits grow"
@@ -24,12 +22,7 @@ DRAWN = """d && d._fullData ? (() => {
 
 def test_the_attention_logit_lesson_draws_its_logits_growing_while_it_trains(streamlit_server, browser_page):
     page = browser_page
-    page.goto(streamlit_server)
-    el(page, "btn_start").wait_for(timeout=60_000)
-    el(page, "w_preset").get_by_role("combobox").click()
-    page.get_by_role("option", name=LESSON).click()
-    el(page, "lesson").wait_for(timeout=20_000)
-    assert R.PRESETS[LESSON].claim[:40] in el(page, "lesson").inner_text()
+    open_lesson(page, streamlit_server, LESSON)
     speed_to_max(page)
     click_button(page, "btn_start")
 

@@ -12,22 +12,16 @@ import re
 
 import numpy as np
 import pytest
-import torch
 
 from training import lessons as LS
 from training import registry as R
 from training.config import FIELDS
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 LN10 = math.log(10)
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """One thread, as the lab trains: two threads on a shared machine are slower, and the numbers are the same."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @functools.cache  # each lesson is trained once per test session; the last test reads them all

@@ -9,7 +9,6 @@ import math
 
 import numpy as np
 import pytest
-import torch
 
 from components.lr_chart import lr_sensitivity_figure
 from tests.apptest_helpers import poll, values
@@ -19,18 +18,14 @@ from training import sweep as SW
 from training.cli import main
 from training.config import Config
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 # A small net and a short run, so the whole map trains in ~30 s on one core: 6 lrs x qk-layernorm off and on.
 LM = Config(model="transformer", dataset="pycode", optimizer="adam", d_model=32, context=32, batch_size=16,
             n_layers=2, n_heads=4)
 GRID = "lr=1e-3:0.3:6"
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def cell(x, y, seed, initial, final):

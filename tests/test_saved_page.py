@@ -12,7 +12,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pytest
 from streamlit.testing.v1 import AppTest
 
 import training.manager as M
@@ -33,15 +32,6 @@ def _saved_page():
     page_saved.render()
 
 
-@pytest.fixture
-def data_dir(tmp_path, monkeypatch):
-    """GEL_DATA_DIR set before the manager singleton is (re)created; it is shut down and restored after."""
-    d = tmp_path / "data"
-    monkeypatch.setenv("GEL_DATA_DIR", str(d))
-    monkeypatch.setattr(M, "_manager", None)
-    yield d
-    if M._manager is not None:
-        assert M._manager.shutdown()
 
 
 def _train(cfg: Config, label: str) -> str:

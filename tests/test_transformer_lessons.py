@@ -9,18 +9,13 @@ import functools
 
 import numpy as np
 import pytest
-import torch
 
 from training import lessons as LS
 from training.engine import Trainer
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+
 
 
 @functools.cache

@@ -7,7 +7,6 @@ import io
 
 import numpy as np
 import pandas as pd
-import pytest
 from streamlit.testing.v1 import AppTest
 
 import training.manager as M
@@ -47,14 +46,6 @@ def test_a_cli_run_saved_in_the_store_reads_back_and_exports_its_measure_columns
     assert from_dict(run.config) == SMALL
 
 
-@pytest.fixture
-def data_dir(tmp_path, monkeypatch):
-    d = tmp_path / "data"
-    monkeypatch.setenv("GEL_DATA_DIR", str(d))
-    monkeypatch.setattr(M, "_manager", None)
-    yield d
-    if M._manager is not None:
-        assert M._manager.shutdown()
 
 
 def _saved_page():
