@@ -8,6 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from training import cost
 from training import outcome as O
 from training.config import Config, ConfigError, from_dict, from_query
 from training.engine import Trainer
@@ -15,7 +16,7 @@ from training.engine import Trainer
 
 def test_full_is_the_batch_size_in_every_interface():
     c = from_dict({"batch_size": "full"})
-    assert c.full_batch and c.batch_size == 0 and c.examples_per_step == 1437
+    assert c.full_batch and c.batch_size == 0 and cost.examples(c) == 1437
     assert c.to_query()["batch_size"] == "full"
     assert from_query(c.to_query())[0] == c
     assert from_dict({"batch_size": "FULL"}) == c and from_dict({"batch_size": 0}) == c

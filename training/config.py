@@ -149,11 +149,6 @@ class Config:
     def full_batch(self) -> bool:
         return self.batch_size == FULL_BATCH
 
-    @property
-    def examples_per_step(self) -> int:
-        """The examples one step trains on: the batch size, or the whole training set."""
-        return cost.examples(self)
-
 
 FIELDS = {f.name: f for f in fields(Config)}
 

@@ -113,7 +113,7 @@ class Trainer:
         if not self.cfg.sharpness_every:
             return None
         if self.cfg.full_batch:
-            batch = self.data.x_train, self.data.y_train
+            batch = self.sample()  # the whole training set, as every step trains on
         else:
             x, y = self.data.sample(self.cfg.batch_size, torch.Generator().manual_seed(self.cfg.seed + 2))
             batch = x.to(self.device), y.to(self.device)
@@ -186,7 +186,7 @@ class Trainer:
 
     def _measure_sharpness(self) -> list[float]:
         """On the weights of this row, before its forward pass; NaN on the steps between probes."""
-        n = 2 if self.cfg.optimizer == "adam" else 1
+        n = len(SH.columns(self.cfg.optimizer))  # the preconditioned one too, for Adam
         if self.step_idx % self.cfg.sharpness_every:
             return [math.nan] * n
         self.model.train()  # the loss the steps descend: batch norm on batch statistics
