@@ -175,6 +175,15 @@ function loadPlotly(src) {
 }
 
 // Dark mode: Streamlit gives the element its theme as CSS variables; a light text colour means a dark page.
+// Reading it forces a style pass over the whole page, so the answer is kept for a second: every chart drawn in
+// that second uses it, and a theme switched in the settings reaches the next draw after it.
+const THEME_TTL_MS = 1000;
+function isDarkNow(div) {
+  const now = performance.now();
+  if (!plots.theme || now - plots.theme.at > THEME_TTL_MS) plots.theme = {at: now, dark: isDark(div)};
+  return plots.theme.dark;
+}
+
 function isDark(div) {
   const style = getComputedStyle(div);
   const text = style.getPropertyValue('--st-text-color').trim() || style.color;
@@ -214,7 +223,7 @@ function pump() {
   let began = 0;
   later(() => loadPlotly(data.src).then((Plotly) => {
     began = performance.now();
-    const dark = isDark(next);
+    const dark = isDarkNow(next);
     const held = next.__held;
     next.dataset.theme = dark ? 'dark' : 'light';
     const fig = dark ? recolor({data: held.data, layout: held.layout}, data.dark) : held;

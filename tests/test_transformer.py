@@ -113,6 +113,8 @@ def test_log_z_and_the_z_loss():
     logits = fresh.model(x)
     lse = torch.logsumexp(logits.detach().double(), dim=-1)
     assert dict(zip(zl.columns, b.row(), strict=True))["logit_log_z"] == pytest.approx(float(lse.mean()), rel=1e-5)
+    # without the z-loss, log Z is read off the cross-entropy: the same number
+    assert dict(zip(plain.columns, a.row(), strict=True))["logit_log_z"] == pytest.approx(float(lse.mean()), rel=1e-5)
     objective = torch.nn.functional.cross_entropy(logits, y) + 0.5 * torch.logsumexp(logits, -1).square().mean()
     objective.backward()
     assert b.grad_norms[0] == pytest.approx(float(fresh.params[0].grad.norm()), rel=1e-5)
@@ -150,7 +152,7 @@ def test_the_cli_runs_the_transformer(tmp_path, capsys):
 
 @pytest.mark.parametrize("flag,value,needle", [
     ("--n-layers", "9", "allowed: 1 to 8"), ("--d-model", "16", "allowed: 32 to 256"),
-    ("--n-heads", "0", "allowed: 1 to 8"), ("--n-heads", "3", "allowed with d_model 64"),
+    ("--n-heads", "0", "allowed: 1 to 8"), ("--n-heads", "5", "allowed with d_model 48: 1, 2, 3, 4, 6, 8"),
     ("--context", "300", "allowed: 16 to 256"), ("--norm-position", "middle", "allowed: pre, post"),
     ("--qk-norm", "maybe", "allowed: true or false"), ("--warmup-steps", "-1", "allowed: 0 to"),
     ("--schedule", "linear", "allowed: constant, cosine"), ("--z-loss", "-1", "allowed: 0 to 1"),

@@ -130,7 +130,7 @@ class Trainer:
         self._clear_grads()
         lr = schedule.apply(self.optimizer, self.lr, self.cfg, self.step_idx)  # warmup and decay: the lr column's
         loss = self.loss_fn(out := self.model(x, probe), y)
-        self.measures.objective(loss, out).backward()  # the loss, plus the transformer's z-loss when it has one
+        self.measures.objective(loss, out, y).backward()  # the loss, plus the transformer's z-loss when it has one
         grads = [p.grad for p in self.params]
         # Probe on the weights and raw gradients of this row, before clipping and the update change them.
         probe_out = self._probe(probe) if probing else None

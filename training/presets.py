@@ -28,7 +28,9 @@ class Preset:
 
 
 SEED_NET = {"model": "mlp", "hidden_sizes": (512, 256, 128), "dataset": "digits"}
-LM = {"model": "transformer", "dataset": "pycode", "batch_size": 16, "optimizer": "adam", "lr": 0.03, "steps": 300}
+# The lessons' language model, its shape given in full: it was measured at this shape, whatever the defaults become.
+LM = {"model": "transformer", "dataset": "pycode", "n_layers": 2, "d_model": 64, "n_heads": 4, "context": 64,
+      "batch_size": 16, "optimizer": "adam", "lr": 0.03, "steps": 300}
 N01 = {"activation": "relu", "init": "normal", "init_std": 1.0}  # the seed's N(0, 1) weights: far too large
 SGD = {"optimizer": "sgd", "lr": 0.01, "steps": 300}
 # Cohen et al. (2021)'s setting at digit scale: full-batch gradient descent (batch_size 0: the whole training set),

@@ -215,10 +215,12 @@ class Measures:
 
     def __init__(self, cfg, model: TransformerLM | None):
         self.model, self.z_loss = model, cfg.z_loss
+        # The loss is the cross-entropy (the language model's only loss but mse): log Z can be read off it.
+        self.cross_entropy = getattr(cfg, "loss", "auto") != "mse"
         self.columns = columns(cfg.n_layers) if model is not None else []
         self.tail: list[torch.Tensor] = []  # the last step's measures as 0-d tensors, in ``columns`` order
 
-    def objective(self, loss: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+    def objective(self, loss: torch.Tensor, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """What backward differentiates; sets ``tail``.
 
         The z-loss (Chowdhery et al. 2022; Wortsman et al. 2023) adds z · mean(log Z²) to the objective only: the
@@ -229,6 +231,8 @@ class Measures:
         if self.z_loss > 0:
             log_z = logits.logsumexp(dim=-1)  # (batch · T,)
             loss, mean_log_z = loss + self.z_loss * log_z.square().mean(), log_z.detach().mean()
+        elif self.cross_entropy:  # cross-entropy = mean(log Z - the target's logit): a gather, not a second logsumexp
+            mean_log_z = loss.detach() + logits.detach().gather(1, y.reshape(-1, 1)).mean()
         else:  # detached: no graph is built for a measure
             mean_log_z = logits.detach().logsumexp(dim=-1).mean()
         stats = self.model.stats
