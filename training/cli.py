@@ -293,7 +293,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     print(f"{len(results)}/{len(sweep.cells)} cells ({counts}) in {meta['seconds']:.1f} s; wrote {' and '.join(wrote)}",
           file=sys.stderr)
     if (axis := LRS.lr_axis(meta)) is not None and results:
-        print(LRS.summary(LRS.curves(results, axis), meta["y" if axis == "x" else "x"]["name"]), file=sys.stderr)
+        print(LRS.summary(LRS.curves(results, axis), sweep.y if axis == "x" else sweep.x), file=sys.stderr)
     return rc
 
 
