@@ -154,7 +154,7 @@ class Sweep:
 
     def metadata(self, backend: str | None = None, complete: bool | None = None, seconds: float | None = None
                  ) -> dict:
-        axis = lambda a: {**asdict(a), "values": list(a.values)}  # noqa: E731 (as JSON gives it back)
+        axis = lambda a: {**asdict(a), "values": list(a.values), "words": list(a.words)}  # noqa: E731 (as JSON reads)
         return {"format": FORMAT, "x": axis(self.x), "y": axis(self.y), "seeds": self.seeds,
                 "steps": self.steps, "width": self.width, "outcomes": list(OUTCOMES),
                 "rule": {**asdict(self.rule), "text": self.rule.text()}, "base_config": self.base.to_dict(),
