@@ -13,6 +13,7 @@ import numpy as np
 import plotly.graph_objects as go
 
 from training import sweep as SW
+from training.axes import value_text
 from training.sweep import OUTCOMES
 
 from . import theme as T
@@ -38,10 +39,17 @@ def cell_text(counts_cell) -> str:
     return " · ".join(parts) if parts else "not run yet"
 
 
+def _bare(v, digits: int) -> str:
+    return value_text(None, v, digits)
+
+
 def outcome_map_figure(xs, ys, codes, counts, line=None, x_name: str = "x", y_name: str = "y",
-                       x_log: bool = False, y_log: bool = False, title: str = "Stability map") -> go.Figure:
+                       x_log: bool = False, y_log: bool = False, title: str = "Stability map",
+                       x_label=_bare, y_label=_bare) -> go.Figure:
     """``codes[j, i]`` (OUTCOMES index, -1 = not run yet: left blank) at (xs[i], ys[j]); ``counts[j, i, k]`` seeds
     with OUTCOMES[k], shown on hover. ``line``: sweep.critical_line's CriticalLine, drawn through its endpoints.
+    ``x_label(v, digits)``, ``y_label``: how a value reads on the ticks and on hover (``Axis.label``: a true/false
+    axis's 0 and 1 read false and true); by default a number.
 
     A transparent marker sits on every cell centre: heatmaps send no click selection, markers do.
     """
@@ -55,19 +63,21 @@ def outcome_map_figure(xs, ys, codes, counts, line=None, x_name: str = "x", y_na
                                  marker={"symbol": "square", "size": 12, "color": COLORS[name]}))
     gx, gy = np.meshgrid(np.asarray(xs, dtype=float), np.asarray(ys, dtype=float))
     text = [cell_text(counts[j][i]) for j in range(len(ys)) for i in range(len(xs))]
+    where = [[x_label(x, 4), y_label(y, 4)] for y in ys for x in xs]  # the order of gx.ravel(), gy.ravel()
     fig.add_trace(go.Scatter(x=gx.ravel(), y=gy.ravel(), mode="markers", name="cells", showlegend=False,
-                             text=text, marker={"size": 18, "symbol": "square", "color": "rgba(0,0,0,0)"},
-                             hovertemplate=f"{x_name} = %{{x:.4g}}<br>{y_name} = %{{y:.4g}}<br>%{{text}}"
-                                           "<extra></extra>"))
+                             text=text, customdata=where,
+                             marker={"size": 18, "symbol": "square", "color": "rgba(0,0,0,0)"},
+                             hovertemplate=f"{x_name} = %{{customdata[0]}}<br>{y_name} = %{{customdata[1]}}<br>"
+                                           "%{text}<extra></extra>"))
     if line is not None:
         fig.add_trace(go.Scatter(x=list(line.xs), y=list(line.ys), mode="lines", name=line.label,
                                  line={"color": LINE_COLOR, "dash": "dash", "width": 2},
                                  hovertemplate=f"init_std = {line.value:.3g}: {line.label}<extra></extra>"))
     # A tick on every grid value, and no minor log ticks: the cells are the scale.
     fig.update_xaxes(type="log" if x_log else "linear", title_text=x_name, showgrid=False, automargin=True,
-                     tickvals=list(xs), ticktext=[f"{v:.3g}" for v in xs])
+                     tickvals=list(xs), ticktext=[x_label(v, 3) for v in xs])
     fig.update_yaxes(type="log" if y_log else "linear", title_text=y_name, showgrid=False, automargin=True,
-                     tickvals=list(ys), ticktext=[f"{v:.3g}" for v in ys])
+                     tickvals=list(ys), ticktext=[y_label(v, 3) for v in ys])
     fig.update_layout(**T.base_layout(title, height=HEIGHT))
     # Room for the axis titles and tick labels, and the legend clear of the x axis title.
     fig.update_layout(hovermode="closest", clickmode="event+select", margin={"l": 70, "r": 10, "t": 40, "b": 60},
@@ -109,7 +119,8 @@ def sweep_figure(results, sweep: SW.Sweep, status: str, pick: tuple) -> go.Figur
     xs, ys, codes, counts = SW.outcome_grid(results, sweep.x.values, sweep.y.values)
     line = SW.critical_line(sweep.x, sweep.y, sweep.base, sweep.width)
     fig = outcome_map_figure(xs, ys, codes, counts, line, sweep.x.name, sweep.y.name, sweep.x.scale == "log",
-                             sweep.y.scale == "log", title=f"Stability map: {describe(sweep.base)} · {status}")
+                             sweep.y.scale == "log", title=f"Stability map: {describe(sweep.base)} · {status}",
+                             x_label=sweep.x.label, y_label=sweep.y.label)
     highlight(fig, sweep, picked(sweep.x, pick[0]), picked(sweep.y, pick[1]))
     return fig
 

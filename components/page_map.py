@@ -125,7 +125,8 @@ def controls() -> None:
                     help="name=lo:hi:n (log-spaced over more than a decade), name=log:lo:hi:n, name=lin:lo:hi:n or "
                          "name=v1,v2,...")
     right.text_input("y axis", DEFAULT_Y, key="m_y", max_chars=AXIS_CHARS,
-                     help=f"Any numeric or true/false field (qk_norm=false,true), or depth: {', '.join(SW.AXES)}")
+                     help="Any numeric, true/false (qk_norm=false,true) or choice (norm_position=pre,post) field, "
+                          f"or depth: {', '.join(SW.AXES)}")
     a, b, c = st.columns(3)
     a.number_input("seeds per cell", 1, 100, 1, key="m_seeds", help="The map shows the majority outcome.")
     b.number_input("steps per run", 5, 10_000, DEFAULT_STEPS, key="m_steps")
@@ -218,8 +219,8 @@ def draw(results, sweep: SW.Sweep, status: str, job: MapJob | None = None) -> No
     st.markdown("**Open a cell in the lab** (click a cell, or pick it here)")
     _scroll_here(key="map_cell_details", data={"token": ss.get("map_picks", 0)})
     a, b, c = st.columns([2, 2, 3])
-    x = a.selectbox(sweep.x.name, sweep.x.values, key="m_cell_x")
-    y = b.selectbox(sweep.y.name, sweep.y.values, key="m_cell_y")
+    x = a.selectbox(sweep.x.name, sweep.x.values, key="m_cell_x", format_func=sweep.x.label)
+    y = b.selectbox(sweep.y.name, sweep.y.values, key="m_cell_y", format_func=sweep.y.label)
     cfg = sweep.config(x, y)
     c.link_button("Open in the lab", lab_link(cfg), icon=":material/open_in_new:")
     c.caption(describe(cfg))
@@ -236,7 +237,7 @@ def lr_curves(results, sweep: SW.Sweep) -> None:
     rows = results.to_dict("records") if hasattr(results, "to_dict") else list(results)
     if axis is None or not rows:
         return
-    other = (sweep.y if axis == "x" else sweep.x).name
+    other = sweep.y if axis == "x" else sweep.x
     st.plotly_chart(themed(lr_sensitivity_figure(LRS.curves(rows, axis), other)), key="chart_lr_sensitivity",
                     theme=None, config={"displaylogo": False})
     st.caption("LR sensitivity (Wortsman et al. 2023): the mean over the lr grid of min(final loss, loss at init) "

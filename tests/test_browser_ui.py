@@ -14,9 +14,9 @@ IMAGE = "![c](http://evil.example/pixel.png)"
 LINK = "[Your session expired, click to log in](http://evil.example/phish)"
 
 
-def play_small_map(page, x_axis: str, backend: str) -> None:
-    """On the map page: a 5-step sweep of ``x_axis`` × init_std 0.1, 1 on ``backend``, played to its end."""
-    for key, value in (("m_x", x_axis), ("m_y", "init_std=0.1,1"), ("m_steps", "5")):
+def play_small_map(page, x_axis: str, backend: str, y_axis: str = "init_std=0.1,1") -> None:
+    """On the map page: a 5-step sweep of ``x_axis`` × ``y_axis`` on ``backend``, played to its end."""
+    for key, value in (("m_x", x_axis), ("m_y", y_axis), ("m_steps", "5")):
         box = el(page, key).locator("input")
         box.fill(value)
         box.press("Enter")
@@ -244,6 +244,27 @@ def test_clicking_a_map_cell_outlines_it_and_brings_its_details_into_view(stream
     wait_until(lambda: 0 <= link.bounding_box()["y"] <= 700 - link.bounding_box()["height"],
                what="the cell's details in view")
     assert "lr=0.1" in link.get_attribute("href")
+
+
+def test_a_true_false_map_reads_false_true_and_a_click_on_its_true_row_opens_the_lab_with_it_on(streamlit_server,
+                                                                                               browser_page):
+    page = browser_page
+    page.goto(f"{streamlit_server}/stability-map")
+    el(page, "btn_map_launch").wait_for(timeout=60_000)
+    el(page, "m_base").get_by_role("combobox").click()
+    page.get_by_role("option", name="attention logits grow", exact=True).click()  # a transformer: qk_norm applies
+    play_small_map(page, "lr=0.01,0.1", "serial", "qk_norm=false,true")
+    page.locator(".st-key-chart_map .js-plotly-plot .main-svg").first.wait_for(timeout=30_000)
+    el(page, "chart_map").scroll_into_view_if_needed()
+    ticks = page.evaluate(f"Array.from({MAP_PLOT}.querySelectorAll('.ytick text')).map((t) => t.textContent)")
+    assert ticks == ["false", "true"], ticks
+    x, y = page.evaluate(f"""(() => {{ const gd = {MAP_PLOT}, L = gd._fullLayout, r = gd.getBoundingClientRect();
+        return [r.left + L._size.l + L.xaxis.d2p(0.1), r.top + L._size.t + L.yaxis.d2p(1)]; }})()""")
+    page.mouse.click(x, y)
+    picked = lambda key: el(page, key).locator("input").first.input_value()  # noqa: E731 (as the picker reads)
+    wait_until(lambda: (picked("m_cell_x"), picked("m_cell_y")) == ("0.1", "true"), what="the pickers to follow")
+    href = page.get_by_role("link", name="Open in the lab").get_attribute("href")
+    assert "qk_norm=true" in href and "lr=0.1" in href and "model=transformer" in href, href
 
 
 def test_a_running_map_fills_in_from_its_route_and_its_end_reruns_the_page_once(streamlit_server, browser_page):

@@ -198,3 +198,11 @@ def test_full_batch_mse_run_with_the_sharpness_probe_writes_its_column(tmp_path,
     assert side["config"]["batch_size"] == 0 and side["config"]["loss"] == "mse"
     last = df["sharpness"].iloc[4]
     assert f"sharpness {last:.3g} at step 4 (2/lr = 200)" in capsys.readouterr().err  # lr 0.01
+
+
+@pytest.mark.parametrize("command", ["run", "sweep", "config"])
+def test_help_prints_every_flag_even_one_whose_help_has_a_percent_sign(command, capsys):
+    with pytest.raises(SystemExit) as e:
+        main([command, "--help"])
+    out = " ".join(capsys.readouterr().out.split())  # argparse wraps lines
+    assert e.value.code == 0 and "adds under 10% to a run" in out  # argparse reads a bare % as a format

@@ -45,12 +45,15 @@ def test_sensitivity_is_the_mean_of_the_capped_losses_minus_the_best_seeds_avera
     # The lr on the y axis reads the same cells transposed.
     flipped = [{**c, "x": c["y"], "y": c["x"]} for c in cells]
     assert [c.sensitivity for c in LRS.curves(flipped, "y")] == [off.sensitivity, on.sensitivity]
-    assert LRS.summary([off, on], "qk_norm").startswith("LR sensitivity: qk_norm=0 1.13 (best lr 0.01), qk_norm=1 0.1")
+    qk = SW.parse_axis("qk_norm=false,true")  # the other axis says how its values read
+    assert LRS.summary([off, on], qk).startswith("LR sensitivity: qk_norm=false 1.13 (best lr 0.01), qk_norm=true 0.1")
 
 
-def test_a_true_false_field_is_an_axis_of_zero_and_one_handed_to_the_config_as_a_bool():
+def test_a_true_false_field_is_an_axis_of_zero_and_one_read_as_false_and_true_and_handed_to_the_config_as_a_bool():
     ax = SW.parse_axis("qk_norm=false,true")
     assert ax.values == (0, 1) and SW.parse_axis("qk_norm=1").values == (1,)
+    assert [ax.label(v) for v in ax.values] == ["false", "true"] and SW.parse_axis("qk_norm=1").label(1) == "true"
+    assert SW.parse_axis("qk_norm=1,0").spec == "qk_norm=false,true"  # as saved maps are listed
     with pytest.raises(SW.AxisError, match="qk_norm takes false, true or both"):
         SW.parse_axis("qk_norm=maybe")
     with pytest.raises(SW.AxisError, match="qk_norm applies to the transformer"):
@@ -84,13 +87,13 @@ def test_a_sweep_over_lr_prints_each_lines_sensitivity(tmp_path, capsys):
             "--backend", "serial", "--quiet", "--out", str(tmp_path / "m.csv")]
     assert main(args) == 0
     err = capsys.readouterr().err
-    assert "LR sensitivity: qk_norm=0 " in err and ", qk_norm=1 " in err
+    assert "LR sensitivity: qk_norm=false " in err and ", qk_norm=true " in err and "qk_norm=0" not in err
 
 
 def test_the_chart_draws_one_line_per_value_of_the_other_axis_named_with_its_sensitivity():
     curves = LRS.curves([cell(0.01, 0, 0, 4.6, 2.4), cell(0.1, 0, 0, 4.6, 3.0), cell(0.01, 1, 0, 4.6, 2.5)])
-    fig = lr_sensitivity_figure(curves, "qk_norm")
-    assert [t.name for t in fig.data] == ["qk_norm = 0: LR sensitivity 0.3", "qk_norm = 1: LR sensitivity 0"]
+    fig = lr_sensitivity_figure(curves, SW.parse_axis("qk_norm=false,true"))
+    assert [t.name for t in fig.data] == ["qk_norm = false: LR sensitivity 0.3", "qk_norm = true: LR sensitivity 0"]
     assert list(fig.data[0].x) == [0.01, 0.1] and list(fig.data[0].y) == [2.4, 3.0]
     assert fig.layout.xaxis.type == "log"
 

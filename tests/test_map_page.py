@@ -44,9 +44,43 @@ def test_outcome_map_colours_each_code_blanks_unrun_cells_and_draws_the_critical
     assert list(chi.y) == [0.09, 0.09] and list(chi.x) == [1e-3, 1.0]
     cells = next(t for t in fig.data if t.name == "cells")
     assert "learned 2" in cells.text[0] and cells.text[3] == "not run yet"
+    assert hover(cells, 0) == "lr = 0.001<br>init_std = 0.01<br>learned 2" and fig.layout.xaxis.ticktext[0] == "0.001"
     assert fig.layout.xaxis.type == "log" and fig.layout.yaxis.type == "log"
     no_line = M.outcome_map_figure([1], [2], np.array([[0]]), np.ones((1, 1, 4), int))
     assert not [t for t in no_line.data if getattr(t, "mode", None) == "lines"]
+
+
+def hover(trace, k: int) -> str:
+    """The hover text of point ``k`` of a scatter trace, as Plotly fills in its template."""
+    out = trace.hovertemplate.replace("%{text}", trace.text[k]).replace("<extra></extra>", "")
+    for i, v in enumerate(trace.customdata[k]):
+        out = out.replace(f"%{{customdata[{i}]}}", v)
+    return out
+
+
+# A character transformer small enough that a 2 x 2 map of 2-step cells trains in about a second.
+TINY_LM = Config(model="transformer", dataset="pycode", optimizer="adam", d_model=32, context=16, batch_size=4)
+
+
+def test_a_true_false_axis_reads_false_and_true_on_its_ticks_and_hover_a_numeric_one_its_numbers():
+    sweep = SW.Sweep(TINY_LM, "lr=0.001,0.01", "qk_norm=false,true", steps=2)
+    fig = M.sweep_figure(list(sweep.run("serial")), sweep, "done", (0.01, 1))
+    assert fig.layout.yaxis.tickvals == (0, 1) and fig.layout.yaxis.ticktext == ("false", "true")
+    assert fig.layout.xaxis.tickvals == (0.001, 0.01) and fig.layout.xaxis.ticktext == ("0.001", "0.01")
+    cells = next(t for t in fig.data if t.name == "cells")
+    k = next(k for k, (x, y) in enumerate(zip(cells.x, cells.y, strict=True)) if (x, y) == (0.01, 1))
+    assert hover(cells, k).startswith("lr = 0.01<br>qk_norm = true<br>")
+    assert hover(cells, 0).startswith("lr = 0.001<br>qk_norm = false<br>")
+    _, x1, y0, y1 = outline(json.loads(fig.to_json()))
+    assert 0.01 < x1 and y0 < 1 < y1 and y0 > 0  # the picked cell is the true row's, not the false one's
+
+
+def test_a_choice_axis_reads_its_names_and_an_integer_axis_whole_numbers():
+    sweep = SW.Sweep(TINY_LM, "norm_position=post,pre", "context=16,128", steps=2)
+    fig = M.sweep_figure(list(sweep.run("serial")), sweep, "done", (1, 16))
+    assert fig.layout.xaxis.ticktext == ("pre", "post") and fig.layout.yaxis.ticktext == ("16", "128")
+    assert fig.layout.xaxis.type == "linear"
+    assert hover(next(t for t in fig.data if t.name == "cells"), 1).startswith("norm_position = post<br>context = 16")
 
 
 def test_a_picked_cell_from_a_url_is_one_of_the_axis_values_or_the_first():
@@ -194,6 +228,33 @@ def test_a_tiny_sweep_fills_the_map_saves_it_and_reloads_it(map_at):
     assert not map_at.exception and map_z(map_at) == codes.tolist()
     assert any("saved, 4 cells" in json.loads(c.proto.spec)["layout"]["title"]["text"]
                for c in map_at.get("plotly_chart"))
+
+
+def test_a_true_false_map_page_reads_false_true_and_opens_the_true_cell_with_qk_norm_on_in_the_lab(map_at):
+    import urllib.parse
+
+    map_at.run()
+    map_at.selectbox(key="m_base").set_value("attention logits grow")  # a transformer, where qk_norm applies
+    job = launch_serial(map_at, "lr=0.01", "qk_norm=false,true", 5)
+    assert not map_at.exception and not map_at.error
+    poll(map_at, lambda at: not job.alive and job.saved is not None)
+    map_at.run()
+    spec = json.loads(map_at.get("plotly_chart")[0].proto.spec)
+    assert spec["layout"]["yaxis"]["ticktext"] == ["false", "true"] and spec["layout"]["yaxis"]["tickvals"] == [0, 1]
+    picker = map_at.selectbox(key="m_cell_y")
+    assert picker.options == ["false", "true"] and picker.value == 0
+    picker.set_value(1).run()
+    assert not map_at.exception and map_at.selectbox(key="m_cell_y").value == 1
+    link = next(b for b in map_at.get("link_button") if b.proto.label == "Open in the lab").proto.url
+    query = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(link).query))
+    assert query["qk_norm"] == "true" and query["model"] == "transformer"
+    lab = AppTest.from_file(APP, default_timeout=30)
+    lab.query_params.update(query)
+    lab.run()
+    assert not lab.exception and lab.checkbox(key="w_qk_norm").value is True
+    assert lab.selectbox(key="w_model").value == "transformer"
+    stored = SW.list_stored()  # listed in words too
+    assert [s["label"] for s in stored] == ["lr=0.01 x qk_norm=false,true"]
 
 
 def live_map(at) -> dict | None:

@@ -55,8 +55,9 @@ def test_integer_axes_round_and_dedupe_and_lists_sort():
 
 
 @pytest.mark.parametrize("spec, words", [
-    ("lr", "expected name=lo:hi:n"), ("foo=1:2:3", "'foo' is not a numeric or true/false config field"),
-    ("seed=1:2:2", "not a numeric or true/false config field"), ("lr=abc", "'abc' is not a number"),
+    ("lr", "expected name=lo:hi:n"), ("foo=1:2:3", "'foo' is not a numeric, true/false or choice config field"),
+    ("seed=1:2:2", "not a numeric, true/false or choice config field"), ("device=cpu", "not a numeric"),
+    ("norm_position=pre,mid", "norm_position = 'mid' is not one of pre, post"), ("lr=abc", "'abc' is not a number"),
     ("lr=1:2", "three parts"), ("lr=1:0.1:3", "above hi"), ("lr=1e-9:1:3", "out of range; allowed: 1e-06 to 10"),
     ("lr=1:2:0", "n must be a whole number"), ("lr=1:2:2.5", "n must be a whole number"),
     ("lr=log:0:1:3", "log axis needs lo > 0"), ("depth=0:3:3", "out of range"), ("lr=nan:1:3", "not a finite"),
@@ -65,6 +66,45 @@ def test_bad_axis_raises_naming_it(spec, words):
     with pytest.raises(SW.AxisError) as e:
         SW.parse_axis(spec)
     assert str(e.value).startswith(spec) and words in str(e.value)
+
+
+def test_a_choice_field_is_an_axis_of_its_names_in_the_fields_order_read_and_handed_to_the_config_by_name():
+    ax = SW.parse_axis("norm_position=post,pre")
+    assert (ax.values, ax.words, ax.spec) == ((0, 1), ("pre", "post"), "norm_position=pre,post")
+    assert [ax.label(v) for v in ax.values] == ["pre", "post"] and ax.value(1) == "post"
+    one = SW.parse_axis("activation=tanh")
+    assert (one.values, one.words) == ((0,), ("tanh",))
+    sweep = SW.Sweep(Config(hidden_sizes=(8,)), "lr=0.1", "activation=relu,tanh", steps=2)
+    assert [sweep.config(0.1, v).activation for v in (0, 1)] == ["relu", "tanh"]
+    with pytest.raises(SW.AxisError, match="norm_position applies to the transformer"):
+        SW.Sweep(Config(), "lr=0.1", "norm_position=pre,post")
+    # Every cell is validated first, and a refusal names the cell by its words.
+    with pytest.raises(SW.AxisError, match=r"at lr=0.1, model=rnn: .*needs a sequence dataset"):
+        SW.Sweep(Config(hidden_sizes=(8,)), "lr=0.1", "model=mlp,rnn", steps=2)
+
+
+def test_numeric_axes_read_as_numbers_integers_whole():
+    lr = SW.parse_axis("lr=1e-4:1:9")
+    assert lr.words == () and lr.label(lr.values[1]) == "0.000316228" and lr.label(lr.values[1], 3) == "0.000316"
+    batch = SW.parse_axis("batch_size=1:4096:3")
+    assert [batch.label(v, 3) for v in batch.values] == ["1", "64", "4096"]  # not 4.1e+03
+    assert SW.parse_axis("depth=1:32:2").label(32, 3) == "32"
+
+
+def test_a_map_saved_before_axes_kept_words_still_reads_its_true_false_axis():
+    meta = SW.Sweep(Config(model="transformer", dataset="pycode", d_model=32, context=16, batch_size=4), "lr=0.01",
+                    "qk_norm=false,true", steps=2).metadata()
+    assert meta["y"]["words"] == ["false", "true"] and meta["y"]["values"] == [0, 1]
+    del meta["y"]["words"]
+    old = SW.Sweep.from_metadata(meta)
+    assert [old.y.label(v) for v in old.y.values] == ["false", "true"] and old.config(0.01, 1).qk_norm is True
+
+
+def test_no_critical_line_when_an_axis_changes_the_net_it_is_worked_out_for():
+    init_std = SW.parse_axis("init_std=0.01:1:5")
+    for other in ("activation=relu,tanh", "residual=false,true", "norm=none,layer"):
+        assert SW.critical_line(init_std, SW.parse_axis(other), SEED_MLP) is None, other
+    assert SW.critical_line(init_std, SW.parse_axis("optimizer=sgd,adam"), SEED_MLP) is not None
 
 
 def test_axis_that_changes_nothing_is_refused_and_cli_turns_on_what_it_needs():
@@ -200,9 +240,28 @@ def test_cli_writes_one_row_per_cell_with_the_rule_and_base_config(tmp_path):
     assert [e["x"] for e in SW.list_stored(tmp_path)] == ["lr=0.05"]
 
 
+def test_cli_files_and_store_listing_write_true_false_and_choice_axes_in_words(tmp_path):
+    tiny = ["--model", "transformer", "--dataset", "pycode", "--d-model", "32", "--context", "16", "--batch-size", "4",
+            "--steps", "2", "--backend", "serial", "--quiet"]
+    csv, parquet = tmp_path / "m.csv", tmp_path / "m.parquet"
+    assert main(["sweep", "--x", "qk_norm=1,0", "--y", "norm_position=post,pre", *tiny, "--out", str(csv),
+                 "--store", str(tmp_path)]) == 0
+    assert main(["sweep", "--x", "qk_norm=false,true", "--y", "lr=0.01", *tiny, "--out", str(parquet)]) == 0
+    rows = [line.split(",")[:2] for line in csv.read_text().splitlines()]
+    assert rows == [["qk_norm", "norm_position"],
+                    ["false", "pre"], ["true", "pre"], ["false", "post"], ["true", "post"]]
+    meta = SW.load(csv)[1]
+    assert meta["x"]["values"] == [0, 1] and meta["x"]["words"] == ["false", "true"]  # the coordinates, and words
+    assert meta["y"]["words"] == ["pre", "post"]
+    assert pq.read_table(parquet).to_pandas()["qk_norm"].tolist() == ["false", "true"]
+    [entry] = SW.list_stored(tmp_path)
+    assert (entry["x"], entry["y"], entry["label"]) == (
+        "qk_norm=false,true", "norm_position=pre,post", "qk_norm=false,true x norm_position=pre,post")
+
+
 @pytest.mark.parametrize("argv, words", [
     (["--x", "lr=abc", "--y", "init_std=0.1,1"], "--x: lr=abc: value 'abc' is not a number"),
-    (["--x", "lr=0.1,1", "--y", "width=1:3:3"], "--y: width=1:3:3: 'width' is not a numeric or true/false"),
+    (["--x", "lr=0.1,1", "--y", "width=1:3:3"], "--y: width=1:3:3: 'width' is not a numeric, true/false or"),
     (["--x", "lr=0.1,1", "--y", "lr=1,2"], "x and y are both lr"),
 ])
 def test_cli_rejects_bad_axes_with_exit_2_and_one_line(tmp_path, capsys, argv, words):

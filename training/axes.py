@@ -1,9 +1,11 @@
-"""A stability map's axes: any numeric config field, or ``depth`` (hidden layers of one width).
+"""A stability map's axes: any numeric, true/false or choice config field, or ``depth`` (hidden layers of one width).
 
 ``lr=1e-4:1:9`` is 9 values from 1e-4 to 1, log-spaced when the range is positive and spans more than one decade,
 else linear; ``log:``/``lin:`` before the range forces a spacing, and ``lr=0.01,0.1,1`` lists values. Integer
-fields round and drop duplicates. A true/false field is an axis of its two values, ``qk_norm=false,true``, held
-as 0 and 1 (a cell's coordinates are numbers) and handed to the config as False and True.
+fields round and drop duplicates. A true/false field is an axis of its two values, ``qk_norm=false,true``, and a
+choice field one of the names listed, ``norm_position=pre,post``: a cell's coordinates are numbers, so such an
+axis holds 0, 1, ... (an index into its ``words``) and hands the config the value itself (False/True, "post").
+``Axis.label`` is how every view (the map's ticks and hover, its cell pickers, the CLI, saved files) writes a value.
 """
 
 from __future__ import annotations
@@ -16,14 +18,16 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import registry as R
-from .config import FIELDS, MAX_DEPTH, Config, allowed_text
+from .config import FIELDS, MAX_DEPTH, Config, allowed_text, format_value
 
 MAX_AXIS_VALUES = 64
 INT_AXES = {name for name, f in FIELDS.items() if f.type in ("int", int)} - {"seed", "probe_every"} | {"depth"}
 FLOAT_AXES = {name for name, f in FIELDS.items() if f.type in ("float", float)}
 BOOL_AXES = {name for name, f in FIELDS.items() if f.type in ("bool", bool)}
-AXES = sorted(INT_AXES | FLOAT_AXES | BOOL_AXES)
+CHOICE_AXES = {name for name, f in FIELDS.items() if f.metadata["choices"] is not None} - {"device"}  # cells: cpu
+AXES = sorted(INT_AXES | FLOAT_AXES | BOOL_AXES | CHOICE_AXES)
 BOOL_WORDS = {"false": 0, "true": 1, "0": 0, "1": 1}
+TRUE_FALSE = (format_value(False), format_value(True))  # the config's own words, as the CLI and the URL write them
 
 
 class AxisError(ValueError):
@@ -33,9 +37,39 @@ class AxisError(ValueError):
 @dataclass(frozen=True)
 class Axis:
     name: str
-    values: tuple  # ints for integer fields and depth, floats otherwise; ascending, distinct
+    values: tuple  # ints for integer fields, depth and word axes, floats otherwise; ascending, distinct
     scale: str  # "log", "lin" or "list"
-    spec: str  # as written, for the metadata and the CLI echo
+    spec: str  # as written (a word axis: in its words), for the metadata and the CLI echo
+    words: tuple = ()  # a true/false or choice axis: value i reads words[i]; () for a numeric axis
+
+    def __post_init__(self):
+        if self.name in BOOL_AXES and not self.words:  # also a map saved before axes kept their words
+            object.__setattr__(self, "words", TRUE_FALSE)
+
+    def label(self, v, digits: int = 6) -> str:
+        """How a person reads value ``v``: its word (false, true, post), else the number, a float to ``digits``
+        significant digits (6: as the axis holds it) and a batch size of 0 as "full"."""
+        return value_text(self.name, v, digits, self.words)
+
+    def value(self, v):
+        """``v`` as the config takes it: False/True, a choice's name, or the number."""
+        if self.name in BOOL_AXES:
+            return bool(v)
+        return self.words[int(v)] if self.words else v
+
+
+def value_text(name: str | None, v, digits: int = 6, words: tuple = ()) -> str:
+    """The one rule for writing an axis value (``Axis.label``); ``name`` None: a bare number."""
+    if words:
+        return words[int(v)]
+    if name in INT_AXES:
+        return format_value(int(v), name if name in FIELDS else None)  # depth is no field; batch size 0 is "full"
+    return f"{float(v):.{digits}g}"
+
+
+def from_dict(d: dict) -> Axis:
+    """An Axis from its metadata (``asdict``, as JSON gives it back: lists for tuples)."""
+    return Axis(d["name"], tuple(d["values"]), d["scale"], d["spec"], tuple(d.get("words") or ()))
 
 
 @dataclass(frozen=True)
@@ -61,7 +95,9 @@ NEEDS = {
     "seq_len": Need("dataset", tuple(sorted(R.SEQUENCE_DATASETS)), "seq_len only matters for the sequence datasets"),
     "depth": Need("model", ("mlp",), "depth applies to the mlp model; use hidden_size for recurrent nets"),
     **{name: Need("model", tuple(n for n, m in R.MODELS.items() if m.text), f"{name} applies to the transformer")
-       for name in ("n_layers", "d_model", "n_heads", "context", "qk_norm", "tie_embeddings", "z_loss")},
+       for name in ("n_layers", "d_model", "n_heads", "context", "qk_norm", "tie_embeddings", "z_loss",
+                    "norm_position", "positions")},
+    "clip_norm_type": Need("clip", ("norm",), "clip_norm_type only matters with --clip norm", True),
     "beta2": Need("optimizer", ("adam", "adamw"), "beta2 only matters with --optimizer adam or adamw", True),
     "eps": Need("optimizer", ("adam", "adamw"), "eps only matters with --optimizer adam or adamw", True),
     "weight_decay": Need("optimizer", ("adamw",), "weight_decay only matters with --optimizer adamw", True),
@@ -111,9 +147,12 @@ def parse_axis(spec: str) -> Axis:
     if not sep or not rng.strip():
         raise AxisError(f"{spec or '(empty)'}: expected name=lo:hi:n, e.g. lr=1e-4:1:9")
     if name not in AXES:
-        raise AxisError(f"{spec}: {name!r} is not a numeric or true/false config field; axes: {', '.join(AXES)}")
+        raise AxisError(f"{spec}: {name!r} is not a numeric, true/false or choice config field; "
+                        f"axes: {', '.join(AXES)}")
     if name in BOOL_AXES:
         return _bool_axis(name, rng.strip(), spec)
+    if name in CHOICE_AXES:
+        return _choice_axis(name, rng.strip(), spec)
     m = re.fullmatch(r"(log|lin):(.*)", rng.strip())
     forced = m.group(1) if m else None
     rng = m.group(2) if m else rng.strip()
@@ -138,17 +177,24 @@ def parse_axis(spec: str) -> Axis:
 
 
 def _bool_axis(name: str, rng: str, spec: str) -> Axis:
-    """``qk_norm=false,true`` (or 0,1, or one value) → the axis of 0 and 1."""
+    """``qk_norm=false,true`` (or 0,1, or one value) → the axis of 0 and 1, its spec in words."""
     words = [w.strip().lower() for w in rng.split(",") if w.strip()]
     bad = [w for w in words if w not in BOOL_WORDS]
     if bad or not words:
         raise AxisError(f"{spec}: {name} takes false, true or both (false,true), not {bad[0] if bad else rng!r}")
-    return Axis(name, tuple(sorted({BOOL_WORDS[w] for w in words})), "list", spec)
+    values = tuple(sorted({BOOL_WORDS[w] for w in words}))
+    return Axis(name, values, "list", f"{name}={','.join(TRUE_FALSE[v] for v in values)}", TRUE_FALSE)
 
 
-def value(name: str, v):
-    """An axis value as the config takes it: True/False for a true/false field, else the number."""
-    return bool(v) if name in BOOL_AXES else v
+def _choice_axis(name: str, rng: str, spec: str) -> Axis:
+    """``norm_position=post,pre`` → the axis of 0, 1, ... over the names listed, in the field's order."""
+    choices = list(FIELDS[name].metadata["choices"])
+    names = {w.strip() for w in rng.split(",") if w.strip()}
+    bad = sorted(names - set(choices))
+    if bad or not names:
+        raise AxisError(f"{spec}: {name} = {bad[0] if bad else rng!r} is not one of {', '.join(choices)}")
+    words = tuple(c for c in choices if c in names)
+    return Axis(name, tuple(range(len(words))), "list", f"{name}={','.join(words)}", words)
 
 
 def implied(base: Config, axes: Iterable[str], chosen: Iterable[str] = ()) -> dict:

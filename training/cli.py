@@ -50,7 +50,7 @@ def _add_config_flags(parser: argparse.ArgumentParser, config_help: str, with_de
     for name, f in FIELDS.items():
         default = f"; default {_default_text(f)}" if with_default else ""
         parser.add_argument(_flag(name), dest=name, default=None, metavar=name.upper(),
-                            help=f"{f.metadata['help']} ({allowed_text(f)}{default})")
+                            help=f"{f.metadata['help']} ({allowed_text(f)}{default})".replace("%", "%%"))  # argparse
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -257,7 +257,8 @@ def add_sweep_parser(sub) -> None:
                                       "classified exploded / vanished / learned / stuck")
     sw.add_argument("--x", required=True, metavar="AXIS", help="e.g. lr=1e-4:1:9 (9 values; log-spaced over more "
                     "than a decade, else linear; log:/lin: forces one; v1,v2,... lists them)")
-    sw.add_argument("--y", required=True, metavar="AXIS", help="e.g. init_std=0.01:2:9, or depth=1:32:8")
+    sw.add_argument("--y", required=True, metavar="AXIS", help="e.g. init_std=0.01:2:9, depth=1:32:8, a true/false "
+                    "field qk_norm=false,true or a choice field norm_position=pre,post")
     sw.add_argument("--seeds", type=int, default=1, help="seeds per cell (default 1); the map shows the majority")
     sw.add_argument("--width", type=int, default=SW.DEFAULT_WIDTH,
                     help=f"hidden width for a depth axis (default {SW.DEFAULT_WIDTH})")
@@ -293,7 +294,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     print(f"{len(results)}/{len(sweep.cells)} cells ({counts}) in {meta['seconds']:.1f} s; wrote {' and '.join(wrote)}",
           file=sys.stderr)
     if (axis := LRS.lr_axis(meta)) is not None and results:
-        print(LRS.summary(LRS.curves(results, axis), meta["y" if axis == "x" else "x"]["name"]), file=sys.stderr)
+        print(LRS.summary(LRS.curves(results, axis), sweep.y if axis == "x" else sweep.x), file=sys.stderr)
     return rc
 
 

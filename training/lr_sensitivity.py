@@ -18,6 +18,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from .axes import Axis
+
 LR = "lr"
 
 
@@ -25,7 +27,7 @@ LR = "lr"
 class Curve:
     """Final loss against lr for one value of the map's other axis."""
 
-    group: float  # the other axis's value (qk_norm: 0 or 1)
+    group: float  # the other axis's value (qk_norm: 0 or 1, which its Axis.label reads false or true)
     lrs: tuple[float, ...]  # ascending
     losses: tuple[float, ...]  # per lr: mean over seeds of min(final loss, loss at init); non-finite → loss at init
     sensitivity: float  # mean(losses) − min(losses)
@@ -68,7 +70,8 @@ def curves(cells: Iterable, axis: str = "x") -> list[Curve]:
     return out
 
 
-def summary(cs: list[Curve], other: str) -> str:
-    """One line, e.g. 'LR sensitivity: qk_norm=0 0.30 (best lr 0.00313), qk_norm=1 0.17 (best lr 0.00313)'."""
-    return "LR sensitivity: " + ", ".join(f"{other}={c.group:g} {c.sensitivity:.3g} (best lr {c.best_lr:.3g})"
-                                          for c in cs)
+def summary(cs: list[Curve], other: Axis) -> str:
+    """One line, e.g. 'LR sensitivity: qk_norm=false 0.30 (best lr 0.00313), qk_norm=true 0.17 (best lr 0.00313)';
+    ``other`` is the map's other axis, which says how its values read."""
+    return "LR sensitivity: " + ", ".join(f"{other.name}={other.label(c.group)} {c.sensitivity:.3g} "
+                                          f"(best lr {c.best_lr:.3g})" for c in cs)

@@ -1,10 +1,10 @@
 """The stability map: a grid of two config axes x several seeds, one short run per cell, each run classified.
 
-Axes (``training/axes.py``) are any numeric config field or ``depth``; a cell (``training/cells.py``) is one
-``Trainer`` seeded by its config alone (no global RNG), classified by the lab's one outcome classifier; the cells
-run on a backend (``training/pools.py``): ``serial``, ``local`` (a process pool, the default) or ``ray``, and give
-the same map, to the bit, on each. Results stream as cells finish. A sweep is saved to a file here, or in the run
-store (``Store.save_sweep``).
+Axes (``training/axes.py``) are any numeric, true/false or choice config field, or ``depth``; a cell
+(``training/cells.py``) is one ``Trainer`` seeded by its config alone (no global RNG), classified by the lab's one
+outcome classifier; the cells run on a backend (``training/pools.py``): ``serial``, ``local`` (a process pool, the
+default) or ``ray``, and give the same map, to the bit, on each. Results stream as cells finish. A sweep is saved to
+a file here, or in the run store (``Store.save_sweep``).
 """
 
 from __future__ import annotations
@@ -24,7 +24,8 @@ import torch
 
 from . import export
 from . import registry as R
-from .axes import AXES, Axis, AxisError, check_applies, implied, parse_axis, value
+from .axes import AXES, Axis, AxisError, check_applies, implied, parse_axis
+from .axes import from_dict as axis_from_dict
 from .cells import COLUMNS, OUTCOMES, Cell, CellResult, Rule, majority, outcome_grid, run_cell, to_frame
 from .config import FIELDS, Config, ConfigError, from_dict
 from .explain import critical_init_std  # the χ = 1 line, with the rest of the theory
@@ -43,6 +44,8 @@ MAX_CELLS = 4096  # 64 x 64, or 32 x 32 x 4 seeds; a larger map is more than a d
 NO_PROBE = 100_000  # probe_every: the engine then probes step 0 only, which is where the signal ratio comes from
 META_KEY = b"gel_sweep"
 FORMAT = "gel-sweep/1"
+# Axes that change the forward net the χ = 1 line is worked out for: with one of them there is no single line.
+NET_AXES = {"model", "dataset", "activation", "init", "norm", "residual"}
 
 
 class CellError(RuntimeError):
@@ -75,7 +78,7 @@ class Sweep:
         self._cancel = threading.Event()
 
     def _axis_changes(self, ax: Axis, v) -> dict:
-        return {"hidden_sizes": (self.width,) * int(v)} if ax.name == "depth" else {ax.name: value(ax.name, v)}
+        return {"hidden_sizes": (self.width,) * int(v)} if ax.name == "depth" else {ax.name: ax.value(v)}
 
     def _build(self, cell: Cell) -> Config:
         changes = {**self._axis_changes(self.x, cell.x), **self._axis_changes(self.y, cell.y)}
@@ -83,7 +86,7 @@ class Sweep:
             return self.base.replace(**changes, seed=cell.seed, steps=self.steps, probe_every=NO_PROBE,
                                      device="cpu")  # many small nets: a core each beats sharing one GPU
         except ConfigError as e:
-            raise AxisError(f"at {self.x.name}={cell.x:g}, {self.y.name}={cell.y:g}: {e}") from None
+            raise AxisError(f"at {self._at(cell)}: {e}") from None
 
     def config(self, x: float, y: float, seed: int | None = None) -> Config:
         """The cell's config to open as a normal run (the base's device and probing, the sweep's step count)."""
@@ -143,12 +146,15 @@ class Sweep:
         finally:
             pool.close(list(running))
 
+    def _at(self, cell: Cell) -> str:
+        return f"{self.x.name}={self.x.label(cell.x)}, {self.y.name}={self.y.label(cell.y)}"
+
     def _where(self, cell: Cell) -> str:
-        return f"cell {self.x.name}={cell.x:g}, {self.y.name}={cell.y:g}, seed={cell.seed}"
+        return f"cell {self._at(cell)}, seed={cell.seed}"
 
     def metadata(self, backend: str | None = None, complete: bool | None = None, seconds: float | None = None
                  ) -> dict:
-        axis = lambda a: {**asdict(a), "values": list(a.values)}  # noqa: E731 (as JSON gives it back)
+        axis = lambda a: {**asdict(a), "values": list(a.values), "words": list(a.words)}  # noqa: E731 (as JSON reads)
         return {"format": FORMAT, "x": axis(self.x), "y": axis(self.y), "seeds": self.seeds,
                 "steps": self.steps, "width": self.width, "outcomes": list(OUTCOMES),
                 "rule": {**asdict(self.rule), "text": self.rule.text()}, "base_config": self.base.to_dict(),
@@ -157,20 +163,24 @@ class Sweep:
     @classmethod
     def from_metadata(cls, meta: dict) -> Sweep:
         """Rebuild a saved sweep (to open a cell's config, or to run it again)."""
-        ax = lambda d: Axis(d["name"], tuple(d["values"]), d["scale"], d["spec"])  # noqa: E731 (JSON list → tuple)
         known = {f.name for f in fields(Rule)}  # a sweep saved under older thresholds keeps only current ones
         rule = Rule(**{k: v for k, v in meta["rule"].items() if k in known})
-        return cls(from_dict(meta["base_config"]), ax(meta["x"]), ax(meta["y"]), meta["seeds"], meta["steps"],
-                   meta["width"], rule)
+        return cls(from_dict(meta["base_config"]), axis_from_dict(meta["x"]), axis_from_dict(meta["y"]),
+                   meta["seeds"], meta["steps"], meta["width"], rule)
 
 
 def save(path: str | Path, results: Iterable[CellResult], meta: dict) -> Path:
     """Parquet with the metadata in the schema (key ``gel_sweep``), or CSV with a ``FILE.sweep.json`` sidecar.
 
-    The axis columns carry their field names (``lr``, ``depth``, ...), not ``x`` and ``y``; the metadata says
-    which is which. The file (and its sidecar) are written whole or not at all (``export.write_files``)."""
+    The axis columns carry their field names (``lr``, ``depth``, ...), not ``x`` and ``y``, and a true/false or
+    choice axis its words (``Axis.label``: false, true, post); the metadata says which is which and keeps each
+    axis's values and words. The file (and its sidecar) are written whole or not at all (``export.write_files``)."""
     path = Path(path)
     df = to_frame(results)
+    for col in ("x", "y"):
+        axis = axis_from_dict(meta[col])
+        if axis.words:
+            df[col] = [axis.label(v) for v in df[col]]
     names = (meta["x"]["name"], meta["y"]["name"])
     if names[0] != names[1]:
         df = df.rename(columns={"x": names[0], "y": names[1]})
@@ -250,14 +260,15 @@ class CriticalLine:
 
 def critical_line(x_axis: Axis, y_axis: Axis, base_cfg: Config, width: int = DEFAULT_WIDTH) -> CriticalLine | None:
     """Theory's chi = 1 line, for an MLP with the ``normal`` init and init_std on one axis; None where it does not
-    apply (another init, normalisation or skips, a recurrent net, no init_std axis). The other axis may be anything
-    that leaves the per-layer weight variance alone (depth, lr, batch size, ...): the line is straight across it.
+    apply (another init, normalisation or skips, a recurrent net, no init_std axis, an axis of ``NET_AXES``). The
+    other axis may be anything that leaves the per-layer weight variance alone (depth, lr, batch size, optimizer,
+    ...): the line is straight across it.
 
     The fan-in is ``width`` with a depth axis, else the middle layer's (as in ``theory.mlp_prediction``).
     """
     names = (x_axis.name, y_axis.name)
     if ("init_std" not in names or base_cfg.model != "mlp" or base_cfg.init != "normal" or base_cfg.norm != "none"
-            or base_cfg.residual):
+            or base_cfg.residual or NET_AXES.intersection(names)):
         return None
     if "depth" in names:
         fan_in = width
