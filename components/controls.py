@@ -78,7 +78,8 @@ def _not_mlp() -> bool:
 
 def mitigations() -> None:
     recurrent = _not_mlp()
-    st.caption("Clipping and learning rate change a running run at once; the rest apply on next Start.")
+    st.caption("Clipping and learning rate (and a transformer's z-loss, adamw's weight decay) change a running run "
+               "at once; the rest apply on next Start.")
     _clip_controls(S.A)
     _select("Activation", "activation", disabled=_activation_fixed())
     _select("Initialization", "init", format_func=_init_label)
@@ -127,7 +128,7 @@ def transformer() -> None:
         st.checkbox("qk-layernorm", key="w_qk_norm", on_change=S.mark_custom, help=_help("qk_norm"))
     with c2:
         st.checkbox("Tied embeddings", key="w_tie_embeddings", on_change=S.mark_custom, help=_help("tie_embeddings"))
-    _number("z-loss", "z_loss", 1e-4, fmt="%g")
+    _number("z-loss", "z_loss", 1e-4, fmt="%g", on_change=S.on_live, args=(S.A,))
 
 
 def _device_label(name: str) -> str:
@@ -156,7 +157,8 @@ def training() -> None:
     with c2:
         _number("ε", "eps", 1e-8, fmt="%g", disabled=not adam)
     with c3:
-        _number("Weight decay", "weight_decay", 0.01, fmt="%g", disabled=ss.w_optimizer != "adamw")
+        _number("Weight decay", "weight_decay", 0.01, fmt="%g", disabled=ss.w_optimizer != "adamw",
+                on_change=S.on_live, args=(S.A,))
     c1, c2 = st.columns(2)
     with c1:
         _number("Batch size (0: full)", "batch_size", 1)
@@ -205,7 +207,7 @@ def _transformer_b() -> None:
         st.checkbox("qk-layernorm", key="b_qk_norm", help=_help("qk_norm"))
     with c2:
         _number("Warmup steps", "warmup_steps", 10, S.B)
-        _number("z-loss", "z_loss", 1e-4, S.B, fmt="%g")
+        _number("z-loss", "z_loss", 1e-4, S.B, fmt="%g", on_change=S.on_live, args=(S.B,))
 
 
 def run_buttons() -> None:

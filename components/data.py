@@ -18,7 +18,8 @@ from training.data import accuracy_note
 from training.run import RunSnapshot, Snapshot
 
 INIT_NAMES = {"kaiming_normal": "He", "xavier_normal": "Xavier"}  # an activation's matched init, as people name it
-LIVE_FIELDS = ("clip", "clip_threshold", "clip_norm_type", "lr")  # fields a running run can change
+# Fields a running run can change (z_loss: a transformer's; weight_decay: with adamw; see runner.why_not_live).
+LIVE_FIELDS = ("clip", "clip_threshold", "clip_norm_type", "lr", "z_loss", "weight_decay")
 # A run's badge colour, by its state (runner or store) and, once it ended, by its outcome as the banner says it:
 # the status line and the Saved runs page both read these.
 STATE_BADGE = {"idle": "gray", "running": "blue", "paused": "orange", "finished": "green", "exploded": "red",
@@ -48,7 +49,8 @@ def short_name(param: str) -> str:
 def live_config(snap: Snapshot) -> Config:
     """The run's config with its live changes applied: what the controls should show on reattach."""
     mode, threshold, norm_type = snap.clip
-    return snap.config.replace(clip=mode, clip_threshold=threshold, clip_norm_type=norm_type, lr=snap.lr)
+    return snap.config.replace(clip=mode, clip_threshold=threshold, clip_norm_type=norm_type, lr=snap.lr,
+                               z_loss=snap.z_loss, weight_decay=snap.weight_decay)
 
 
 def explosion(snap: Snapshot) -> dict | None:

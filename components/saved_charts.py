@@ -30,8 +30,10 @@ class StoredView:
     config: Config
     columns: list[str]
     view: dict[str, np.ndarray]  # step (n,), value/lo/hi (n, len(columns))
-    lr: float  # as the run ended: its config's, updated by its stored live changes
+    lr: float  # as the run ended: its config's, updated by its stored live changes (run.LIVE_SETTINGS)
     clip: Clip
+    z_loss: float
+    weight_decay: float
     events: list[dict] = field(default_factory=list)
     probes: list[dict] = field(default_factory=list)  # not stored: no test-accuracy line
 
@@ -71,7 +73,7 @@ def stored_view(label: str, config: Mapping, series: Mapping[str, Mapping[str, n
                         out[i, j] = s[which][pos[int(k)]]
         view[which] = out
     cfg = stored_config(config)
-    return StoredView(label, cfg, cols, view, *settings_after(cfg, list(events)), list(events))
+    return StoredView(label, cfg, cols, view, events=list(events), **settings_after(cfg, list(events)))
 
 
 def loss_overlay(views: Sequence[StoredView]) -> go.Figure:

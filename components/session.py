@@ -15,6 +15,7 @@ from training import registry as R
 from training.config import FIELDS, Config, ConfigError, format_value, from_preset, from_query, parse_value, shown
 from training.engine import available_devices
 from training.manager import CapacityError, get_manager
+from training.runner import why_not_live
 
 from .data import LIVE_FIELDS, live_config, lr_grid, matching_preset
 
@@ -338,21 +339,32 @@ def fill_widths() -> None:
 
 
 def on_live(prefix: str) -> None:
-    """Clipping or learning rate changed: apply it to the running training at its next step, no restart."""
+    """A setting that applies live changed: bring each running run to what the controls now describe, from its next
+    step, no restart. Run B follows its own controls in B_FIELDS and A's in the rest (a weight decay)."""
     settle()
     if prefix == A:
         mark_custom()
     runner = current_runner()
     if runner is None or not runner.alive:
         return
-    if prefix == B and len(runner.runs) < 2:
-        return
-    try:
-        cfg = read_config() if prefix == A else read_config_b(read_config())
-    except ConfigError:
-        return  # the sidebar shows the error; the run keeps its settings
-    runs = None if len(runner.runs) == 1 else [0 if prefix == A else 1]
-    snap = runner.snapshot(runs[0] if runs else 0)
+    told, pair = [], len(runner.runs) == 2
+    for i in range(len(runner.runs)):
+        try:
+            cfg = read_config() if i == 0 else read_config_b(read_config())
+        except ConfigError:
+            continue  # the sidebar shows the error; the run keeps its settings
+        changed, step = _send_live(runner, i if pair else None, cfg)
+        if changed:
+            who = f"Run {'AB'[i]}: " if pair else ""
+            told.append(f"{who}{', '.join(changed)} from step {step:,}")
+    if told:
+        st.toast("; ".join(told) + ", no restart", icon=":material/bolt:")
+
+
+def _send_live(runner, i: int | None, cfg: Config) -> tuple[list[str], int]:
+    """Send run ``i`` (None: the only one) each live setting of ``cfg`` it does not use yet and can take; what was
+    sent in words, and the step it applies from."""
+    runs, snap = (None if i is None else [i]), runner.snapshot(i or 0, history=False)
     now, changed = live_config(snap), []
     if (cfg.clip, cfg.clip_threshold, cfg.clip_norm_type) != (now.clip, now.clip_threshold, now.clip_norm_type):
         runner.set_clip(cfg.clip, cfg.clip_threshold, cfg.clip_norm_type, runs=runs)
@@ -360,15 +372,20 @@ def on_live(prefix: str) -> None:
     if cfg.lr != now.lr:
         runner.set_lr(cfg.lr, runs=runs)
         changed.append(f"lr {cfg.lr:g}")
-    if changed:
-        who = "" if runs is None else f"Run {'AB'[runs[0]]}: "
-        st.toast(f"{who}{', '.join(changed)} from step {snap.step:,}, no restart", icon=":material/bolt:")
+    for name, words in (("z_loss", "z-loss"), ("weight_decay", "weight decay")):
+        value = getattr(cfg, name)
+        if value != getattr(now, name) and why_not_live(snap.config, name) is None:
+            getattr(runner, f"set_{name}")(value, runs=runs)
+            changed.append(f"{words} {value:g}")
+    return changed, snap.step
 
 
 def pending_changes(cfg: Config) -> list[str]:
-    """Fields that differ from the live run's config and need a new Start (clipping and lr apply live)."""
+    """Fields that differ from the live run's config and need a new Start (LIVE_FIELDS apply live where the run
+    can take them: a weight decay waits for a Start that also makes the optimizer adamw)."""
     runner = current_runner()
     if runner is None or not runner.alive:
         return []
     running = runner.runs[0].cfg
-    return [n for n in FIELDS if n not in LIVE_FIELDS and getattr(cfg, n) != getattr(running, n)]
+    return [n for n in FIELDS if getattr(cfg, n) != getattr(running, n)
+            and (n not in LIVE_FIELDS or why_not_live(running, n) is not None)]

@@ -187,6 +187,30 @@ def test_turning_clipping_on_mid_run_caps_the_post_clip_norm_from_that_step(at):
     assert runner.alive and runner.runs[0].cfg.activation == "relu"
 
 
+def test_a_transformers_z_loss_and_weight_decay_change_live_per_run_and_are_marked(at):
+    at.run()
+    at.selectbox(key="w_preset").set_value("log Z drifts without z-loss").run()
+    at.toggle(key="w_compare").set_value(True).run()
+    runner = start(at, w_speed=S.MAX_SPEED, w_optimizer="adamw", w_d_model=32, w_context=16, w_batch_size=4,
+                   w_steps=100_000, b_clip="none")
+    assert [(r.cfg.z_loss, r.cfg.weight_decay, r.cfg.optimizer) for r in runner.runs] == [(0.0, 0.0, "adamw")] * 2
+
+    def words(i):
+        return [e["message"] for e in runner.snapshot(i).events if e["kind"] == "config_change"]
+
+    poll(at, lambda at: runner.snapshot(1).step > 3)
+    at.number_input(key="b_z_loss").set_value(1e-4).run()  # B's own control: B alone
+    poll(at, lambda at: words(1) == ["z-loss 0 → 0.0001"])
+    at.number_input(key="w_weight_decay").set_value(0.1).run()  # B has no control of its own: it follows A
+    poll(at, lambda at: [w for w in words(0) + words(1) if "weight" in w] == ["weight decay 0 → 0.1"] * 2)
+    assert runner.alive and words(0) == ["weight decay 0 → 0.1"]
+    assert not [i for i in at.info if "Applies on next Start" in i.value]
+    assert (runner.snapshot(1).z_loss, runner.snapshot(0).z_loss) == (1e-4, 0.0)
+    poll(at, lambda at: status_step(at) > runner.snapshot(0).events[-1]["step"])
+    notes = [a["text"] for a in live_figures(at)["chart_loss"]["layout"]["annotations"]]
+    assert {"A: weight decay 0 → 0.1", "B: weight decay 0 → 0.1", "B: z-loss 0 → 0.0001"} <= set(notes)
+
+
 def test_url_parameters_restore_every_control(at):
     at.query_params.update({"activation": "tanh", "lr": "0.003", "clip": "norm", "clip_threshold": "0.5",
                             "hidden_sizes": "64,32", "steps": "40"})

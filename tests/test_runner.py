@@ -90,6 +90,28 @@ def test_bad_live_values_are_refused_with_the_range(runners):
         r.set_clip("sometimes", 1.0)
 
 
+def test_bad_live_z_loss_and_weight_decay_are_refused_with_the_field_and_why(runners):
+    lm = {"model": "transformer", "dataset": "pycode", "d_model": 32, "n_heads": 4, "context": 16, "device": "cpu"}
+    pair = Runner([Config(**lm, optimizer="adamw"), Config(**lm, optimizer="adam")])
+    mlp = Runner(Config(**SMALL, optimizer="adamw"))
+    runners += [pair, mlp]
+    for bad in (-1e-4, 2.0, float("nan")):
+        with pytest.raises(ConfigError, match=r"z_loss: .* is not allowed; allowed: 0 to 1"):
+            pair.set_z_loss(bad)
+    for bad in (-0.1, 1.5):
+        with pytest.raises(ConfigError, match=r"weight_decay: .* is not allowed; allowed: 0 to 1"):
+            pair.set_weight_decay(bad)
+    with pytest.raises(ConfigError, match=r"z_loss: 0.0001 is not allowed; a live change applies to the transformer "
+                                          r"only; this run is the mlp"):
+        mlp.set_z_loss(1e-4)
+    with pytest.raises(ConfigError, match=r"weight_decay: 0.1 is not allowed; a live change applies with optimizer "
+                                          r"adamw only; this run's is adam"):
+        pair.set_weight_decay(0.1)  # run B's optimizer is adam
+    pair.set_weight_decay(0.1, runs=[0])  # run A's is adamw: accepted
+    mlp.set_weight_decay(0.1)  # any model with adamw
+    assert [type(c).__name__ for c in pair._commands + mlp._commands] == ["SetWeightDecay", "SetWeightDecay"]
+
+
 def test_explosion_ends_the_run_with_its_event(runners):
     r = Runner(from_preset("watch it explode", device="cpu"))
     runners.append(r)

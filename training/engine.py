@@ -55,7 +55,7 @@ class Trainer:
         self.names = [n for n, _ in self.model.named_parameters()]
         self.params = [p for _, p in self.model.named_parameters()]
         self.optimizer = R.OPTIMIZERS[cfg.optimizer](self.params, cfg)
-        self.lr = cfg.lr
+        self.lr, self.weight_decay = cfg.lr, cfg.weight_decay
         self.clip, self.clip_threshold, self.clip_norm_type = cfg.clip, cfg.clip_threshold, cfg.clip_norm_type
         self.step_idx = 0
         self._recent_norms: deque[float] = deque(maxlen=SPIKE_WINDOW)
@@ -97,6 +97,21 @@ class Trainer:
         if norm_type is not None:
             self.clip_norm_type = norm_type
         self._sent = Sent.of(len(self.params), mode, not self._sgd_lr_only)
+
+    @property
+    def z_loss(self) -> float:
+        return self.measures.z_loss
+
+    def set_z_loss(self, z_loss: float) -> None:
+        if not self.measures.columns:  # every other model shares NO_MEASURES, which has no objective of its own
+            raise ValueError("z_loss: the z-loss applies to the transformer only")
+        self.measures.z_loss = z_loss
+
+    def set_weight_decay(self, weight_decay: float) -> None:
+        if self.cfg.optimizer != "adamw":
+            raise ValueError(f"weight_decay: applies with optimizer adamw only, not {self.cfg.optimizer}")
+        self.weight_decay = weight_decay
+        R.set_weight_decay(self.optimizer, weight_decay)
 
     def sample(self) -> tuple[torch.Tensor, torch.Tensor]:
         if self.cfg.full_batch:  # the whole training set, in order, every step: nothing is drawn

@@ -207,11 +207,23 @@ OPTIMIZERS: dict[str, Callable] = {
 }
 
 
+def decays(p: torch.Tensor) -> bool:
+    """AdamW's decoupled weight decay applies to matrices only; biases and norm gains are not decayed (as nanoGPT)."""
+    return p.dim() >= 2
+
+
 def _decay_groups(params, weight_decay: float) -> list[dict]:
-    """AdamW's decoupled weight decay on matrices only; biases and norm gains are not decayed (as nanoGPT)."""
     params = list(params)
-    return [{"params": [p for p in params if p.dim() >= 2], "weight_decay": weight_decay},
-            {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}]
+    return [{"params": [p for p in params if decays(p)], "weight_decay": weight_decay},
+            {"params": [p for p in params if not decays(p)], "weight_decay": 0.0}]
+
+
+def set_weight_decay(optimizer: torch.optim.Optimizer, weight_decay: float) -> None:
+    """A live weight-decay change: the decaying group's (``_decay_groups``) from the next step on; AdamW reads
+    group["weight_decay"] at each step, so this equals an AdamW built with it, its moments kept."""
+    for group in optimizer.param_groups:
+        if group["params"] and all(decays(p) for p in group["params"]):
+            group["weight_decay"] = weight_decay
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,7 @@ COALESCE_S = 1.0  # live changes of one setting closer than this make one marker
 ID_BYTES = 12  # 96 random bits: an id is all it takes to read a live run through the server's routes
 
 Clip = tuple[str, float, str]  # (mode, threshold, norm type), as Config spells them
+LIVE_SETTINGS = ("lr", "clip", "z_loss", "weight_decay")  # what a running run can change (Runner.set_*)
 
 
 class Snapshot(Protocol):
@@ -36,8 +37,9 @@ class Snapshot(Protocol):
 
     Two shapes implement it: ``RunSnapshot`` (a live or ended run of this process; ``Run.snapshot(history=False)``
     gives the same shape with an empty ``view``, for a status line) and ``components.saved_charts.StoredView`` (a
-    run read back from the store). ``lr`` and ``clip`` are the settings the trainer uses now, live changes
-    included: read them here, never by replaying ``config_change`` events (events past MAX_EVENTS are dropped).
+    run read back from the store). ``lr``, ``clip``, ``z_loss`` and ``weight_decay`` (LIVE_SETTINGS) are the
+    settings the trainer uses now, live changes included: read them here, never by replaying ``config_change``
+    events (events past MAX_EVENTS are dropped).
     """
 
     label: str
@@ -48,6 +50,8 @@ class Snapshot(Protocol):
     probes: list[dict]
     lr: float
     clip: Clip
+    z_loss: float
+    weight_decay: float
 
     def series(self, column: str, which: str = "value") -> tuple[np.ndarray, np.ndarray]: ...
 
@@ -74,29 +78,35 @@ class RunSnapshot:
     extra: dict = field(default_factory=dict)
     lr: float | None = None  # None (a snapshot built by hand): the config's, updated by the events' changes
     clip: Clip | None = None
+    z_loss: float | None = None
+    weight_decay: float | None = None
     clipped_steps: int | None = None  # steps on which clipping changed the gradients; None: not counted
     changes: int = 0  # live setting changes so far, folded ones included: a chart drawn before one is out of date
 
     def __post_init__(self):
-        if self.lr is None or self.clip is None:
-            lr, clip = settings_after(self.config, self.events)
-            self.lr = lr if self.lr is None else self.lr
-            self.clip = clip if self.clip is None else self.clip
+        if any(getattr(self, name) is None for name in LIVE_SETTINGS):
+            for name, value in settings_after(self.config, self.events).items():
+                if getattr(self, name) is None:
+                    setattr(self, name, value)
 
     def series(self, column: str, which: str = "value") -> tuple[np.ndarray, np.ndarray]:
         return self.view["step"], self.view[which][:, self.columns.index(column)]
 
 
-def settings_after(config: Config, events: list[dict]) -> tuple[float, Clip]:
-    """The lr and clipping after ``events``' live changes: for a run read back from the store or built by hand.
-    A live run tracks its own (``Run.lr``, ``Run.clip``): events past MAX_EVENTS are dropped."""
-    lr, clip = config.lr, (config.clip, config.clip_threshold, config.clip_norm_type)
+def start_settings(config: Config) -> dict:
+    """The LIVE_SETTINGS a run starts with, by name (clip as one ``Clip``)."""
+    return {"lr": config.lr, "clip": (config.clip, config.clip_threshold, config.clip_norm_type),
+            "z_loss": config.z_loss, "weight_decay": config.weight_decay}
+
+
+def settings_after(config: Config, events: list[dict]) -> dict:
+    """The LIVE_SETTINGS after ``events``' live changes, by name: for a run read back from the store or built by
+    hand. A live run tracks its own (``Run.settings``): events past MAX_EVENTS are dropped."""
+    now = start_settings(config)
     for e in events:
-        if e.get("kind") == "config_change" and e.get("field") == "lr":
-            lr = e["new"]
-        elif e.get("kind") == "config_change" and e.get("field") == "clip":
-            clip = tuple(e["new"])
-    return lr, clip
+        if e.get("kind") == "config_change" and e.get("field") in now:
+            now[e["field"]] = tuple(e["new"]) if e["field"] == "clip" else e["new"]
+    return now
 
 
 class RunObserver:
@@ -169,8 +179,7 @@ class Run:
         self.clipped_steps = 0  # any clip mode, across live changes: the status line's share
         self.status = IDLE
         self.error: str | None = None
-        self.lr = cfg.lr  # the settings the trainer uses now, set with each live change (see add_change)
-        self.clip: Clip = (cfg.clip, cfg.clip_threshold, cfg.clip_norm_type)
+        self.settings = start_settings(cfg)  # the LIVE_SETTINGS the trainer uses now, set by add_change
         self.observers: list[RunObserver] = []  # registered before the run starts (Runner.observe)
         self._lock = threading.Lock()
         self._times: deque[tuple[float, int]] = deque(maxlen=64)
@@ -209,17 +218,15 @@ class Run:
             self._add_events([event])
 
     def add_change(self, event: dict, message) -> None:
-        """A live setting change (``event`` with field, old and new), which also sets the run's ``lr`` or ``clip``.
+        """A live setting change (``event`` with field, old and new), which also sets that one of ``settings``.
         One following a change of the same field by less than COALESCE_S, with no event between, folds into it:
         three arrow-key presses on the learning-rate slider are one marker, from the first press's step and old
         value to the last one's new value. ``message(old, new)`` words it."""
         now = time.monotonic()
         with self._lock:
             self.changes += 1
-            if event["field"] == "lr":
-                self.lr = event["new"]
-            elif event["field"] == "clip":
-                self.clip = tuple(event["new"])
+            field = event["field"]
+            self.settings[field] = tuple(event["new"]) if field == "clip" else event["new"]
             last = self._last_change
             if (last is not None and now - last[0] < COALESCE_S and self.events and self.events[-1] is last[1]
                     and last[1]["field"] == event["field"]):
@@ -266,7 +273,7 @@ class Run:
             return RunSnapshot(
                 self.id, self.label, self.cfg, self.status, self.error, self.history.total,
                 self.steps_per_s(), self.device, list(self.trainer.names), list(self.columns),
-                view, list(self.events), probes, self.latest, self.trainer.stuck_label, lr=self.lr, clip=self.clip,
+                view, list(self.events), probes, self.latest, self.trainer.stuck_label, **self.settings,
                 clipped_steps=self.clipped_steps, changes=self.changes)
 
     def tail(self, after: int) -> RunSnapshot | None:
@@ -286,8 +293,7 @@ class Run:
                 self.id, self.label, self.cfg, self.status, self.error, self.history.total,
                 self.steps_per_s(), self.device, list(self.trainer.names), list(self.columns), view,
                 _after(self.events, after), probes, self.latest,
-                self.trainer.stuck_label, lr=self.lr, clip=self.clip, clipped_steps=self.clipped_steps,
-                changes=self.changes)
+                self.trainer.stuck_label, **self.settings, clipped_steps=self.clipped_steps, changes=self.changes)
 
     def held_bytes(self) -> int:
         """About what this run holds in memory once released: its history arrays, events and probes."""

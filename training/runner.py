@@ -2,8 +2,9 @@
 
 The thread is the only writer of its runs; every reader goes through ``snapshot()``, which copies under the run's
 lock and returns plain numpy and Python values, and observers (the run store) get each step and event as it is
-recorded. Commands (pause, step, stop, live lr and clipping changes) are queued under a condition variable and
-take effect at the next step; stop is an Event checked between steps, so it lands within one step's time.
+recorded. Commands (pause, step, stop, live changes of lr, clipping, z-loss and weight decay) are queued under a
+condition variable and take effect at the next step; stop is an Event checked between steps, so it lands within one
+step's time.
 """
 
 from __future__ import annotations
@@ -76,7 +77,20 @@ class SetClip:
     runs: list[int] | None = None
 
 
-Command = Pause | SetSpeed | SetLr | SetClip
+@dataclass(frozen=True)
+class SetZLoss:
+    z_loss: float
+    runs: list[int] | None = None
+
+
+@dataclass(frozen=True)
+class SetWeightDecay:
+    weight_decay: float
+    runs: list[int] | None = None
+
+
+Command = Pause | SetSpeed | SetLr | SetClip | SetZLoss | SetWeightDecay
+Change = SetLr | SetClip | SetZLoss | SetWeightDecay
 
 
 class Runner:
@@ -137,6 +151,24 @@ class Runner:
                clip_norm_type=norm_type or "2")  # validates
         self._command(SetClip(mode, threshold, norm_type, runs))
 
+    def set_z_loss(self, z_loss: float, runs: list[int] | None = None) -> None:
+        """The transformer's z-loss coefficient from the next step on: it enters the objective only, so the loss
+        column stays comparable across the change."""
+        Config(z_loss=z_loss)  # validates
+        self._check_applies("z_loss", z_loss, runs)
+        self._command(SetZLoss(z_loss, runs))
+
+    def set_weight_decay(self, weight_decay: float, runs: list[int] | None = None) -> None:
+        """AdamW's decoupled weight decay from the next step on, its moments kept."""
+        Config(weight_decay=weight_decay)  # validates
+        self._check_applies("weight_decay", weight_decay, runs)
+        self._command(SetWeightDecay(weight_decay, runs))
+
+    def _check_applies(self, field: str, value, runs: list[int] | None) -> None:
+        for r in self._targets(runs):
+            if (why := why_not_live(r.cfg, field)) is not None:
+                raise ConfigError(field, value, why)
+
     def set_speed(self, steps_per_s: float | None) -> None:
         """Take at most ``steps_per_s`` steps a second from the next step on (None: as fast as it goes), so an
         explosion can be watched as it develops; a single step while paused is never delayed."""
@@ -184,6 +216,9 @@ class Runner:
     def snapshot(self, i: int = 0, history: bool = True) -> RunSnapshot:
         return self.runs[i].snapshot(history)
 
+    def _targets(self, runs: list[int] | None) -> list[Run]:
+        return [self.runs[i] for i in (runs if runs is not None else range(len(self.runs)))]
+
     def _command(self, cmd: Command) -> None:
         with self._cv:
             self._commands.append(cmd)
@@ -202,7 +237,7 @@ class Runner:
                 self._due += interval - self._interval  # the step already waited for moves with the new pace
                 self._interval = interval
             else:
-                for r in (self.runs[i] for i in (cmd.runs if cmd.runs is not None else range(len(self.runs)))):
+                for r in self._targets(cmd.runs):
                     if r.status in LIVE:
                         _apply_change(r, cmd)
         self._commands.clear()
@@ -256,19 +291,30 @@ class Runner:
             _trim_heap()
 
 
-def _apply_change(r: Run, cmd: SetLr | SetClip) -> None:
-    """Apply a live lr or clipping change to a live run's trainer and record it as a ``config_change`` event."""
+def _apply_change(r: Run, cmd: Change) -> None:
+    """Apply a live change to a live run's trainer and record it as a ``config_change`` event."""
     t = r.trainer
-    if isinstance(cmd, SetLr):
-        change = {"field": "lr", "old": t.lr, "new": cmd.lr}
-        t.set_lr(cmd.lr)
-    else:
+    if isinstance(cmd, SetClip):
         old = [t.clip, t.clip_threshold, t.clip_norm_type]
         t.set_clip(cmd.mode, cmd.threshold, cmd.norm_type)
         change = {"field": "clip", "old": old, "new": [t.clip, t.clip_threshold, t.clip_norm_type]}
+    else:  # one number, named as the Config field, the command's attribute and the trainer's set_<field>
+        field = {SetLr: "lr", SetZLoss: "z_loss", SetWeightDecay: "weight_decay"}[type(cmd)]
+        change = {"field": field, "old": getattr(t, field), "new": getattr(cmd, field)}
+        getattr(t, f"set_{field}")(change["new"])
     words = _change_words[change["field"]]
     r.add_change({"step": t.step_idx, "kind": "config_change",
                   "message": words(change["old"], change["new"]), **change}, words)
+
+
+def why_not_live(cfg: Config, field: str) -> str | None:
+    """Why a live change of ``field`` is refused on a run of ``cfg``, where the setting has no effect; None: it
+    applies (the page then sends it, and shows it as waiting for the next Start otherwise)."""
+    if field == "z_loss" and not R.MODELS[cfg.model].text:
+        return f"a live change applies to the transformer only; this run is the {cfg.model} (it has no z-loss)"
+    if field == "weight_decay" and cfg.optimizer != "adamw":
+        return f"a live change applies with optimizer adamw only; this run's is {cfg.optimizer} (no weight decay)"
+    return None
 
 
 def _trim_heap() -> None:
@@ -292,4 +338,6 @@ def check_speed(steps_per_s) -> float:
 
 # How a config_change event words its field's change (old and new as the event holds them).
 _change_words = {"lr": lambda old, new: f"lr {old:g} → {new:g}",
-                 "clip": lambda old, new: f"{R.describe_clip(*old)} → {R.describe_clip(*new)}"}
+                 "clip": lambda old, new: f"{R.describe_clip(*old)} → {R.describe_clip(*new)}",
+                 "z_loss": lambda old, new: f"z-loss {old:g} → {new:g}",
+                 "weight_decay": lambda old, new: f"weight decay {old:g} → {new:g}"}
