@@ -243,11 +243,15 @@ def event_lines(layout: dict, snaps: Sequence[Snapshot], labelled: bool) -> list
                     line={"color": T.EVENT_COLORS["spike"], "dash": T.EVENT_DASH["spike"], "width": 1})]
 
 
+LOG_STEP = 0.5  # a one-step chart's log axis ends on half decades: it stays put while the values move within them
+
+
 def log_range(lo: float, hi: float, decades: float = 2.0) -> list[float]:
-    """A log-axis range (in log10 units) spanning at least ``decades``, so 10% differences do not look huge."""
-    a, b = np.log10(lo), np.log10(hi)
-    if b - a < decades:
-        a = b - decades
+    """A log-axis range (in log10 units) spanning at least ``decades``, so 10% differences do not look huge, its
+    ends rounded out to LOG_STEP: a live one-step chart's axis then moves when a value crosses a half decade, not
+    at every step, and the page redraws only the bars (components/live.js)."""
+    b = np.ceil(np.log10(hi) / LOG_STEP) * LOG_STEP
+    a = min(np.floor(np.log10(lo) / LOG_STEP) * LOG_STEP, b - decades)
     return [float(a), float(b)]
 
 

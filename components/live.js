@@ -212,6 +212,115 @@ function recolor(value, swaps) {
 const later = (fn) => (window.scheduler && scheduler.postTask)
   ? scheduler.postTask(fn, {priority: 'background'}) : setTimeout(fn, 0);
 
+// The cheap draw. A chart that only gained points, every one inside the axes as drawn, has just those traces'
+// points redrawn (Plotly.animate without a redraw: no defaults, axes, ticks, legend or layout pass, about half of a
+// Plotly.react); anything else (a new axis range, a line or label, another trace type) is drawn whole. A chart that
+// follows the steps is drawn whole with room on the right (HEADROOM of its last step), so the next points land
+// inside the axis: the axis moves once per third of the run so far, not at every poll.
+const HEADROOM = 0.33;
+const MOVABLE = new Set(['scatter', 'bar']);  // the trace types Plotly can redraw alone
+
+// A trace's type, colours, name and the rest but its points: what the cheap draw leaves as it is.
+const styleOf = (t) => JSON.stringify(Object.keys(t).filter((k) => k !== 'uid' && !POINTS.includes(k)).sort()
+  .map((k) => [k, t[k]]));
+const pointsOf = (t) => Object.fromEntries(POINTS.filter((k) => Array.isArray(t[k])).map((k) => [k, t[k]]));
+
+function lastStep(held) {
+  let top = -Infinity;
+  for (const t of held.data) {
+    const x = t.x || [];
+    for (let i = x.length - 1; i >= 0; i--) if (typeof x[i] === 'number') { top = Math.max(top, x[i]); break; }
+  }
+  return top;
+}
+
+function withHeadroom(held) {
+  const top = lastStep(held);
+  if (!Number.isFinite(top) || top <= 0) return held.layout;
+  const layout = {...held.layout};
+  for (const k of Object.keys(layout)) {
+    if (/^xaxis\d*$/.test(k) && (layout[k].type || 'linear') === 'linear') {
+      const options = {...(layout[k].autorangeoptions || {}), include: [top * (1 + HEADROOM)]};
+      layout[k] = {...layout[k], autorangeoptions: options};
+    }
+  }
+  return layout;
+}
+
+// What a chart's traces were when last drawn, as it holds them (light colours, whatever the theme drawn).
+const drawnOf = (held) => held.data.map((t) => ({uid: t.uid, style: styleOf(t), x: t.x, y: t.y}));
+
+// Indices of the traces to redraw in place, or null when the chart must be drawn whole.
+function inPlace(gd, held) {
+  const full = gd._fullData, fl = gd._fullLayout, drawn = gd.__drawn;
+  if (!full || !fl || !drawn || drawn.length !== held.data.length || full.length !== drawn.length) return null;
+  if (titleOf(held.layout) !== titleOf(fl) && !gd.querySelector(TITLE)) return null;
+  const moved = [];
+  for (let i = 0; i < held.data.length; i++) {
+    const t = held.data[i], was = drawn[i];
+    if (was.uid !== t.uid || styleOf(t) !== was.style) return null;  // a bar turned red: drawn whole
+    if (was.x === t.x && was.y === t.y) continue;
+    if (!MOVABLE.has(t.type || 'scatter')) return null;
+    if (!inside(t.x, fl[axisName(full[i].xaxis)], was.x) || !inside(t.y, fl[axisName(full[i].yaxis)], was.y)) {
+      return null;
+    }
+    moved.push(i);
+  }
+  return moved.length ? moved : null;
+}
+
+const axisName = (id) => (id || 'x').replace(/^([xy])(\d*)$/, (_, a, n) => a + 'axis' + n);
+
+// A one-step chart names its step in the title (gradient flow now, step N): the cheap draw writes the new title
+// into the title's own text node, and into the layouts Plotly holds, so its next whole draw and an export agree.
+const TITLE = '.g-gtitle .gtitle';
+const titleOf = (layout) => ((layout || {}).title || {}).text || '';
+
+function retitle(gd, text) {
+  if (text === titleOf(gd._fullLayout)) return;
+  gd.querySelector(TITLE).textContent = text;
+  gd._fullLayout.title.text = text;
+  gd.layout.title = {...(gd.layout.title || {}), text};
+}
+
+// A category axis (the layers of a one-step chart) keeps its place when its categories are the ones drawn.
+function inside(values, ax, drawn) {
+  if (ax && ax.type === 'category') {
+    return Array.isArray(values) && Array.isArray(drawn) && values.length === drawn.length
+      && values.every((v, i) => v === drawn[i]);
+  }
+  if (ax && ax.autorange === false) return true;  // a range set by hand (a zoom) or by the figure: it stays
+  if (!ax || !Array.isArray(ax.range) || (ax.type !== 'linear' && ax.type !== 'log')) return false;
+  const lo = Math.min(ax.range[0], ax.range[1]), hi = Math.max(ax.range[0], ax.range[1]);
+  const log = ax.type === 'log';
+  for (const v of values || []) {
+    if (typeof v !== 'number' || !Number.isFinite(v) || (log && v <= 0)) continue;  // gaps: not drawn
+    const u = log ? Math.log10(v) : v;
+    if (u < lo || u > hi) return false;
+  }
+  return true;
+}
+
+// Draw one chart with what it holds: in place when only its points moved inside its axes, else whole.
+function drawChart(Plotly, div, data) {
+  const dark = isDarkNow(div);
+  const held = div.__held;
+  const rows = div.__change === 'rows' && div.dataset.theme === (dark ? 'dark' : 'light');
+  div.__change = null;
+  div.dataset.theme = dark ? 'dark' : 'light';
+  const moved = rows ? inPlace(div, held) : null;
+  div.__drawn = drawnOf(held);
+  if (moved) {
+    retitle(div, titleOf(held.layout));
+    div.dataset.inPlace = String(Number(div.dataset.inPlace || 0) + 1);  // how many draws took the cheap way
+    return Plotly.animate(div, {data: moved.map((i) => pointsOf(held.data[i])), traces: moved},
+                          {transition: {duration: 0}, frame: {duration: 0, redraw: false}, mode: 'immediate'});
+  }
+  const layout = div.__stream ? withHeadroom(held) : held.layout;
+  const fig = dark ? recolor({data: held.data, layout}, data.dark) : {data: held.data, layout};
+  return Plotly.react(div, fig.data, fig.layout, data.config);
+}
+
 function pump() {
   if (plots.busy) return;
   const next = [...plots.queue.keys()].find((div) => div.isConnected && div.__visible);
@@ -220,19 +329,18 @@ function pump() {
   const data = plots.queue.get(next);
   plots.queue.delete(next);
   plots.busy = true;
-  let began = 0;
+  let spent = 0;  // the draw's own time: what it holds the page for, not the wait for its promise (a frame)
   later(() => loadPlotly(data.src).then((Plotly) => {
-    began = performance.now();
-    const dark = isDarkNow(next);
-    const held = next.__held;
-    next.dataset.theme = dark ? 'dark' : 'light';
-    const fig = dark ? recolor({data: held.data, layout: held.layout}, data.dark) : held;
-    return Plotly.react(next, fig.data, fig.layout, data.config);
+    const began = performance.now();
+    try {
+      return drawChart(Plotly, next, data);
+    } finally {
+      spent = performance.now() - began;
+    }
   }).then(() => { next.dataset.drawn = String((next.__draws = (next.__draws || 0) + 1)); }, (err) => {
     next.textContent = 'The chart could not be drawn: ' + err.message;
   }).finally(() => {  // the draw's share of the page's time: it rests (d / DRAW_SHARE - d) before the next draw
-    const rest = began ? (performance.now() - began) * (1 / DRAW_SHARE - 1) : 0;
-    setTimeout(() => { plots.busy = false; later(pump); }, rest);
+    setTimeout(() => { plots.busy = false; later(pump); }, spent * (1 / DRAW_SHARE - 1));
   }));
 }
 
@@ -286,12 +394,25 @@ function leaveHub(div) {
 // replace a one-step chart's traces. Rows it cannot place (a trace it does not hold) drop its cursor, so the next
 // poll brings the whole figure.
 function take(div, answer) {
-  if (answer.figure) div.__held = hold(answer.figure, answer.cursor || null);
-  else if (!div.__held) return;
-  else if (answer.replace) replace(div.__held, answer);
-  else if (answer.traces) {
+  let change = 'whole';
+  if (answer.figure) {
+    div.__held = hold(answer.figure, answer.cursor || null);
+    div.__stream = false;  // a run's last figure, a view change: drawn as it comes
+    div.__still = null;
+  } else if (!div.__held) return;
+  else if (answer.replace) {
+    // Only the points and the title move from one step to the next: anything else (an axis, a line) draws whole.
+    const {title, ...rest} = answer.replace.layout || {};
+    const still = JSON.stringify(rest);
+    if (div.__still === still) change = 'rows';
+    div.__still = still;
+    replace(div.__held, answer);
+  } else if (answer.traces) {
     if (!extend(div.__held, answer)) { div.__held.cursor = null; return; }
+    div.__stream = true;
+    if (!(answer.shapes || []).length && !(answer.annotations || []).length) change = 'rows';
   } else { div.__held.cursor = answer.cursor; return; }  // nothing new
+  div.__change = div.__change === 'whole' ? 'whole' : change;
   // A chart already waiting keeps its place (it will draw every row it holds by then); others join at the back:
   // charts are drawn in the order they first had something new, so none waits behind charts drawn again and again.
   plots.queue.set(div, div.__base);
@@ -310,6 +431,7 @@ function chart({data, parentElement}, unwrap = (answer) => answer) {
     div = document.createElement('div');
     div.className = 'gel-plot';
     div.style.width = '100%';
+    div.style.willChange = 'transform';  // a layer of its own: a redraw re-rasters this chart's tiles alone
     parentElement.appendChild(div);
     watch(div);
     // A chart with a source asks it for what is new on its period (alone, or with the page's other streaming

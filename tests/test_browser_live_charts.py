@@ -132,3 +132,48 @@ def test_the_loss_line_gets_new_steps_twice_a_second_and_a_chart_off_screen_fetc
     assert all(len(poll) >= 2 for poll in with_loss), with_loss  # the gradient-norm chart beside it, at least
     assert "chart_acts" not in {key for poll in polls for key, _ in poll}, polls
     click_button(page, "btn_stop")
+
+
+# What a streaming chart drew against what it holds: the loss line's points (drawn by plotly.js and held by the
+# page), the x axis' range, and for a one-step chart the title in its text node, in Plotly's layout and held.
+DRAWN_VS_HELD = """(d) => {
+  if (!d || !d._fullLayout || !d.__held) return {inPlace: 0};  // not drawn yet
+  const i = d.__held.data.findIndex((t) => t.name === 'loss');
+  const full = i >= 0 ? d._fullData[i] : null;
+  return {inPlace: Number(d.dataset.inPlace || 0), drawn: Number(d.dataset.drawn || 0),
+          fullX: full ? Array.from(full.x) : null, fullY: full ? Array.from(full.y) : null,
+          heldX: i >= 0 ? d.__held.data[i].x : null, heldY: i >= 0 ? d.__held.data[i].y : null,
+          range: d._fullLayout.xaxis.range, autorange: d._fullLayout.xaxis.autorange,
+          title: [d.querySelector('.g-gtitle .gtitle')?.textContent, d._fullLayout.title.text,
+                  d.__held.layout.title?.text]};
+}"""
+
+
+def drawn_vs_held(page, key: str) -> dict:
+    return plot_eval(page, key, f"({DRAWN_VS_HELD})(d)")
+
+
+def test_new_points_inside_the_axes_are_drawn_in_place_and_are_what_the_chart_holds(streamlit_server, browser_page):
+    """A poll that only adds points inside the axes as drawn moves just those traces (Plotly.animate, no axes or
+    layout pass): what plotly.js then draws must be every point the chart holds, the x axis must have room for the
+    next ones, and a one-step chart's title must name its newest step in the page, in Plotly's layout and held."""
+    page = browser_page
+    page.goto(streamlit_server)
+    el(page, "btn_start").wait_for(timeout=60_000)
+    set_number(page, "w_steps", "100000", url_has="steps=100000")
+    click_button(page, "btn_start")
+    for key in ("chart_loss", "chart_acts"):
+        el(page, key).scroll_into_view_if_needed()
+        wait_until(lambda k=key: drawn_vs_held(page, k)["inPlace"] >= 3, timeout=60, what=f"{key}: in-place draws")
+    # Settle on a moment between draws: the page's data and plotly.js' then agree point for point.
+    for _ in range(50):
+        a = drawn_vs_held(page, "chart_loss")
+        if a["fullX"] == a["heldX"]:
+            break
+        page.wait_for_timeout(20)
+    assert a["inPlace"] < a["drawn"]  # the first draw, and each move of an axis, is whole
+    assert a["fullX"] == a["heldX"] and a["fullY"] == pytest.approx(a["heldY"], rel=1e-6), "drawn != held"
+    assert a["autorange"] is True and a["range"][1] > max(a["heldX"]), a["range"]  # room on the right
+    t = drawn_vs_held(page, "chart_acts")["title"]
+    assert t[0] == t[1] == t[2] and "step" in t[0], t
+    click_button(page, "btn_stop")
