@@ -18,7 +18,7 @@ from training.data import accuracy_note
 from training.run import RunSnapshot, Snapshot
 
 INIT_NAMES = {"kaiming_normal": "He", "xavier_normal": "Xavier"}  # an activation's matched init, as people name it
-# Fields a running run can change (z_loss: a transformer's; weight_decay: with adamw; see runner.why_not_live).
+# Fields a running run can change (z_loss: a transformer's; weight_decay: with adamw; see config.why_not_live).
 LIVE_FIELDS = ("clip", "clip_threshold", "clip_norm_type", "lr", "z_loss", "weight_decay")
 # A run's badge colour, by its state (runner or store) and, once it ended, by its outcome as the banner says it:
 # the status line and the Saved runs page both read these.

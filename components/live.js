@@ -251,14 +251,14 @@ function withHeadroom(held) {
 const drawnOf = (held) => held.data.map((t) => ({uid: t.uid, style: styleOf(t), x: t.x, y: t.y}));
 
 // Indices of the traces to redraw in place, or null when the chart must be drawn whole.
-function inPlace(gd, held) {
+function inPlace(gd, held, now) {
   const full = gd._fullData, fl = gd._fullLayout, drawn = gd.__drawn;
-  if (!full || !fl || !drawn || drawn.length !== held.data.length || full.length !== drawn.length) return null;
+  if (!full || !fl || !drawn || drawn.length !== now.length || full.length !== drawn.length) return null;
   if (titleOf(held.layout) !== titleOf(fl) && !gd.querySelector(TITLE)) return null;
   const moved = [];
   for (let i = 0; i < held.data.length; i++) {
     const t = held.data[i], was = drawn[i];
-    if (was.uid !== t.uid || styleOf(t) !== was.style) return null;  // a bar turned red: drawn whole
+    if (was.uid !== now[i].uid || now[i].style !== was.style) return null;  // a bar turned red: drawn whole
     if (was.x === t.x && was.y === t.y) continue;
     if (!MOVABLE.has(t.type || 'scatter')) return null;
     if (!inside(t.x, fl[axisName(full[i].xaxis)], was.x) || !inside(t.y, fl[axisName(full[i].yaxis)], was.y)) {
@@ -308,8 +308,9 @@ function drawChart(Plotly, div, data) {
   const rows = div.__change === 'rows' && div.dataset.theme === (dark ? 'dark' : 'light');
   div.__change = null;
   div.dataset.theme = dark ? 'dark' : 'light';
-  const moved = rows ? inPlace(div, held) : null;
-  div.__drawn = drawnOf(held);
+  const now = drawnOf(held);  // each trace's style read once a draw: compared, then kept for the next
+  const moved = rows ? inPlace(div, held, now) : null;
+  div.__drawn = now;
   if (moved) {
     retitle(div, titleOf(held.layout));
     div.dataset.inPlace = String(Number(div.dataset.inPlace || 0) + 1);  // how many draws took the cheap way

@@ -15,7 +15,6 @@ from training import registry as R
 from training.config import FIELDS, Config, ConfigError, format_value, from_preset, from_query, parse_value, shown
 from training.engine import available_devices
 from training.manager import CapacityError, get_manager
-from training.runner import why_not_live
 
 from .data import LIVE_FIELDS, live_config, lr_grid, matching_preset
 
@@ -374,7 +373,7 @@ def _send_live(runner, i: int | None, cfg: Config) -> tuple[list[str], int]:
         changed.append(f"lr {cfg.lr:g}")
     for name, words in (("z_loss", "z-loss"), ("weight_decay", "weight decay")):
         value = getattr(cfg, name)
-        if value != getattr(now, name) and why_not_live(snap.config, name) is None:
+        if value != getattr(now, name) and C.why_not_live(snap.config, name) is None:
             getattr(runner, f"set_{name}")(value, runs=runs)
             changed.append(f"{words} {value:g}")
     return changed, snap.step
@@ -388,4 +387,4 @@ def pending_changes(cfg: Config) -> list[str]:
         return []
     running = runner.runs[0].cfg
     return [n for n in FIELDS if getattr(cfg, n) != getattr(running, n)
-            and (n not in LIVE_FIELDS or why_not_live(running, n) is not None)]
+            and (n not in LIVE_FIELDS or C.why_not_live(running, n) is not None)]

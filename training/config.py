@@ -378,3 +378,13 @@ def from_preset(name: str, **changes) -> Config:
     if name not in R.PRESETS:
         raise ConfigError("preset", name, "allowed: " + ", ".join(R.PRESETS))
     return replace(Config(), **{**R.PRESETS[name].overrides, **changes})
+
+
+def why_not_live(cfg: Config, field: str) -> str | None:
+    """Why a live change of ``field`` is refused on a run of ``cfg``, where the setting has no effect; None: it
+    applies (the page then sends it, and shows it as waiting for the next Start otherwise)."""
+    if field == "z_loss" and not R.MODELS[cfg.model].text:
+        return f"a live change applies to the transformer only; this run is the {cfg.model} (it has no z-loss)"
+    if field == "weight_decay" and cfg.optimizer != "adamw":
+        return f"a live change applies with optimizer adamw only; this run's is {cfg.optimizer} (no weight decay)"
+    return None

@@ -31,7 +31,7 @@ from . import schedule
 from . import sharpness as SH
 from . import transformer as TF
 from .agc import agc
-from .config import Config
+from .config import Config, why_not_live
 from .devices import available_devices, best_device  # noqa: F401 (the engine's public names)
 from .layout import PER_PARAM, SCALAR_COLUMNS, TEST_COLUMNS, Host, Sent, StepRecord, held_out, row_slices
 from .norms import exact_norms as _exact_norms
@@ -103,13 +103,13 @@ class Trainer:
         return self.measures.z_loss
 
     def set_z_loss(self, z_loss: float) -> None:
-        if not self.measures.columns:  # every other model shares NO_MEASURES, which has no objective of its own
-            raise ValueError("z_loss: the z-loss applies to the transformer only")
+        if (why := why_not_live(self.cfg, "z_loss")) is not None:  # the one rule, as the runner and the page check it
+            raise ValueError(f"z_loss: {why}")
         self.measures.z_loss = z_loss
 
     def set_weight_decay(self, weight_decay: float) -> None:
-        if self.cfg.optimizer != "adamw":
-            raise ValueError(f"weight_decay: applies with optimizer adamw only, not {self.cfg.optimizer}")
+        if (why := why_not_live(self.cfg, "weight_decay")) is not None:
+            raise ValueError(f"weight_decay: {why}")
         self.weight_decay = weight_decay
         R.set_weight_decay(self.optimizer, weight_decay)
 

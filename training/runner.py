@@ -18,7 +18,7 @@ import weakref
 from dataclasses import dataclass
 
 from . import registry as R
-from .config import Config, ConfigError
+from .config import Config, ConfigError, why_not_live
 from .run import (  # noqa: F401 (re-exported: the run's names were defined here before)
     ERROR,
     EXPLODED,
@@ -305,16 +305,6 @@ def _apply_change(r: Run, cmd: Change) -> None:
     words = _change_words[change["field"]]
     r.add_change({"step": t.step_idx, "kind": "config_change",
                   "message": words(change["old"], change["new"]), **change}, words)
-
-
-def why_not_live(cfg: Config, field: str) -> str | None:
-    """Why a live change of ``field`` is refused on a run of ``cfg``, where the setting has no effect; None: it
-    applies (the page then sends it, and shows it as waiting for the next Start otherwise)."""
-    if field == "z_loss" and not R.MODELS[cfg.model].text:
-        return f"a live change applies to the transformer only; this run is the {cfg.model} (it has no z-loss)"
-    if field == "weight_decay" and cfg.optimizer != "adamw":
-        return f"a live change applies with optimizer adamw only; this run's is {cfg.optimizer} (no weight decay)"
-    return None
 
 
 def _trim_heap() -> None:
