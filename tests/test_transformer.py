@@ -10,6 +10,7 @@ import torch
 
 from training import registry as R
 from training import schedule
+from training import transformer as TF
 from training.cli import main
 from training.config import Config, ConfigError
 from training.engine import Trainer
@@ -87,6 +88,27 @@ def test_each_measure_equals_a_plain_recomputation(changes):
                             for b in range(4) for h in range(a.heads) for q in range(16)])
         assert row[f"attn_entropy/{i}"] == pytest.approx(entropy, rel=1e-5)
     assert row["attn_entropy/0"] < math.log(16)  # a row over q + 1 positions has entropy at most ln(q + 1)
+
+
+@pytest.mark.parametrize(("gap", "diagonal_anchor"), [(0.0, True), (30.0, True), (60.0, False), (200.0, False)])
+def test_the_layer_measures_hold_as_attention_collapses(gap, diagonal_anchor):
+    """log Z is read at each row's own position while its weight is above ``SEEN`` and at the row's largest weight
+    once it is not: either way the entropy is -Σ p log p of the float64 softmax, and the largest logit the largest
+    allowed one. ``gap`` pulls every row's first position (which every position sees) ahead of the rest."""
+    t = 12
+    raw = torch.randn(3, 2, t, t, generator=torch.Generator().manual_seed(0)) * 2
+    raw[..., 0] += gap
+    future = torch.ones(t, t, dtype=torch.bool).triu(1)
+    scores = raw.masked_fill(future, torch.finfo(raw.dtype).min)
+    weights = scores.softmax(-1)
+    assert bool(weights.diagonal(dim1=-2, dim2=-1).amin() > TF.SEEN) == diagonal_anchor
+    largest, entropy = TF.layer_measures(scores, weights)
+    p = raw.double().masked_fill(future, -math.inf).softmax(-1)
+    want = -torch.where(p > 0, p * p.log(), torch.zeros((), dtype=torch.float64)).sum(-1).mean()
+    assert float(largest) == float(raw.masked_fill(future, -math.inf).amax())
+    # log Z - Σ p·s: a difference of numbers the size of the logits, exact to float32's 2^-23 of them
+    assert float(entropy) == pytest.approx(float(want), abs=4 * 2.0 ** -23 * max(1.0, float(largest)))
+    assert (gap == 0) == (float(want) > 0.1)  # the pulled cases are collapsed: near-zero entropy
 
 
 def test_the_attention_logits_are_the_scaled_products_of_queries_and_keys():

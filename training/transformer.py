@@ -24,6 +24,9 @@ NORMS = ("pre", "post")  # LayerNorm before each sublayer (GPT-2), or after the 
 POSITIONS = ("learned", "sinusoidal")
 SCHEDULES = ("constant", "cosine")
 MAX_HEADS = 8
+# The smallest diagonal attention weight read as a row's anchor for log Z: above it, log p is within ~3e-6 of exact
+# (a float32 s - max s near -44 rounds by ~3e-6); below it the row's largest weight is the anchor.
+SEEN = 2.0 ** -64
 PATTERN = 32  # positions of the attention pattern a probe keeps: 32 x 32 per head, small enough to draw and store
 # The config fields that shape the transformer or switch its mitigations: the lab shows them for it alone.
 FIELDS = ("n_layers", "d_model", "n_heads", "context", "norm_position", "qk_norm", "positions", "tie_embeddings",
@@ -58,22 +61,42 @@ class Attention(nn.Module):
         if self.q_norm is not None:
             q, k = self.q_norm(q), self.k_norm(k)
         raw = (q * (1.0 / math.sqrt(self.d_head))) @ k.transpose(-2, -1)  # (b, heads, t, t): q·k/√d_head
-        scores = raw.masked_fill(future[:t, :t], -math.inf)  # no position sees a later one
+        # No position sees a later one: its score is the lowest float, so its weight is exactly 0 (exp underflows, as
+        # from -inf) and its product with that weight is 0, not the NaN of 0 · -inf: the measures read Σ p·s off
+        # these scores, already in cache, instead of the raw ones.
+        scores = raw.masked_fill(future[:t, :t], torch.finfo(raw.dtype).min)
         weights = scores.softmax(dim=-1)
         if stats is not None:
-            with torch.no_grad():  # masked scores are -inf: the max is over the allowed ones
-                # entropy of each row, -Σ p log p = log Z - Σ p·s (log p = s - log Z; a masked p is 0, raw s finite);
-                # log Z = max s - log max p (the largest weight is exp(max s - log Z)): ~3x cheaper than a logsumexp
-                # mean only: Σ p·s over every row at once is one dot product, no (b, heads, t, t) temporary
-                top = scores.amax(-1)
-                mean_ps = torch.dot(weights.reshape(-1), raw.reshape(-1)) / top.numel()
-                stats.append((top.amax(), (top - weights.amax(-1).log()).mean() - mean_ps))
+            with torch.no_grad():
+                stats.append(layer_measures(scores, weights))
                 if probing:  # (heads,) and (heads, P, P): the first window's first positions
-                    entropy = top - weights.amax(-1).log() - (weights * raw).sum(-1)  # (b, heads, t)
+                    top = scores.amax(-1)
+                    entropy = top - weights.amax(-1).log() - (weights * scores).sum(-1)  # (b, heads, t)
                     self.probed = entropy.mean(dim=(0, 2)), weights[0, :, :PATTERN, :PATTERN].clone()
         if self.keep and self.training:
             self.last_scores, self.last_weights = scores.detach(), weights.detach()
         return self.proj((weights @ v).transpose(1, 2).reshape(b, t, d))
+
+
+def layer_measures(scores: torch.Tensor, weights: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """One attention layer's (largest allowed logit, mean entropy of its rows), as 0-d tensors, from its scores
+    q·k/√d_head (the lowest float where a position would see a later one) and their softmax, both (b, heads, t, t).
+
+    The entropy of a row is -Σ p log p = log Z - Σ p·s (log p = s - log Z; a masked p is 0, and so is its p·s); the
+    mean of Σ p·s over every row at once is one dot product. log Z = s - log p at any position whose weight is not 0,
+    and each position sees itself: the diagonal, t of a row's t² numbers. Where a diagonal weight has underflowed
+    (attention collapsed onto another position, a logit gap past ~44 nats) the row's largest weight serves instead,
+    exp(max s - log Z) ≥ 1/t, at two more passes over the scores.
+    """
+    rows = weights.shape[:-1].numel()
+    mean_ps = torch.dot(weights.reshape(-1), scores.reshape(-1)) / rows
+    own = weights.diagonal(dim1=-2, dim2=-1).contiguous()
+    # A GPU would wait for this answer: there the row maxima are the cheaper way.
+    if weights.is_cpu and bool(own.amin() > SEEN):
+        log_z = scores.diagonal(dim1=-2, dim2=-1).contiguous() - own.log()
+        return scores.amax(), log_z.mean() - mean_ps
+    top = scores.amax(-1)
+    return top.amax(), (top - weights.amax(-1).log()).mean() - mean_ps
 
 
 class FeedForward(nn.Module):
