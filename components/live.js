@@ -301,7 +301,88 @@ function inside(values, ax, drawn) {
   return true;
 }
 
-// Draw one chart with what it holds: in place when only its points moved inside its axes, else whole.
+// The lightest draw. A line (lines only, no fill or markers, straight segments) whose new points all follow the
+// points drawn, inside the axes, has them added to the end of its SVG path, at the pixels plotly.js' own axes give
+// (rounded as it rounds): a few microseconds a point, where plotly.js redraws every point of the trace. plotly.js'
+// trace data is given the new points too, so what the page reports drawn is what is on screen; its hover data
+// catches up at its next draw of the chart: at most SYNC_MS later, at once while the pointer is over the chart,
+// and whenever anything else changed. Each whole draw passes a new datarevision: plotly.js then recomputes every
+// trace (as it does anyway when any array is new), the points the lightest draws gave it included, which it would
+// otherwise take as drawn, their arrays being the ones it holds.
+const SYNC_MS = 2000;
+
+// The plan for the lightest draw, [[trace index, its last line path or null, its last marker or null, its new
+// points in pixels], ...], or null.
+const MODES = new Set(['lines', 'markers', 'lines+markers']);
+const oneStyle = (m) => !['color', 'size', 'symbol', 'opacity'].some((k) => Array.isArray((m || {})[k]));
+
+function appendPlan(gd, held, moved) {
+  const full = gd._fullData, fl = gd._fullLayout, drawn = gd.__drawn;
+  if (gd.__pointer || performance.now() - (gd.__synced || 0) > SYNC_MS) return null;
+  const plan = [];
+  for (const i of moved) {
+    const f = full[i], t = held.data[i], was = drawn[i];
+    const lines = (f.mode || '').includes('lines'), markers = (f.mode || '').includes('markers');
+    if (f.type !== 'scatter' || !MODES.has(f.mode) || (f.fill || 'none') !== 'none' || f.visible !== true
+        || (lines && (f.line || {}).shape !== 'linear') || (markers && !oneStyle(f.marker))) return null;
+    const k = (was.x || []).length;
+    if (!k || !Array.isArray(t.x) || !Array.isArray(t.y) || t.x.length <= k || t.y.length !== t.x.length
+        || t.x[0] !== was.x[0] || t.y[0] !== was.y[0] || t.x[k - 1] !== was.x[k - 1] || t.y[k - 1] !== was.y[k - 1]) {
+      return null;  // not the drawn points and more: thinned, or replaced
+    }
+    const xa = fl[axisName(f.xaxis)], ya = fl[axisName(f.yaxis)];
+    const at = (j) => {
+      const x = t.x[j], y = t.y[j];
+      if (typeof x !== 'number' || typeof y !== 'number' || !Number.isFinite(x) || !Number.isFinite(y)
+          || (xa.type === 'log' && x <= 0) || (ya.type === 'log' && y <= 0)) return null;  // a gap: a new path
+      return [Math.round(xa.c2p(x) * 100) / 100, Math.round(ya.c2p(y) * 100) / 100];
+    };
+    const group = [...gd.querySelectorAll('.scatterlayer .trace')]
+      .find((g) => g.__data__ && g.__data__[0] && g.__data__[0].trace && g.__data__[0].trace.index === i);
+    if (!group) return null;
+    const last = at(k - 1);
+    if (!last) return null;
+    // The line must end, and the last marker stand, where the last drawn point is: a redraw plotly.js made
+    // meanwhile (a zoom, a legend click) from the points it knows is then drawn whole, not extended.
+    const near = (m) => m && Math.abs(Number(m[1]) - last[0]) < 0.011 && Math.abs(Number(m[2]) - last[1]) < 0.011;
+    const paths = lines ? group.querySelectorAll('path.js-line') : [];
+    const path = lines ? paths[paths.length - 1] : null;
+    if (lines && !(path && near(/(-?[\d.]+),(-?[\d.]+)$/.exec(path.getAttribute('d') || '')))) return null;
+    const marks = markers ? group.querySelectorAll('.points path.point') : [];
+    const mark = markers ? marks[marks.length - 1] : null;
+    if (markers && !(mark && near(/translate\((-?[\d.]+),\s*(-?[\d.]+)\)/.exec(mark.getAttribute('transform') || '')))) {
+      return null;
+    }
+    const points = [];
+    for (let j = k; j < t.x.length; j++) {
+      const p = at(j);
+      if (!p) return null;
+      points.push(p);
+    }
+    plan.push([i, path, mark, points]);
+  }
+  return plan;
+}
+
+function append(gd, held, plan) {
+  for (const [i, path, mark, points] of plan) {
+    if (path) path.setAttribute('d', path.getAttribute('d') + points.map(([x, y]) => 'L' + x + ',' + y).join(''));
+    if (mark) {
+      for (const [x, y] of points) {
+        const copy = mark.cloneNode(false);
+        copy.setAttribute('transform', 'translate(' + x + ',' + y + ')');
+        mark.parentNode.appendChild(copy);
+      }
+    }
+    const now = pointsOf(held.data[i]);
+    Object.assign(gd.data[i], now);
+    Object.assign(gd._fullData[i], now);
+  }
+  gd.dataset.appended = String(Number(gd.dataset.appended || 0) + 1);  // how many draws took the lightest way
+}
+
+// Draw one chart with what it holds: its lines extended, or in place when only its points moved inside its
+// axes, else whole.
 function drawChart(Plotly, div, data) {
   const dark = isDarkNow(div);
   const held = div.__held;
@@ -310,14 +391,20 @@ function drawChart(Plotly, div, data) {
   div.dataset.theme = dark ? 'dark' : 'light';
   const now = drawnOf(held);  // each trace's style read once a draw: compared, then kept for the next
   const moved = rows ? inPlace(div, held, now) : null;
+  const plan = moved ? appendPlan(div, held, moved) : null;
   div.__drawn = now;
+  if (plan) {
+    append(div, held, plan);
+    return Promise.resolve();
+  }
+  div.__synced = performance.now();  // plotly.js draws every point it is given, its hover data with them
   if (moved) {
     retitle(div, titleOf(held.layout));
     div.dataset.inPlace = String(Number(div.dataset.inPlace || 0) + 1);  // how many draws took the cheap way
     return Plotly.animate(div, {data: moved.map((i) => pointsOf(held.data[i])), traces: moved},
                           {transition: {duration: 0}, frame: {duration: 0, redraw: false}, mode: 'immediate'});
   }
-  const layout = div.__stream ? withHeadroom(held) : held.layout;
+  const layout = {...(div.__stream ? withHeadroom(held) : held.layout), datarevision: (div.__revision = (div.__revision || 0) + 1)};
   const fig = dark ? recolor({data: held.data, layout}, data.dark) : {data: held.data, layout};
   return Plotly.react(div, fig.data, fig.layout, data.config);
 }
@@ -433,6 +520,9 @@ function chart({data, parentElement}, unwrap = (answer) => answer) {
     div.className = 'gel-plot';
     div.style.width = '100%';
     div.style.willChange = 'transform';  // a layer of its own: a redraw re-rasters this chart's tiles alone
+    // While the pointer is over a chart, plotly.js draws its every point: its hover shows the newest.
+    div.addEventListener('pointerenter', () => { div.__pointer = true; });
+    div.addEventListener('pointerleave', () => { div.__pointer = false; });
     parentElement.appendChild(div);
     watch(div);
     // A chart with a source asks it for what is new on its period (alone, or with the page's other streaming

@@ -135,14 +135,28 @@ def test_the_loss_line_gets_new_steps_twice_a_second_and_a_chart_off_screen_fetc
 
 
 # What a streaming chart drew against what it holds: the loss line's points (drawn by plotly.js and held by the
-# page), the x axis' range, and for a one-step chart the title in its text node, in Plotly's layout and held.
+# page), where its SVG line ends and where plotly.js' axes put its newest held point, how many points plotly.js'
+# hover data has, the x axis' range, and for a one-step chart the title in its text node, in Plotly's layout and
+# held.
 DRAWN_VS_HELD = """(d) => {
-  if (!d || !d._fullLayout || !d.__held) return {inPlace: 0};  // not drawn yet
+  if (!d || !d._fullLayout || !d.__held) return {inPlace: 0, appended: 0, end: null};  // not drawn yet
   const i = d.__held.data.findIndex((t) => t.name === 'loss');
   const full = i >= 0 ? d._fullData[i] : null;
-  return {inPlace: Number(d.dataset.inPlace || 0), drawn: Number(d.dataset.drawn || 0),
+  const held = i >= 0 ? d.__held.data[i] : null;
+  let end = null, want = null;
+  const group = [...d.querySelectorAll('.scatterlayer .trace')].find((g) => g.__data__?.[0]?.trace?.index === i);
+  const lines = group ? group.querySelectorAll('path.js-line') : [];
+  if (full && lines.length) {  // (not while plotly.js is between drawing its axes and its traces)
+    const m = /(-?[\\d.]+),(-?[\\d.]+)$/.exec(lines[lines.length - 1].getAttribute('d'));
+    end = m ? [Number(m[1]), Number(m[2])] : null;
+    const k = held.x.length - 1;
+    want = [d._fullLayout.xaxis.c2p(held.x[k]), d._fullLayout.yaxis.c2p(held.y[k])];
+  }
+  return {inPlace: Number(d.dataset.inPlace || 0), appended: Number(d.dataset.appended || 0),
+          drawn: Number(d.dataset.drawn || 0),
           fullX: full ? Array.from(full.x) : null, fullY: full ? Array.from(full.y) : null,
-          heldX: i >= 0 ? d.__held.data[i].x : null, heldY: i >= 0 ? d.__held.data[i].y : null,
+          heldX: held ? held.x : null, heldY: held ? held.y : null, end, want,
+          hoverPoints: i >= 0 ? d.calcdata[i].length : null,
           range: d._fullLayout.xaxis.range, autorange: d._fullLayout.xaxis.autorange,
           title: [d.querySelector('.g-gtitle .gtitle')?.textContent, d._fullLayout.title.text,
                   d.__held.layout.title?.text]};
@@ -153,27 +167,54 @@ def drawn_vs_held(page, key: str) -> dict:
     return plot_eval(page, key, f"({DRAWN_VS_HELD})(d)")
 
 
+def settled(page, key: str) -> dict:
+    """``drawn_vs_held`` at a moment between draws, when the page's data and plotly.js' agree point for point."""
+    for _ in range(50):
+        a = drawn_vs_held(page, key)
+        if a["fullX"] == a["heldX"] and a["end"] is not None:
+            break
+        page.wait_for_timeout(20)
+    return a
+
+
 def test_new_points_inside_the_axes_are_drawn_in_place_and_are_what_the_chart_holds(streamlit_server, browser_page):
-    """A poll that only adds points inside the axes as drawn moves just those traces (Plotly.animate, no axes or
-    layout pass): what plotly.js then draws must be every point the chart holds, the x axis must have room for the
-    next ones, and a one-step chart's title must name its newest step in the page, in Plotly's layout and held."""
+    """A poll that only adds points inside the axes as drawn moves just those traces: a line's new points are added
+    to the end of its SVG path, a one-step chart's bars by Plotly.animate (no axes or layout pass). What is then on
+    screen must be every point the chart holds: plotly.js' trace data is the held points, and the line ends where
+    plotly.js' own axes put the newest one. With the pointer over the chart plotly.js draws every poll itself, so
+    its hover data has every point. The x axis must have room for the next points, and a one-step chart's title
+    must name its newest step in the page, in Plotly's layout and held."""
     page = browser_page
     page.goto(streamlit_server)
     el(page, "btn_start").wait_for(timeout=60_000)
     set_number(page, "w_steps", "100000", url_has="steps=100000")
     click_button(page, "btn_start")
-    for key in ("chart_loss", "chart_acts"):
-        el(page, key).scroll_into_view_if_needed()
-        wait_until(lambda k=key: drawn_vs_held(page, k)["inPlace"] >= 3, timeout=60, what=f"{key}: in-place draws")
-    # Settle on a moment between draws: the page's data and plotly.js' then agree point for point.
-    for _ in range(50):
-        a = drawn_vs_held(page, "chart_loss")
-        if a["fullX"] == a["heldX"]:
+    el(page, "chart_acts").scroll_into_view_if_needed()
+    wait_until(lambda: drawn_vs_held(page, "chart_acts")["inPlace"] >= 3, timeout=60, what="chart_acts: in place")
+    for _ in range(50):  # between two draws: the title drawn is the one held
+        t = drawn_vs_held(page, "chart_acts")["title"]
+        if t[0] == t[2]:
             break
         page.wait_for_timeout(20)
-    assert a["inPlace"] < a["drawn"]  # the first draw, and each move of an axis, is whole
-    assert a["fullX"] == a["heldX"] and a["fullY"] == pytest.approx(a["heldY"], rel=1e-6), "drawn != held"
-    assert a["autorange"] is True and a["range"][1] > max(a["heldX"]), a["range"]  # room on the right
-    t = drawn_vs_held(page, "chart_acts")["title"]
     assert t[0] == t[1] == t[2] and "step" in t[0], t
+    el(page, "chart_loss").scroll_into_view_if_needed()
+    page.mouse.move(0, 0)
+    wait_until(lambda: drawn_vs_held(page, "chart_loss")["appended"] >= 3, timeout=60, what="chart_loss: appended")
+    a = settled(page, "chart_loss")
+    assert a["appended"] < a["drawn"]  # the first draw, each move of an axis, and one every 2 s are plotly.js'
+    assert a["fullX"] == a["heldX"] and a["fullY"] == pytest.approx(a["heldY"], rel=1e-6), "drawn != held"
+    assert a["end"] == pytest.approx(a["want"], abs=0.011), (a["end"], a["want"])  # on screen: the newest point
+    assert a["autorange"] is True and a["range"][1] > max(a["heldX"]), a["range"]  # room on the right
+    # The pointer over the chart: the draws from the next one on are plotly.js' own, its hover data every point.
+    el(page, "chart_loss").hover()
+    page.wait_for_timeout(100)
+    before = drawn_vs_held(page, "chart_loss")
+    wait_until(lambda: drawn_vs_held(page, "chart_loss")["drawn"] >= before["drawn"] + 3, timeout=30,
+               what="chart_loss: three draws under the pointer")
+    b = settled(page, "chart_loss")
+    assert b["appended"] == before["appended"], "a line was extended under the pointer"
+    assert b["hoverPoints"] == len(b["heldX"]) and b["fullX"] == b["heldX"]
+    page.mouse.move(0, 0)  # and away from it, the lightest draws resume
+    wait_until(lambda: drawn_vs_held(page, "chart_loss")["appended"] > b["appended"], timeout=30,
+               what="chart_loss: appended again")
     click_button(page, "btn_stop")
