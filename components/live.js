@@ -393,18 +393,19 @@ function drawChart(Plotly, div, data) {
   const moved = rows ? inPlace(div, held, now) : null;
   const plan = moved ? appendPlan(div, held, moved) : null;
   div.__drawn = now;
+  if (moved) retitle(div, titleOf(held.layout));
   if (plan) {
     append(div, held, plan);
     return Promise.resolve();
   }
   div.__synced = performance.now();  // plotly.js draws every point it is given, its hover data with them
   if (moved) {
-    retitle(div, titleOf(held.layout));
     div.dataset.inPlace = String(Number(div.dataset.inPlace || 0) + 1);  // how many draws took the cheap way
     return Plotly.animate(div, {data: moved.map((i) => pointsOf(held.data[i])), traces: moved},
                           {transition: {duration: 0}, frame: {duration: 0, redraw: false}, mode: 'immediate'});
   }
-  const layout = {...(div.__stream ? withHeadroom(held) : held.layout), datarevision: (div.__revision = (div.__revision || 0) + 1)};
+  div.__revision = (div.__revision || 0) + 1;
+  const layout = {...(div.__stream ? withHeadroom(held) : held.layout), datarevision: div.__revision};
   const fig = dark ? recolor({data: held.data, layout}, data.dark) : {data: held.data, layout};
   return Plotly.react(div, fig.data, fig.layout, data.config);
 }

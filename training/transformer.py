@@ -70,8 +70,7 @@ class Attention(nn.Module):
             with torch.no_grad():
                 stats.append(layer_measures(scores, weights))
                 if probing:  # (heads,) and (heads, P, P): the first window's first positions
-                    top = scores.amax(-1)
-                    entropy = top - weights.amax(-1).log() - (weights * scores).sum(-1)  # (b, heads, t)
+                    entropy = row_log_z(scores, weights)[1] - (weights * scores).sum(-1)  # (b, heads, t)
                     self.probed = entropy.mean(dim=(0, 2)), weights[0, :, :PATTERN, :PATTERN].clone()
         if self.keep and self.training:
             self.last_scores, self.last_weights = scores.detach(), weights.detach()
@@ -85,8 +84,8 @@ def layer_measures(scores: torch.Tensor, weights: torch.Tensor) -> tuple[torch.T
     The entropy of a row is -Σ p log p = log Z - Σ p·s (log p = s - log Z; a masked p is 0, and so is its p·s); the
     mean of Σ p·s over every row at once is one dot product. log Z = s - log p at any position whose weight is not 0,
     and each position sees itself: the diagonal, t of a row's t² numbers. Where a diagonal weight has underflowed
-    (attention collapsed onto another position, a logit gap past ~44 nats) the row's largest weight serves instead,
-    exp(max s - log Z) ≥ 1/t, at two more passes over the scores.
+    (attention collapsed onto another position, a logit gap past ~44 nats) the row's largest weight serves instead
+    (``row_log_z``), at two more passes over the scores.
     """
     rows = weights.shape[:-1].numel()
     mean_ps = torch.dot(weights.reshape(-1), scores.reshape(-1)) / rows
@@ -95,8 +94,15 @@ def layer_measures(scores: torch.Tensor, weights: torch.Tensor) -> tuple[torch.T
     if weights.is_cpu and bool(own.amin() > SEEN):
         log_z = scores.diagonal(dim1=-2, dim2=-1).contiguous() - own.log()
         return scores.amax(), log_z.mean() - mean_ps
+    top, log_z = row_log_z(scores, weights)
+    return top.amax(), log_z.mean() - mean_ps
+
+
+def row_log_z(scores: torch.Tensor, weights: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each attention row's largest score and its log Z = max s - log max p, (b, heads, t) each: the largest weight
+    is exp(max s - log Z) ≥ 1/t, so it never underflows."""
     top = scores.amax(-1)
-    return top.amax(), (top - weights.amax(-1).log()).mean() - mean_ps
+    return top, top - weights.amax(-1).log()
 
 
 class FeedForward(nn.Module):
