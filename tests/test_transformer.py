@@ -102,7 +102,8 @@ def test_the_layer_measures_hold_as_attention_collapses(gap, diagonal_anchor):
     scores = raw.masked_fill(future, torch.finfo(raw.dtype).min)
     weights = scores.softmax(-1)
     assert bool(weights.diagonal(dim1=-2, dim2=-1).amin() > TF.SEEN) == diagonal_anchor
-    largest, entropy = TF.layer_measures(scores, weights)
+    largest, log_z_sum, ps_sum = TF.layer_measures(scores, weights)
+    entropy = TF.mean_entropy(float(log_z_sum), float(ps_sum), 3 * 2 * t)
     p = raw.double().masked_fill(future, -math.inf).softmax(-1)
     want = -torch.where(p > 0, p * p.log(), torch.zeros((), dtype=torch.float64)).sum(-1).mean()
     assert float(largest) == float(raw.masked_fill(future, -math.inf).amax())

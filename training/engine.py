@@ -175,7 +175,7 @@ class Trainer:
         ratios = [u / w if w > 0 else math.nan for u, w in zip(un, wn, strict=True)] if applied else [math.nan] * n
         row = np.array([loss_v, lr, pre_v, post_v, float(host.clipped), *held_out(probe_out),
                         *host.values[sent.grads], *wn, *ratios, *sharp,
-                        *host.values[len(host.values) - len(self.measures.tail):]])  # the transformer's measures
+                        *self.measures.finish(host.values[len(host.values) - len(self.measures.tail):])])
         at = self._row
         rec = StepRecord(self.step_idx, loss_v, lr, pre_v, post_v, host.clipped, row[at["grad_norm"]],
                          row[at["weight_norm"]], row[at["update_ratio"]], applied, flat=row, clip_norm=clip_norm)

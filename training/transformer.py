@@ -27,6 +27,7 @@ MAX_HEADS = 8
 # The smallest diagonal attention weight read as a row's anchor for log Z: above it, log p is within ~3e-6 of exact
 # (a float32 s - max s near -44 rounds by ~3e-6); below it the row's largest weight is the anchor.
 SEEN = 2.0 ** -64
+LOG_SEEN = math.log(SEEN)  # the same bound on log p, the form the measures compare
 PATTERN = 32  # positions of the attention pattern a probe keeps: 32 x 32 per head, small enough to draw and store
 # The config fields that shape the transformer or switch its mitigations: the lab shows them for it alone.
 FIELDS = ("n_layers", "d_model", "n_heads", "context", "norm_position", "qk_norm", "positions", "tie_embeddings",
@@ -68,7 +69,7 @@ class Attention(nn.Module):
         weights = scores.softmax(dim=-1)
         if stats is not None:
             with torch.no_grad():
-                stats.append(layer_measures(scores, weights))
+                stats.append((*layer_measures(scores, weights), weights.shape[:-1].numel()))
                 if probing:  # (heads,) and (heads, P, P): the first window's first positions
                     entropy = row_log_z(scores, weights)[1] - (weights * scores).sum(-1)  # (b, heads, t)
                     self.probed = entropy.mean(dim=(0, 2)), weights[0, :, :PATTERN, :PATTERN].clone()
@@ -77,25 +78,30 @@ class Attention(nn.Module):
         return self.proj((weights @ v).transpose(1, 2).reshape(b, t, d))
 
 
-def layer_measures(scores: torch.Tensor, weights: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """One attention layer's (largest allowed logit, mean entropy of its rows), as 0-d tensors, from its scores
-    q·k/√d_head (the lowest float where a position would see a later one) and their softmax, both (b, heads, t, t).
+def layer_measures(scores: torch.Tensor, weights: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One attention layer's largest allowed logit, and the sums over its rows of log Z and of Σ p·s, as 0-d
+    tensors, from its scores q·k/√d_head (the lowest float where a position would see a later one) and their
+    softmax, both (b, heads, t, t). The rows' mean entropy is (Σ log Z - Σ p·s) / rows (``mean_entropy``), taken
+    on the host: the difference and the division are two small ops a layer the step need not wait for.
 
-    The entropy of a row is -Σ p log p = log Z - Σ p·s (log p = s - log Z; a masked p is 0, and so is its p·s); the
-    mean of Σ p·s over every row at once is one dot product. log Z = s - log p at any position whose weight is not 0,
-    and each position sees itself: the diagonal, t of a row's t² numbers. Where a diagonal weight has underflowed
-    (attention collapsed onto another position, a logit gap past ~44 nats) the row's largest weight serves instead
+    The entropy of a row is -Σ p log p = log Z - Σ p·s (log p = s - log Z; a masked p is 0, and so is its p·s); Σ p·s
+    over every row at once is one dot product. log Z = s - log p at any position whose weight is not 0, and each
+    position sees itself: the diagonal, t of a row's t² numbers. Where a diagonal weight has underflowed (attention
+    collapsed onto another position, a logit gap past ~44 nats) the row's largest weight serves instead
     (``row_log_z``), at two more passes over the scores.
     """
-    rows = weights.shape[:-1].numel()
-    mean_ps = torch.dot(weights.reshape(-1), scores.reshape(-1)) / rows
-    own = weights.diagonal(dim1=-2, dim2=-1).contiguous()
+    ps = torch.dot(weights.view(-1), scores.view(-1))
+    own = weights.diagonal(dim1=-2, dim2=-1).log()
     # A GPU would wait for this answer: there the row maxima are the cheaper way.
-    if weights.is_cpu and bool(own.amin() > SEEN):
-        log_z = scores.diagonal(dim1=-2, dim2=-1).contiguous() - own.log()
-        return scores.amax(), log_z.mean() - mean_ps
+    if weights.is_cpu and own.amin().item() > LOG_SEEN:
+        return scores.amax(), (scores.diagonal(dim1=-2, dim2=-1) - own).sum(), ps
     top, log_z = row_log_z(scores, weights)
-    return top.amax(), log_z.mean() - mean_ps
+    return top.amax(), log_z.sum(), ps
+
+
+def mean_entropy(log_z_sum: float, ps_sum: float, rows: int) -> float:
+    """The mean entropy of ``rows`` attention rows, in nats, from ``layer_measures``' two sums (float64)."""
+    return (log_z_sum - ps_sum) / rows
 
 
 def row_log_z(scores: torch.Tensor, weights: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -150,7 +156,7 @@ class TransformerLM(nn.Module):
         if tied:
             self.head.weight = self.tok.weight  # one parameter, registered once (as tok.weight)
         self.register_buffer("future", torch.ones(context, context, dtype=torch.bool).triu(1), persistent=False)
-        self.stats: list = []  # the last training forward's (max logit, mean entropy) per layer
+        self.stats: list = []  # the last training forward's per layer: layer_measures' three sums and its rows
         self.measure = True  # False: the model alone, no attention measures (bench/transformer_cost.py's bare loop)
 
     def forward(self, idx: torch.Tensor, probe: list | None = None) -> torch.Tensor:
@@ -247,7 +253,10 @@ class Measures:
         # The loss is the cross-entropy (the language model's only loss but mse): log Z can be read off it.
         self.cross_entropy = getattr(cfg, "loss", "auto") != "mse"
         self.columns = columns(cfg.n_layers) if model is not None else []
-        self.tail: list[torch.Tensor] = []  # the last step's measures as 0-d tensors, in ``columns`` order
+        # The last step's measures as 0-d tensors for the step's one transfer: each layer's largest logit, each
+        # layer's two sums for its entropy, the output's mean log Z; ``finish`` turns their host values into columns.
+        self.tail: list[torch.Tensor] = []
+        self.rows: list[int] = []  # the attention rows each layer's sums are over
 
     def objective(self, loss: torch.Tensor, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """What backward differentiates; sets ``tail``.
@@ -265,8 +274,16 @@ class Measures:
         else:  # detached: no graph is built for a measure
             mean_log_z = logits.detach().logsumexp(dim=-1).mean()
         stats = self.model.stats
-        self.tail = [*(m for m, _ in stats), *(e for _, e in stats), mean_log_z]
+        self.tail = [*(s[0] for s in stats), *(x for s in stats for x in s[1:3]), mean_log_z]
+        self.rows = [s[3] for s in stats]
         return loss
+
+    def finish(self, sent: list[float]) -> list[float]:
+        """The host values of ``tail`` → the row's values in ``columns`` order."""
+        n = len(self.rows)
+        sums = sent[n:3 * n]
+        return [*sent[:n], *(mean_entropy(sums[2 * i], sums[2 * i + 1], r) for i, r in enumerate(self.rows)),
+                *sent[3 * n:]]
 
 
 NO_MEASURES = Measures(SimpleNamespace(z_loss=0.0), None)  # every other model: no columns, nothing sent
