@@ -156,7 +156,7 @@ class TransformerLM(nn.Module):
         if tied:
             self.head.weight = self.tok.weight  # one parameter, registered once (as tok.weight)
         self.register_buffer("future", torch.ones(context, context, dtype=torch.bool).triu(1), persistent=False)
-        self.stats: list = []  # the last training forward's per layer: layer_measures' three sums and its rows
+        self.stats: list = []  # the last training forward's per layer: layer_measures' three numbers and its rows
         self.measure = True  # False: the model alone, no attention measures (bench/transformer_cost.py's bare loop)
 
     def forward(self, idx: torch.Tensor, probe: list | None = None) -> torch.Tensor:
@@ -254,7 +254,8 @@ class Measures:
         self.cross_entropy = getattr(cfg, "loss", "auto") != "mse"
         self.columns = columns(cfg.n_layers) if model is not None else []
         # The last step's measures as 0-d tensors for the step's one transfer: each layer's largest logit, each
-        # layer's two sums for its entropy, the output's mean log Z; ``finish`` turns their host values into columns.
+        # layer's sum of log Z, each layer's sum of p·s, the output's mean log Z; ``finish`` turns their host values
+        # into columns.
         self.tail: list[torch.Tensor] = []
         self.rows: list[int] = []  # the attention rows each layer's sums are over
 
@@ -274,16 +275,14 @@ class Measures:
         else:  # detached: no graph is built for a measure
             mean_log_z = logits.detach().logsumexp(dim=-1).mean()
         stats = self.model.stats
-        self.tail = [*(s[0] for s in stats), *(x for s in stats for x in s[1:3]), mean_log_z]
+        self.tail = [*(s[0] for s in stats), *(s[1] for s in stats), *(s[2] for s in stats), mean_log_z]
         self.rows = [s[3] for s in stats]
         return loss
 
     def finish(self, sent: list[float]) -> list[float]:
         """The host values of ``tail`` → the row's values in ``columns`` order."""
         n = len(self.rows)
-        sums = sent[n:3 * n]
-        return [*sent[:n], *(mean_entropy(sums[2 * i], sums[2 * i + 1], r) for i, r in enumerate(self.rows)),
-                *sent[3 * n:]]
+        return [*sent[:n], *map(mean_entropy, sent[n:2 * n], sent[2 * n:3 * n], self.rows), *sent[3 * n:]]
 
 
 NO_MEASURES = Measures(SimpleNamespace(z_loss=0.0), None)  # every other model: no columns, nothing sent
