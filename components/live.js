@@ -320,6 +320,10 @@ function appendPlan(gd, held, moved) {
   const full = gd._fullData, fl = gd._fullLayout, drawn = gd.__drawn;
   if (gd.__pointer || performance.now() - (gd.__synced || 0) > SYNC_MS) return null;
   const plan = [];
+  // Each drawn trace's SVG group, by trace index: one query of the chart's traces for every moved line.
+  const groups = new Map([...gd.querySelectorAll('.scatterlayer .trace')]
+    .filter((g) => g.__data__ && g.__data__[0] && g.__data__[0].trace)
+    .map((g) => [g.__data__[0].trace.index, g]));
   for (const i of moved) {
     const f = full[i], t = held.data[i], was = drawn[i];
     const lines = (f.mode || '').includes('lines'), markers = (f.mode || '').includes('markers');
@@ -337,8 +341,7 @@ function appendPlan(gd, held, moved) {
           || (xa.type === 'log' && x <= 0) || (ya.type === 'log' && y <= 0)) return null;  // a gap: a new path
       return [Math.round(xa.c2p(x) * 100) / 100, Math.round(ya.c2p(y) * 100) / 100];
     };
-    const group = [...gd.querySelectorAll('.scatterlayer .trace')]
-      .find((g) => g.__data__ && g.__data__[0] && g.__data__[0].trace && g.__data__[0].trace.index === i);
+    const group = groups.get(i);
     if (!group) return null;
     const last = at(k - 1);
     if (!last) return null;
